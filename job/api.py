@@ -1,0 +1,98 @@
+"""The seed's (PyMarlin's) Python API, kept working on top of this package.
+
+    config = CustomArgParser(default_yamlfile="config_prod.yaml").parse()
+    file_list = DataInterface().get_file_names(config["input_dir"])
+    distrib = DistributedPreprocessArguments(**config["distribArgs"])
+    out = MyProcessor(config["input_dir"], config["out_dir"], distrib).multi_process_data(
+        file_list, process_count=config["process_count"])
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from . import config as config_module
+from .config import ConfigError
+from .listing import list_inputs
+from .processor import DataProcessor
+
+
+@dataclass
+class DistributedPreprocessArguments:
+    """The seed's rank description; ``node_rank=None`` means ``global_rank // local_size``."""
+
+    local_rank: int = 0
+    global_rank: int = 0
+    world_size: int = 1
+    node_count: int = 1
+    local_size: int = 1
+    node_rank: int | None = None
+
+
+class DataInterface:
+    """Lists input files the way every rank lists them, and runs processors (seed API)."""
+
+    def __init__(self, distrib_args: DistributedPreprocessArguments | None = None):
+        self.distrib_args = distrib_args
+
+    def get_file_names(self, input_dir: str, out_dir: str | None = None,
+                       pattern: str | None = None) -> list[str]:
+        """``input_dir`` joined with each listed file's relative path, in listing order."""
+        return [os.path.join(input_dir, f.rel) for f in list_inputs(input_dir, out_dir, pattern)]
+
+    def process_data(self, data_processor: DataProcessor, *args) -> Any:
+        result = data_processor.process(*args)
+        data_processor.analyze(result)
+        return result
+
+    def multi_process_data(self, data_processor: DataProcessor, *args,
+                           process_count: int | None = 1) -> list:
+        if data_processor.distrib_args is None:
+            data_processor.distrib_args = self.distrib_args
+        return data_processor.multi_process_data(*args, process_count=process_count)
+
+
+class CustomArgParser:
+    """The seed's config parser: a YAML file plus ``--key value`` / ``--section.key value``.
+
+    The file is ``--config_path`` (or ``--config``), else ``default_yamlfile``.
+    Keys of ``python -m job`` are checked and get their defaults; other keys of
+    the file are kept as they are, so a processor can read its own settings.
+    On a bad file or key, :meth:`parse` prints one line and exits with code 2.
+    """
+
+    def __init__(self, yaml_file_arg_key: str = "config_path",
+                 default_yamlfile: str = "config.yaml", log_level: str = "INFO"):
+        self.yaml_file_arg_key = yaml_file_arg_key
+        self.default_yamlfile = default_yamlfile
+        self.log_level = log_level
+
+    def parse(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
+        from .cli import parse_arguments
+
+        argv = sys.argv[1:] if argv is None else argv
+        try:
+            arguments = parse_arguments(
+                [a.replace(f"--{self.yaml_file_arg_key}", "--config", 1) for a in argv])
+            data = config_module.load_yaml(arguments.config_path or self.default_yamlfile)
+            own = {k: v for k, v in data.items() if k not in config_module.KEYS}
+            known = {k: v for k, v in data.items() if k in config_module.KEYS}
+            known.setdefault("log_level", self.log_level)
+            for key, value in arguments.overrides:
+                section, _, sub = key.partition(".")
+                if section in own and not sub:
+                    own[section] = config_module.parse_scalar(section, value)
+                elif section in own and isinstance(own[section], dict):
+                    own[section][sub] = config_module.parse_scalar(sub, value)
+                else:
+                    known = config_module.apply_overrides(known, [(key, value)])
+            checked = config_module.build({"input_dir": "", **known}).as_dict()
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if "input_dir" not in known:
+            checked["input_dir"] = None
+        return {**checked, **own}

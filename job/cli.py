@@ -1,0 +1,99 @@
+"""The command line of ``python -m job``: parse, validate, run, map errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Sequence
+
+import yaml
+
+from . import config as config_module
+from .config import ConfigError
+from .run import EXIT_USAGE, UsageError, configure_logging, execute, log, prepare
+
+USAGE = """\
+usage: python -m job [--config PATH] [--KEY VALUE ...] [--SECTION.KEY VALUE ...]
+
+Process this rank's shard of the files under input_dir with a pool of worker
+processes. The rank comes from distribArgs, else from the launcher's
+environment (mpirun / Azure ML MPI, torchrun / Azure ML PyTorch), else it is
+the only rank. Values are read as YAML scalars; --key-name and --key_name are
+the same key.
+
+options:
+  -h, --help            show this help and exit
+  --config PATH         YAML file of keys (also --config_path, the seed's name)
+  --print_config        print the resolved config as YAML and exit
+
+keys (defaults < config file < command line):
+{keys}
+
+exit codes: 0 done; 1 failures beyond error_threshold; 2 bad usage, config,
+environment or input folder; 130 SIGINT; 143 SIGTERM.
+"""
+
+CONFIG_FLAGS = ("config", "config_path")
+
+
+class Arguments:
+    """The parsed command line: the config file, the overrides and the flags."""
+
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.overrides: list[tuple[str, str]] = []
+        self.help = False
+        self.print_config = False
+
+
+def parse_arguments(argv: Sequence[str]) -> Arguments:
+    """Split ``argv`` into the config path, ``(key, value)`` overrides and flags."""
+    parsed = Arguments()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            parsed.help = True
+            continue
+        if not arg.startswith("--") or arg == "--":
+            raise ConfigError(f"unexpected argument {arg!r}: options are --KEY VALUE; see --help")
+        name, equals, value = arg[2:].partition("=")
+        name = name.replace("-", "_")
+        if name == "print_config":
+            parsed.print_config = True
+            continue
+        if not equals:
+            if not args:
+                raise ConfigError(f"--{name} needs a value")
+            value = args.pop(0)
+        if name in CONFIG_FLAGS:
+            parsed.config_path = value
+        else:
+            parsed.overrides.append((name, value))
+    return parsed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m job`` with ``argv``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        arguments = parse_arguments(argv)
+        if arguments.help:
+            print(USAGE.format(keys=config_module.help_text()))
+            return 0
+        job_config = config_module.load(arguments.config_path, arguments.overrides)
+        if arguments.print_config:
+            print(yaml.safe_dump(job_config.as_dict(), sort_keys=False), end="")
+            return 0
+        configure_logging(job_config.log_level)
+        plan = prepare(job_config, os.environ)
+        configure_logging(job_config.log_level, plan.rank)
+        log.info("%s", plan.rank.describe())
+        log.info("config: %s", job_config.as_dict())
+        return execute(plan)
+    except (ConfigError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        logging.shutdown()

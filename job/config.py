@@ -1,0 +1,264 @@
+"""The job's configuration: one declared schema, YAML file, command-line overrides.
+
+Precedence: defaults < YAML file (``--config PATH``) < ``--KEY VALUE`` and
+``--SECTION.KEY VALUE`` overrides. Override values are read as YAML scalars
+(``--resume false``, ``--file_timeout 30``); keys of type text take the
+value as written. Every key is checked for name and type; any error is a
+:class:`ConfigError` whose message is one line naming the key or file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+DEFAULT_PROCESSOR = "job.tokens:TokenSplitter"
+RUN_TYPES = ("", "auto", "local")
+SHARD_STRATEGIES = ("contiguous", "size")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DISTRIB_KEYS = ("local_rank", "global_rank", "world_size", "node_count", "local_size", "node_rank")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: the message names the key or file."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, as containers restrict it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its name, type checker, default and meaning."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    check: Callable[[str, Any], Any] = field(repr=False, default=lambda name, v: v)
+
+
+def _int(minimum: int | None = None, allow_none: bool = False):
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        return value
+    return check
+
+
+def _number(allow_none: bool = True):
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds or null, got {value!r}")
+        return float(value)
+    return check
+
+
+def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper: bool = False):
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be text, got {value!r}")
+        if upper:
+            value = value.upper()
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; "
+                              f"got {value!r}")
+        return value
+    return check
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _processor(name: str, value: Any) -> str:
+    value = _text()(name, value)
+    module, _, cls = value.partition(":")
+    if not module or not cls:
+        raise ConfigError(f"{name} must be 'module:Class', got {value!r}")
+    return value
+
+
+def _distrib(name: str, value: Any) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping of {', '.join(DISTRIB_KEYS)}; got {value!r}")
+    unknown = sorted(set(map(str, value)) - set(DISTRIB_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key {name}.{unknown[0]}; {name} takes {', '.join(DISTRIB_KEYS)}")
+    result = {}
+    for key, item in value.items():
+        allow_none = key == "node_rank"
+        result[key] = _int(0, allow_none=allow_none)(f"{name}.{key}", item)
+    return result
+
+
+SCHEMA: tuple[Key, ...] = (
+    Key("input_dir", "text", None, "folder of input files (required)", _text(allow_none=True)),
+    Key("out_dir", "text", "out", "where outputs go (created)", _text()),
+    Key("process_count", "integer", None,
+        "worker processes on this rank (null: one per usable CPU)", _int(1, allow_none=True)),
+    Key("run_type", "text", "",
+        "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one rank, "
+        "ignore launcher variables", _text(RUN_TYPES)),
+    Key("distribArgs", "mapping", None,
+        "selective node: node_count, node_rank, local_size, local_rank, global_rank, "
+        "world_size (null: from the launcher)", _distrib),
+    Key("processor", "text", DEFAULT_PROCESSOR,
+        "'module:Class', a DataProcessor subclass built as Class(input_dir, out_dir, "
+        "distrib_args)", _processor),
+    Key("shard_strategy", "text", "contiguous",
+        "'contiguous' (blocks of the sorted list) or 'size' (balance total bytes)",
+        _text(SHARD_STRATEGIES)),
+    Key("pattern", "text", None,
+        "glob on paths relative to input_dir, e.g. '*.txt' (null: every file)",
+        _text(allow_none=True)),
+    Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged", _bool),
+    Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any number)",
+        _int(-1)),
+    Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
+    Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)", _number()),
+    Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR", _text(LOG_LEVELS, upper=True)),
+)
+KEYS = {key.name: key for key in SCHEMA}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """The validated configuration of one run; field names are the config keys."""
+
+    input_dir: str
+    out_dir: str = "out"
+    process_count: int | None = None
+    run_type: str = ""
+    distribArgs: dict | None = None
+    processor: str = DEFAULT_PROCESSOR
+    shard_strategy: str = "contiguous"
+    pattern: str | None = None
+    resume: bool = True
+    error_threshold: int = 0
+    max_retries: int = 1
+    file_timeout: float | None = None
+    log_level: str = "INFO"
+
+    @property
+    def workers(self) -> int:
+        """Worker processes to start: ``process_count``, or one per usable CPU."""
+        return self.process_count or usable_cpus()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+assert [f.name for f in fields(JobConfig)] == list(KEYS), "schema and JobConfig disagree"
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a YAML config file; an empty file is an empty mapping."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a folder") from None
+    except OSError as error:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "malformed YAML"
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def parse_scalar(key: str, text: str) -> Any:
+    """A command-line value read as a YAML scalar; text keys keep the raw string."""
+    kind = KEYS[key].kind if key in KEYS else "integer"
+    if kind == "text" and text not in ("null", "~"):
+        return text
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Apply ``(dotted_key, raw_value)`` pairs to a copy of ``values``.
+
+    ``distribArgs.node_rank`` sets one key of the ``distribArgs`` section,
+    creating the section if needed.
+    """
+    result = dict(values)
+    for dotted, raw in overrides:
+        section, _, key = dotted.partition(".")
+        if section not in KEYS:
+            raise ConfigError(f"unknown key {dotted!r}; see --help for the keys")
+        if not key:
+            result[section] = parse_scalar(section, raw)
+            continue
+        if section != "distribArgs" or "." in key:
+            raise ConfigError(f"unknown key {dotted!r}: only distribArgs has sub-keys")
+        if key not in DISTRIB_KEYS:
+            raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
+        current = result.get(section)
+        merged = dict(current) if isinstance(current, Mapping) else {}
+        merged[key] = parse_scalar(key, raw)
+        result[section] = merged
+    return result
+
+
+def build(values: Mapping[str, Any]) -> JobConfig:
+    """Validate a mapping of keys into a :class:`JobConfig`."""
+    unknown = [str(k) for k in values if k not in KEYS]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; see --help for the keys")
+    checked = {}
+    for key in SCHEMA:
+        value = values.get(key.name, key.default)
+        checked[key.name] = key.check(key.name, value)
+    if checked["input_dir"] is None:
+        raise ConfigError("input_dir is not set: give it in the config file or as --input_dir PATH")
+    return JobConfig(**checked)
+
+
+def load(config_path: str | os.PathLike | None = None,
+         overrides: Sequence[tuple[str, str]] = (), **values: Any) -> JobConfig:
+    """Defaults < ``config_path`` < ``values`` < ``overrides``, validated."""
+    data = load_yaml(config_path) if config_path is not None else {}
+    data.update(values)
+    return build(apply_overrides(data, overrides))
+
+
+def help_text() -> str:
+    """Every key with its type, default and meaning, for ``--help`` and the README."""
+    lines = []
+    for key in SCHEMA:
+        default = "null" if key.default is None else repr(key.default)
+        lines.append(f"  --{key.name} ({key.kind}, default {default})\n      {key.help}")
+    return "\n".join(lines)

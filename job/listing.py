@@ -1,0 +1,73 @@
+"""The input listing every rank computes identically.
+
+Files are listed recursively under ``input_dir``: regular files and symbolic
+links to them; names beginning with ``.`` (files or folders) and anything under
+``out_dir`` are skipped; the result is sorted by relative POSIX path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One planned input: its path relative to ``input_dir`` (POSIX) and its size."""
+
+    rel: str
+    size: int
+
+
+class InputDirError(ValueError):
+    """The input folder is missing, not a folder, or unreadable."""
+
+
+def _matches(rel: str, pattern: str | None) -> bool:
+    if pattern is None:
+        return True
+    return PurePosixPath(rel).match(pattern) or fnmatch.fnmatchcase(rel, pattern)
+
+
+def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                pattern: str | None = None) -> list[InputFile]:
+    """Every input file under ``input_dir`` with its size, sorted by relative path.
+
+    ``pattern`` is a glob on the relative POSIX path (``*.txt``, ``part1/**``);
+    ``None`` takes every file. A broken link is listed with size 0, so that
+    the rank that takes it records it as failed rather than losing it quietly.
+    """
+    root = Path(input_dir)
+    try:
+        if not root.is_dir():
+            raise InputDirError(f"input_dir {str(root)!r} is not a folder" if root.exists()
+                                else f"input_dir {str(root)!r} does not exist")
+        os.listdir(root)
+    except PermissionError as error:
+        raise InputDirError(f"input_dir {str(root)!r} cannot be read: {error.strerror}") from None
+    skip = os.path.realpath(out_dir) if out_dir is not None else None
+    found: list[InputFile] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and os.path.realpath(os.path.join(folder, d)) != skip]
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            rel = Path(path).relative_to(root).as_posix()
+            if not _matches(rel, pattern):
+                continue
+            try:
+                info = os.stat(path)
+            except OSError:
+                # A broken link is listed so that processing records it as failed.
+                if os.path.islink(path):
+                    found.append(InputFile(rel, 0))
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append(InputFile(rel, info.st_size))
+    found.sort(key=lambda f: f.rel)
+    return found

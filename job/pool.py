@@ -1,0 +1,260 @@
+"""A small, honest process pool: one item at a time per worker, nothing hangs.
+
+The parent sends each worker a batch of items over its own pipe; the worker
+calls the function on each item in turn and sends one result per item. The
+parent waits on every pipe and every worker's exit sentinel at once, so:
+
+- a worker that dies (the OOM killer's SIGKILL, a segfault) is seen at once;
+  the item it was on is retried in a fresh worker or reported as
+  ``worker died (signal 9)``, and the rest of its batch is handed out again;
+- an item that runs past ``timeout`` seconds has its worker killed and
+  replaced, and is retried or reported as timed out;
+- an exception in the function is caught in the worker and reported with
+  its message; the worker goes on.
+
+Workers ignore SIGINT (Ctrl-C reaches the whole process group; the parent
+decides) and are killed when the pool closes, whatever the reason.
+Results come back as :class:`Outcome` objects in completion order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+KILL_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class Outcome:
+    """What became of one item: its value, or the error after the last attempt."""
+
+    key: Any
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+    attempts: int = 1
+
+
+@dataclass
+class _Item:
+    key: Any
+    args: tuple
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown"
+        return f"worker died (signal {-exitcode}, {name})"
+    return f"worker died (exit code {exitcode})"
+
+
+def _format_error(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    message = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
+
+
+def _worker_main(conn: Connection, function: Callable, initializer: Callable | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if initializer is not None:
+        initializer()
+    while True:
+        try:
+            batch = conn.recv()
+        except (EOFError, OSError):
+            return
+        if batch is None:
+            return
+        for key, args in batch:
+            start = time.perf_counter()
+            try:
+                value = function(*args)
+                message = (key, True, value, time.perf_counter() - start)
+            except Exception as error:  # noqa: BLE001 - reported to the parent
+                message = (key, False, _format_error(error), time.perf_counter() - start)
+            try:
+                conn.send(message)
+            except Exception as error:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                conn.send((key, False, f"result not sendable: {_format_error(error)}",
+                           time.perf_counter() - start))
+
+
+class _Worker:
+    def __init__(self, context, function: Callable, initializer: Callable | None):
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=_worker_main, args=(child, function, initializer),
+                                       daemon=True)
+        self.process.start()
+        child.close()
+        self.batch: deque[_Item] = deque()
+        self.started = 0.0  # when the head of the batch started
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.batch)
+
+    def give(self, batch: list[_Item]) -> None:
+        self.batch.extend(batch)
+        self.started = time.monotonic()
+        try:
+            self.conn.send([(item.key, item.args) for item in batch])
+        except OSError:
+            pass  # the worker just died: its sentinel reports it
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(KILL_GRACE_SECONDS)
+        self.conn.close()
+
+
+class WorkerPool:
+    """Run ``function(*args)`` for many items in ``workers`` processes.
+
+    ``on_worker_lost(pid)`` is called in the parent after a worker died or
+    was killed, before its item is retried (e.g. to remove its temporary
+    files). ``max_retries`` extra attempts are made after a failure, of any
+    kind. Use as a context manager: leaving it kills every worker.
+    """
+
+    def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,
+                 timeout: float | None = None, initializer: Callable | None = None,
+                 on_worker_lost: Callable[[int], None] | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self._function = function
+        self._initializer = initializer
+        self._size = workers
+        self._max_retries = max_retries
+        self._timeout = timeout
+        self._on_worker_lost = on_worker_lost
+        self._workers: list[_Worker] = []
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every worker now (SIGKILL for the ones still busy)."""
+        for worker in self._workers:
+            if not worker.busy:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 0.5
+        for worker in self._workers:
+            if worker.busy:
+                worker.process.kill()
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
+        self._workers.clear()
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context, self._function, self._initializer)
+        self._workers.append(worker)
+        return worker
+
+    def imap(self, items: Iterable[tuple[Any, tuple]],
+             batch_size: int = 1) -> Iterator[Outcome]:
+        """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes."""
+        pending: deque[_Item] = deque(_Item(key, tuple(args)) for key, args in items)
+        total = len(pending)
+        if not total:
+            return
+        for _ in range(min(self._size, total) - len(self._workers)):
+            self._spawn()
+        done = 0
+        while done < total:
+            for worker in list(self._workers):
+                if worker.busy or not pending:
+                    continue
+                if not worker.process.is_alive():  # died while idle: nothing to charge
+                    self._workers.remove(worker)
+                    worker.kill()
+                    worker = self._spawn()
+                size = 1 if pending[0].attempts else batch_size
+                worker.give([pending.popleft() for _ in range(min(size, len(pending)))])
+            yield from self._collect(pending)
+            done = total - len(pending) - sum(len(w.batch) for w in self._workers)
+
+    def _collect(self, pending: deque[_Item]) -> Iterator[Outcome]:
+        """Wait for the next events; yield finished outcomes, requeue retries."""
+        busy = [w for w in self._workers if w.busy]
+        timeout = None
+        if self._timeout is not None:
+            now = time.monotonic()
+            timeout = max(0.0, min(w.started + self._timeout for w in busy) - now)
+        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
+        for worker in busy:
+            if worker.conn in ready:
+                yield from self._receive(worker, pending)
+        for worker in busy:
+            if worker.process.sentinel in ready and worker.busy:
+                yield from self._receive(worker, pending)  # results sent before dying
+                if worker.busy:
+                    worker.process.join(KILL_GRACE_SECONDS)
+                    yield from self._lose(worker, pending, _describe_exit(worker.process.exitcode))
+            elif (self._timeout is not None and worker.busy
+                  and time.monotonic() - worker.started >= self._timeout):
+                yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
+
+    def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
+        while worker.busy:
+            try:
+                if not worker.conn.poll():
+                    return
+                key, ok, payload, seconds = worker.conn.recv()
+            except (EOFError, OSError):
+                return
+            item = worker.batch.popleft()
+            worker.started = time.monotonic()
+            assert item.key == key, "worker answered out of order"
+            item.attempts += 1
+            if ok:
+                yield Outcome(key, True, value=payload, seconds=seconds, attempts=item.attempts)
+            else:
+                yield from self._failed(item, payload, seconds, pending)
+
+    def _failed(self, item: _Item, error: str, seconds: float,
+                pending: deque[_Item]) -> Iterator[Outcome]:
+        item.errors.append(error)
+        if item.attempts <= self._max_retries:
+            pending.appendleft(item)
+        else:
+            yield Outcome(item.key, False, error=error, seconds=seconds, attempts=item.attempts)
+
+    def _lose(self, worker: _Worker, pending: deque[_Item], reason: str) -> Iterator[Outcome]:
+        """The worker died or hung: replace it, charge its current item, requeue the rest."""
+        pid = worker.process.pid
+        worker.kill()
+        self._workers.remove(worker)
+        if self._on_worker_lost is not None:
+            self._on_worker_lost(pid)
+        culprit = worker.batch.popleft()
+        pending.extendleft(reversed(worker.batch))
+        worker.batch.clear()
+        culprit.attempts += 1
+        seconds = time.monotonic() - worker.started
+        self._spawn()
+        yield from self._failed(culprit, reason, seconds, pending)

@@ -1,0 +1,112 @@
+"""``DataProcessor``: the class users subclass, with the seed's ``multi_process_data``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from . import ranks, sharding
+from .config import usable_cpus
+from .pool import WorkerPool
+
+
+class ProcessingFailed(RuntimeError):
+    """Some calls of ``multi_process_data`` failed after their retries.
+
+    ``failures`` maps the index of each failed call (in this rank's shard)
+    to its error; ``results`` holds the flat results of the calls that worked.
+    """
+
+    def __init__(self, failures: dict[int, str], results: list):
+        self.failures = failures
+        self.results = results
+        first = next(iter(failures.items()))
+        super().__init__(f"{len(failures)} call(s) failed; first: call {first[0]}: {first[1]}")
+
+
+class DataProcessor:
+    """Processes data, one call of :meth:`process` per item.
+
+    Subclass it and implement :meth:`process`. Instances are built in the
+    rank's main process and copied into each worker process, so keep
+    ``__init__`` light and do heavy set-up (models, connections) lazily in
+    ``process``. Write outputs with :func:`job.atomic_output` so that a crash
+    never leaves a partial file under its final name.
+    """
+
+    def __init__(self, distrib_args=None):
+        self.distrib_args = distrib_args
+
+    def process(self, *args) -> Any:
+        """Process one item; the return value is collected by ``multi_process_data``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def analyze(self, *args) -> Any:
+        """Optional: called once with the flat list of results (the seed's hook)."""
+
+    def output_path(self, path: str) -> str | None:
+        """Where ``process(path)`` writes, if one file; lets resume check the output exists."""
+        return None
+
+    def rank(self) -> ranks.Rank:
+        """This process's rank: from ``distrib_args``, else from the launcher's environment."""
+        if self.distrib_args is None:
+            return ranks.from_environment(os.environ)
+        return ranks.from_distrib_args(_as_mapping(self.distrib_args))
+
+    def multi_process_data(self, *args, process_count: int | None = 1) -> list:
+        """Call :meth:`process` over this rank's share of the list arguments.
+
+        List arguments (all of one length) are sharded across ranks
+        (contiguous blocks, as ``shard_strategy: contiguous``), then spread
+        over ``process_count`` worker processes; a list of length 1 and any
+        non-list argument go to every call. Each call's result is flattened
+        into one list (lists and tuples are extended, anything else appended),
+        in the order of the calls. Raises :class:`ProcessingFailed` if any call
+        raised or its worker died, after every other call finished.
+        """
+        calls = _shard_calls(args, self.rank())
+        results: dict[int, Any] = {}
+        failures: dict[int, str] = {}
+        workers = min(process_count or usable_cpus(), max(1, len(calls)))
+        with WorkerPool(self.process, workers) as pool:
+            for outcome in pool.imap(enumerate(calls)):
+                if outcome.ok:
+                    results[outcome.key] = outcome.value
+                else:
+                    failures[outcome.key] = outcome.error
+        flat: list = []
+        for index in sorted(results):
+            value = results[index]
+            flat.extend(value) if isinstance(value, (list, tuple)) else flat.append(value)
+        if failures:
+            raise ProcessingFailed(dict(sorted(failures.items())), flat)
+        self.analyze(flat)
+        return flat
+
+
+def _as_mapping(distrib_args) -> dict:
+    if isinstance(distrib_args, dict):
+        return distrib_args
+    return {key: getattr(distrib_args, key) for key in
+            ("local_rank", "global_rank", "world_size", "node_count", "local_size", "node_rank")
+            if hasattr(distrib_args, key)}
+
+
+def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:
+    lengths = {len(a) for a in args if isinstance(a, list) and len(a) != 1}
+    if not any(isinstance(a, list) for a in args):
+        raise ValueError("multi_process_data needs at least one list argument to shard")
+    if len(lengths) > 1:
+        raise ValueError(f"list arguments must have one length (or length 1); got {sorted(lengths)}")
+    length = lengths.pop() if lengths else 1
+    block = sharding.contiguous_range(length, rank.shard_index, rank.shard_count)
+    columns = []
+    for arg in args:
+        if isinstance(arg, list) and len(arg) == length:
+            columns.append([arg[i] for i in block])
+        elif isinstance(arg, list):
+            columns.append(arg * len(block))
+        else:
+            columns.append([arg] * len(block))
+    return list(zip(*columns))

@@ -1,0 +1,155 @@
+"""Which shard am I? Rank resolution from the config or the launcher's environment.
+
+This module is the one place that reads launcher variables. Sources, in order:
+
+1. ``distribArgs`` from the config or command line ("selective node": emulate
+   node 3 of 5 on one machine). Keys: ``node_count``, ``node_rank``,
+   ``local_size``, ``local_rank``, ``global_rank``, ``world_size``.
+2. OpenMPI, as ``mpirun`` and Azure ML's MPI distribution set it:
+   ``OMPI_COMM_WORLD_RANK``, ``OMPI_COMM_WORLD_SIZE``,
+   ``OMPI_COMM_WORLD_LOCAL_RANK``, ``OMPI_COMM_WORLD_LOCAL_SIZE``.
+3. torchrun and Azure ML's PyTorch distribution: ``RANK``, ``WORLD_SIZE``,
+   ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``NODE_RANK`` (or ``GROUP_RANK``).
+4. Azure ML node variables, where a multi-node job runs without a launcher:
+   ``AZUREML_NODE_COUNT`` with ``AZ_BATCHAI_TASK_INDEX`` (one rank per node).
+5. Otherwise a single rank that takes every file.
+
+``run_type: local`` skips 2-4. The unit of sharding is the rank:
+``shard_count = node_count * local_size`` and
+``shard_index = node_rank * local_size + local_rank``; for a launcher that is
+the global rank of the world size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+OMPI_VARS = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+             "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")
+TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+AZUREML_NODE_VARS = ("AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
+
+
+class RankError(ValueError):
+    """A rank or size that is missing, not an integer, negative or out of range."""
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Where this process sits in the job, and which shard it takes.
+
+    ``source`` says what decided it, e.g. ``"OpenMPI (OMPI_COMM_WORLD_*)"``.
+    """
+
+    node_rank: int = 0
+    node_count: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    source: str = "single rank (no launcher variables found)"
+
+    @property
+    def shard_index(self) -> int:
+        return self.node_rank * self.local_size + self.local_rank
+
+    @property
+    def shard_count(self) -> int:
+        return self.node_count * self.local_size
+
+    def describe(self) -> str:
+        return (f"rank {self.shard_index} of {self.shard_count} "
+                f"(node {self.node_rank} of {self.node_count}, "
+                f"local rank {self.local_rank} of {self.local_size}) from {self.source}")
+
+
+def _integer(name: str, value: object, minimum: int = 0) -> int:
+    if isinstance(value, bool):
+        raise RankError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("+-").isdigit():
+            raise RankError(f"{name} must be an integer, got {value!r}")
+        value = int(text)
+    if not isinstance(value, int):
+        raise RankError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise RankError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _below(name: str, value: int, bound_name: str, bound: int) -> None:
+    if value >= bound:
+        raise RankError(f"{name}={value} is out of range: it must be < {bound_name}={bound}")
+
+
+def from_distrib_args(args: Mapping[str, object], source: str = "distribArgs") -> Rank:
+    """Rank from the seed's ``distribArgs`` mapping (missing keys take the seed's defaults).
+
+    >>> from_distrib_args({"node_count": 5, "node_rank": 3}).shard_index
+    3
+    """
+    def key(name: str) -> str:
+        return f"{source}.{name}"
+
+    node_count = _integer(key("node_count"), args.get("node_count", 1), 1)
+    local_size = _integer(key("local_size"), args.get("local_size", 1), 1)
+    local_rank = _integer(key("local_rank"), args.get("local_rank", 0))
+    global_rank = _integer(key("global_rank"), args.get("global_rank", 0))
+    _integer(key("world_size"), args.get("world_size", 1), 1)
+    _below(key("local_rank"), local_rank, key("local_size"), local_size)
+    if args.get("node_rank") is None:
+        node_rank = global_rank // local_size
+        if node_rank >= node_count:
+            raise RankError(f"{key('global_rank')}={global_rank} is out of range: with "
+                            f"{key('local_size')}={local_size} it must be < "
+                            f"{node_count * local_size} ({key('node_count')} x {key('local_size')})")
+    else:
+        node_rank = _integer(key("node_rank"), args["node_rank"])
+        _below(key("node_rank"), node_rank, key("node_count"), node_count)
+    return Rank(node_rank, node_count, local_rank, local_size, source)
+
+
+def _from_world(environ: Mapping[str, str], rank_var: str, size_var: str,
+                local_rank_var: str, local_size_var: str, source: str) -> Rank:
+    """Rank from a launcher that numbers ranks globally (MPI, torchrun)."""
+    for name in (rank_var, size_var):
+        if name not in environ:
+            raise RankError(f"{name} is not set, but other {source} variables are")
+    rank = _integer(rank_var, environ[rank_var])
+    size = _integer(size_var, environ[size_var], 1)
+    _below(rank_var, rank, size_var, size)
+    local_size = _integer(local_size_var, environ.get(local_size_var, "1"), 1)
+    local_rank = _integer(local_rank_var, environ.get(local_rank_var, str(rank % local_size)))
+    _below(local_rank_var, local_rank, local_size_var, local_size)
+    if size % local_size:
+        # Uneven process counts per node: shard by global rank alone.
+        return Rank(rank, size, 0, 1, source)
+    return Rank(rank // local_size, size // local_size, rank % local_size, local_size, source)
+
+
+def from_environment(environ: Mapping[str, str]) -> Rank:
+    """Rank from the launcher's environment variables; a single rank where none are set."""
+    if any(name in environ for name in OMPI_VARS):
+        return _from_world(environ, *OMPI_VARS, source="OpenMPI (OMPI_COMM_WORLD_*)")
+    if "RANK" in environ or "WORLD_SIZE" in environ:
+        rank = _from_world(environ, *TORCH_VARS, source="torchrun (RANK, WORLD_SIZE, ...)")
+        for name in ("NODE_RANK", "GROUP_RANK"):
+            if name in environ:
+                _below(name, _integer(name, environ[name]), "node count", rank.node_count)
+        return rank
+    if all(name in environ for name in AZUREML_NODE_VARS):
+        node_count = _integer("AZUREML_NODE_COUNT", environ["AZUREML_NODE_COUNT"], 1)
+        node_rank = _integer("AZ_BATCHAI_TASK_INDEX", environ["AZ_BATCHAI_TASK_INDEX"])
+        _below("AZ_BATCHAI_TASK_INDEX", node_rank, "AZUREML_NODE_COUNT", node_count)
+        return Rank(node_rank, node_count, 0, 1, "Azure ML node variables (AZ_BATCHAI_TASK_INDEX)")
+    return Rank()
+
+
+def resolve(distrib_args: Mapping[str, object] | None, environ: Mapping[str, str],
+            run_type: str = "") -> Rank:
+    """The rank of this process: ``distribArgs`` > launcher variables > single rank."""
+    if distrib_args is not None:
+        return from_distrib_args(distrib_args)
+    if run_type == "local":
+        return Rank(source="single rank (run_type: local)")
+    return from_environment(environ)

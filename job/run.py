@@ -1,0 +1,253 @@
+"""One rank's run: resolve the rank, plan the shard, process it, journal it.
+
+Exit codes: 0 done (failures within ``error_threshold``); 1 failures beyond
+it; 2 bad usage, config, environment or input folder, found before any file
+is processed; 130 interrupted by SIGINT; 143 terminated by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from . import atomic, journal, ranks, sharding
+from .config import JobConfig
+from .listing import InputDirError, InputFile, list_inputs
+from .pool import WorkerPool
+from .processor import DataProcessor
+from .progress import Progress
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+log = logging.getLogger("job")
+
+
+class UsageError(Exception):
+    """Bad usage, config, environment or input folder: exit 2 with this one-line message."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class Plan:
+    """What this rank will do: computed and checked before anything is written."""
+
+    config: JobConfig
+    rank: ranks.Rank
+    listing: list[InputFile]
+    files: list[InputFile]
+    processor: DataProcessor
+
+
+def load_processor_class(spec: str) -> type[DataProcessor]:
+    """The class named by ``module:Class``; :class:`UsageError` if it is not a DataProcessor."""
+    module_name, _, class_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - any import failure is a usage error
+        raise UsageError(f"processor {spec!r}: cannot import {module_name!r}: "
+                         f"{type(error).__name__}: {error}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, DataProcessor)):
+        what = "not found" if cls is None else "not a DataProcessor subclass"
+        raise UsageError(f"processor {spec!r}: {class_name!r} is {what} in {module_name!r}")
+    return cls
+
+
+def distrib_arguments(rank: ranks.Rank):
+    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it."""
+    from .api import DistributedPreprocessArguments
+    return DistributedPreprocessArguments(
+        local_rank=rank.local_rank, global_rank=rank.shard_index, world_size=rank.shard_count,
+        node_count=rank.node_count, local_size=rank.local_size, node_rank=rank.node_rank)
+
+
+def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
+    """Resolve the rank, list and shard the inputs, build the processor; write nothing."""
+    try:
+        rank = ranks.resolve(config.distribArgs, environ, config.run_type)
+    except ranks.RankError as error:
+        raise UsageError(str(error)) from None
+    if os.path.realpath(config.input_dir) == os.path.realpath(config.out_dir):
+        raise UsageError(f"out_dir {config.out_dir!r} must differ from input_dir")
+    try:
+        listing = list_inputs(config.input_dir, config.out_dir, config.pattern)
+    except InputDirError as error:
+        raise UsageError(str(error)) from None
+    files = sharding.plan(listing, [f.size for f in listing], rank.shard_index,
+                          rank.shard_count, config.shard_strategy)
+    cls = load_processor_class(config.processor)
+    try:
+        processor = cls(config.input_dir, config.out_dir, distrib_arguments(rank))
+    except Exception as error:  # noqa: BLE001
+        raise UsageError(f"processor {config.processor!r} could not be built: "
+                         f"{type(error).__name__}: {error}") from None
+    return Plan(config, rank, listing, files, processor)
+
+
+def _call(processor: DataProcessor, input_dir: str, rel: str) -> tuple[int, int, Any]:
+    """Worker side: fingerprint the input, then process it."""
+    path = os.path.join(input_dir, rel)
+    info = os.stat(path)
+    return info.st_size, info.st_mtime_ns, processor.process(path)
+
+
+def _output_rel(plan: Plan, rel: str) -> str | None:
+    output = plan.processor.output_path(os.path.join(plan.config.input_dir, rel))
+    return None if output is None else os.path.relpath(output, plan.config.out_dir)
+
+
+def _still_done(plan: Plan, item: InputFile, record: Mapping[str, Any] | None) -> bool:
+    if record is None:
+        return False
+    try:
+        info = os.stat(os.path.join(plan.config.input_dir, item.rel))
+    except OSError:
+        return False
+    if record.get("bytes_in") != info.st_size or record.get("mtime_ns") != info.st_mtime_ns:
+        return False
+    output = record.get("output")
+    return output is None or os.path.isfile(os.path.join(plan.config.out_dir, output))
+
+
+def _skipped(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {**record, "status": "skipped", "seconds": 0.0, "attempts": 0, "error": None}
+
+
+def _record(plan: Plan, item: InputFile, outcome) -> dict[str, Any]:
+    record = {"input": item.rel, "output": _output_rel(plan, item.rel)}
+    if outcome.ok:
+        size, mtime_ns, value = outcome.value
+        tokens = value.get("tokens") if isinstance(value, Mapping) else None
+        record.update(status="ok", bytes_in=size, tokens=tokens, error=None, mtime_ns=mtime_ns)
+    else:
+        record.update(status="failed", bytes_in=item.size, tokens=None, error=outcome.error,
+                      mtime_ns=None)
+    record.update(seconds=round(outcome.seconds, 6), attempts=outcome.attempts)
+    return record
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def execute(plan: Plan) -> int:
+    """Process the plan; returns the exit code. Writes only under ``out_dir``."""
+    config, rank = plan.config, plan.rank
+    try:
+        os.makedirs(os.path.join(config.out_dir, journal.MANIFEST_DIR), exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"out_dir {config.out_dir!r} cannot be created: {error.strerror}") from None
+    shard = journal.shard_name(rank.shard_index, rank.shard_count)
+    temp_dir = os.path.join(config.out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
+    shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
+    os.makedirs(temp_dir)
+    atomic.use_temp_dir(temp_dir)
+
+    done = journal.finished_records(config.out_dir) if config.resume else {}
+    carried, todo = [], []
+    for item in plan.files:
+        record = done.get(item.rel)
+        if _still_done(plan, item, record):
+            carried.append(_skipped(record))
+        else:
+            todo.append(item)
+    book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
+    book.start(carried)
+    log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
+             len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),
+             config.shard_strategy, len(carried), len(todo))
+
+    previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
+    progress = Progress(len(todo), sum(f.size for f in todo), log)
+    interrupted: Interrupted | None = None
+    started = time.monotonic()
+    try:
+        workers = min(config.workers, max(1, len(todo)))
+        call = functools.partial(_call, plan.processor, config.input_dir)
+        lost = functools.partial(atomic.remove_temps_of, temp_dir=temp_dir)
+        with WorkerPool(call, workers, max_retries=config.max_retries,
+                        timeout=config.file_timeout, on_worker_lost=lost) as pool:
+            for outcome in pool.imap((i, (item.rel,)) for i, item in enumerate(todo)):
+                item = todo[outcome.key]
+                record = _record(plan, item, outcome)
+                book.append(record)
+                progress.update(item.size, failed=not outcome.ok)
+                if not outcome.ok:
+                    log.warning("failed: %s: %s (after %d attempt(s))",
+                                item.rel, outcome.error, outcome.attempts)
+    except Interrupted as signal_caught:
+        interrupted = signal_caught
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        book.close()
+        atomic.use_temp_dir(None)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    extra = {"rank": {"shard_index": rank.shard_index, "shard_count": rank.shard_count,
+                      "node_rank": rank.node_rank, "node_count": rank.node_count,
+                      "local_rank": rank.local_rank, "local_size": rank.local_size,
+                      "source": rank.source},
+             "complete": interrupted is None,
+             "wall_seconds": round(time.monotonic() - started, 3)}
+    if interrupted is not None:
+        extra["interrupted_by"] = str(interrupted)
+    manifest = book.write_manifest(extra)
+    return _summarize(plan, book.manifest_path, manifest, interrupted)
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count} B"
+
+
+def _summarize(plan: Plan, manifest_path: str, manifest: dict, interrupted) -> int:
+    totals = manifest["totals"]
+    failed = [r for r in manifest["files"] if r["status"] == "failed"]
+    log.info("summary: %d files: %d done, %d skipped (done earlier), %d failed; "
+             "%s in, %d tokens, %.1f s", totals["files"], totals["ok"], totals["skipped"],
+             totals["failed"], _size(totals["bytes_in"]), totals["tokens"],
+             manifest["wall_seconds"])
+    for record in failed:
+        log.error("failed: %s: %s", record["input"], record["error"])
+    log.info("manifest: %s", manifest_path)
+    if interrupted is not None:
+        log.error("interrupted by %s: stopped the workers, removed partial outputs; "
+                  "run again to resume", interrupted)
+        return EXIT_SIGNAL[interrupted.signum]
+    threshold = plan.config.error_threshold
+    if failed and threshold != -1 and len(failed) > threshold:
+        log.error("%d file(s) failed, more than error_threshold=%d: %s", len(failed), threshold,
+                  ", ".join(r["input"] for r in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def configure_logging(level: str, rank: ranks.Rank | None = None) -> None:
+    """Log lines to stderr, each tagged with the rank."""
+    tag = f"rank {rank.shard_index}/{rank.shard_count}" if rank else "job"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [{tag}] %(message)s",
+                                           "%Y-%m-%d %H:%M:%S"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False

@@ -1,0 +1,73 @@
+"""Which files each shard takes: pure functions of (sorted list, sizes, index, count).
+
+Every shard's plan is disjoint from every other's and their union is the whole
+list, whatever the strategy.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Sequence, TypeVar
+
+T = TypeVar("T")
+
+STRATEGIES = ("contiguous", "size")
+
+
+def _check(index: int, count: int) -> None:
+    if count < 1:
+        raise ValueError(f"shard count must be >= 1, got {count}")
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index}")
+
+
+def contiguous_range(length: int, index: int, count: int) -> range:
+    """The block of ``range(length)`` that shard ``index`` of ``count`` takes.
+
+    The first ``length % count`` shards take one item more; the shards in
+    order, concatenated, give back ``range(length)``. The seed's example,
+    30 files, node 3 of 5:
+
+    >>> contiguous_range(30, 3, 5)
+    range(18, 24)
+    >>> [len(contiguous_range(7, i, 3)) for i in range(3)]
+    [3, 2, 2]
+    """
+    _check(index, count)
+    div, mod = divmod(length, count)
+    start = index * div + min(index, mod)
+    return range(start, start + div + (1 if index < mod else 0))
+
+
+def size_balanced(sizes: Sequence[int], count: int) -> list[list[int]]:
+    """Indices of ``sizes`` assigned to each of ``count`` shards, balancing total bytes.
+
+    Largest item first to the least loaded shard (ties: the lower item index
+    first, then the lower shard index), so every rank computes the same
+    assignment. Each shard's indices come back in ascending order.
+
+    >>> size_balanced([5, 1, 4, 2], 2)
+    [[0, 1], [2, 3]]
+    """
+    _check(0, count)
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    loads = [(0, shard) for shard in range(count)]
+    shards: list[list[int]] = [[] for _ in range(count)]
+    for item in order:
+        load, shard = heapq.heappop(loads)
+        shards[shard].append(item)
+        heapq.heappush(loads, (load + sizes[item], shard))
+    return [sorted(s) for s in shards]
+
+
+def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int,
+         strategy: str = "contiguous") -> list[T]:
+    """The items shard ``index`` of ``count`` takes, in listing order."""
+    _check(index, count)
+    if strategy == "contiguous":
+        return [items[i] for i in contiguous_range(len(items), index, count)]
+    if strategy == "size":
+        if sizes is None or len(sizes) != len(items):
+            raise ValueError("the size strategy needs one size per item")
+        return [items[i] for i in size_balanced(sizes, count)[index]]
+    raise ValueError(f"unknown shard strategy {strategy!r}; expected one of {STRATEGIES}")

@@ -1,0 +1,1 @@
+"""Build and submit Azure ML command jobs for the `job` package."""
