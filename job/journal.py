@@ -7,7 +7,7 @@ journal stays valid when the folders are mounted elsewhere), ``status``
 (``ok`` | ``failed`` | ``skipped``), ``bytes_in``, ``tokens``, ``seconds``,
 ``attempts``, ``error``, and ``mtime_ns`` of the input, which resume compares.
 When the rank ends, ``shard-IIIII-of-NNNNN.json`` holds
-``{"files": [records...], "totals": {...}, "rank": {...}}``.
+``{"files": [records in listing order], "totals": {...}, "rank": {...}, ...}``.
 """
 
 from __future__ import annotations
@@ -110,8 +110,9 @@ class Journal:
             self._stream = None
 
     def write_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """Write ``shard-….json`` (atomically) with every record and the totals."""
-        manifest = {"files": self.records, "totals": totals(self.records), **extra}
+        """Write ``shard-….json`` (atomically): every record in listing order, and the totals."""
+        records = sorted(self.records, key=lambda r: r["input"])
+        manifest = {"files": records, "totals": totals(records), **extra}
         temp = f"{self.manifest_path}.{os.getpid()}.partial"
         with open(temp, "w", encoding="utf-8") as stream:
             json.dump(manifest, stream, ensure_ascii=False, indent=1)

@@ -1,0 +1,53 @@
+"""Shared helpers: run ``python -m job`` for real, and the byte-exact reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+LAUNCHER_VARIABLES = ("OMPI_", "PMI_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                      "NODE_RANK", "GROUP_RANK", "AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
+
+
+def reference(data: bytes) -> bytes:
+    """The SPEC's reference output of the token splitter."""
+    return b"".join(token + b"\n" for token in data.split())
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without launcher variables, plus ``extra``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARIABLES)}
+    environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    environ.update(extra)
+    return environ
+
+
+def run_job(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """``python -m job ARGS`` in a subprocess, text output captured."""
+    return subprocess.run([sys.executable, "-m", "job", *args], env=env or clean_environ(),
+                          cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_outputs_exact(input_dir: Path, out_dir: Path, rels=None) -> None:
+    """Every input (or each of ``rels``) has its byte-exact output under ``out_dir``."""
+    if rels is None:
+        rels = [p.relative_to(input_dir).as_posix() for p in sorted(input_dir.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(input_dir).parts)]
+    assert rels, "nothing to compare"
+    for rel in rels:
+        expected = reference((input_dir / rel).read_bytes())
+        assert (out_dir / rel).read_bytes() == expected, rel
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS}")
+    return CORPUS

@@ -1,0 +1,60 @@
+"""Processors that misbehave on purpose, for the fault tests (``--processor fault_processors:X``).
+
+Each is the token splitter, except on input files whose content holds a marker.
+"""
+
+import os
+import signal
+import time
+
+from job import TokenSplitter
+
+
+class Poisoned(TokenSplitter):
+    """Raises on files containing ``POISON``."""
+
+    def process(self, path):
+        with open(path, "rb") as stream:
+            if b"POISON" in stream.read():
+                raise ValueError(f"poisoned input {os.path.basename(path)}")
+        return super().process(path)
+
+
+class KilledOnce(TokenSplitter):
+    """Dies by SIGKILL (as from the OOM killer) on the first attempt at files containing ``KILL``;
+    with ``KILL_ALWAYS`` on every attempt. Writes half an output first."""
+
+    def process(self, path):
+        with open(path, "rb") as stream:
+            data = stream.read()
+        marker = os.path.join(self.out_dir, "_manifest", os.path.basename(path) + ".killed")
+        if b"KILL_ALWAYS" in data or (b"KILL" in data and not os.path.exists(marker)):
+            open(marker, "w").close()
+            from job.atomic import atomic_output
+            with atomic_output(self.output_path(path)) as sink:
+                sink.write(data[: len(data) // 2])
+                sink.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().process(path)
+
+
+class Hangs(TokenSplitter):
+    """Never returns on files containing ``HANG``."""
+
+    def process(self, path):
+        with open(path, "rb") as stream:
+            if b"HANG" in stream.read():
+                while True:
+                    time.sleep(1)
+        return super().process(path)
+
+
+class Slow(TokenSplitter):
+    """Takes half a second per file, writing its output slowly."""
+
+    def process(self, path):
+        from job.atomic import atomic_output
+        with atomic_output(self.output_path(path)) as sink:
+            sink.write(b"partial")
+            time.sleep(0.5)
+        return super().process(path)

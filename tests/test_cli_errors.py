@@ -1,0 +1,93 @@
+"""The bad-input matrix: exit 2, one clear line naming the problem, no traceback, nothing written."""
+
+import os
+
+import pytest
+
+from conftest import clean_environ, run_job
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.txt").write_text("a b c\n")
+    return source
+
+
+def bad_config(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+CASES = {
+    "unknown key": (lambda t, i: ["--input_dir", i, "--bogus", "1"], {}, "unknown key 'bogus'"),
+    "wrong type": (lambda t, i: ["--input_dir", i, "--process_count", "many"], {},
+                   "process_count must be an integer"),
+    "missing config": (lambda t, i: ["--config", str(t / "nope.yaml")], {},
+                       "nope.yaml' does not exist"),
+    "malformed yaml": (lambda t, i: ["--config", bad_config(t, "input_dir: [x\n")], {},
+                       "is not valid YAML"),
+    "unknown key in file": (lambda t, i: ["--config", bad_config(t, f"input_dir: {i}\nfoo: 1\n")],
+                            {}, "unknown key 'foo'"),
+    "missing input_dir": (lambda t, i: [], {}, "input_dir is not set"),
+    "input_dir missing": (lambda t, i: ["--input_dir", str(t / "missing")], {}, "does not exist"),
+    "node_rank out of range": (lambda t, i: ["--input_dir", i, "--distribArgs.node_count", "5",
+                                             "--distribArgs.node_rank", "5"], {},
+                               "distribArgs.node_rank=5 is out of range"),
+    "garbage OMPI rank": (lambda t, i: ["--input_dir", i], {"OMPI_COMM_WORLD_RANK": "x",
+                                                           "OMPI_COMM_WORLD_SIZE": "2"},
+                          "OMPI_COMM_WORLD_RANK must be an integer"),
+    "torch rank beyond world": (lambda t, i: ["--input_dir", i], {"RANK": "3", "WORLD_SIZE": "2"},
+                                "RANK=3 is out of range"),
+    "processor not importable": (lambda t, i: ["--input_dir", i, "--processor", "nope.mod:X"], {},
+                                 "cannot import 'nope.mod'"),
+    "processor not a DataProcessor": (lambda t, i: ["--input_dir", i, "--processor", "os:path"],
+                                      {}, "not a DataProcessor subclass"),
+    "positional argument": (lambda t, i: ["--input_dir", i, "extra"], {},
+                            "unexpected argument 'extra'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_exits_2_with_one_line(case, tmp_path, inputs):
+    make_args, environ, message = CASES[case]
+    out = tmp_path / "out"
+    result = run_job(*make_args(tmp_path, str(inputs)), "--out_dir", str(out),
+                     env=clean_environ(**environ))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not out.exists(), "nothing may be written on bad input"
+
+
+def test_unreadable_config_file(tmp_path, inputs):
+    if os.geteuid() == 0:
+        # root reads any file: a folder given as the config stands in for an unreadable file
+        path = tmp_path / "folder.yaml"
+        path.mkdir()
+    else:
+        path = tmp_path / "secret.yaml"
+        path.write_text("input_dir: x\n")
+        path.chmod(0)
+    result = run_job("--config", str(path))
+    assert result.returncode == 2 and path.name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_key():
+    result = run_job("--help")
+    assert result.returncode == 0
+    for key in ["input_dir", "out_dir", "process_count", "run_type", "distribArgs", "processor",
+                "shard_strategy", "pattern", "resume", "error_threshold", "max_retries",
+                "file_timeout", "log_level"]:
+        assert f"--{key} (" in result.stdout, key
+
+
+def test_print_config_shows_the_resolved_config(inputs):
+    result = run_job("--input_dir", str(inputs), "--process_count", "3", "--print_config")
+    assert result.returncode == 0
+    assert "process_count: 3" in result.stdout and "shard_strategy: contiguous" in result.stdout

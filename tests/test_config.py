@@ -1,0 +1,115 @@
+"""Config: YAML file, overrides, types; the seed's config_prod.yaml keeps working."""
+
+import pytest
+
+from job import config
+from job.cli import parse_arguments
+from job.config import ConfigError
+
+SEED_CONFIG = """\
+input_dir: data/wikipedia.part1
+out_dir: out
+process_count: 10
+run_type: ''
+distribArgs:
+  local_rank: 0
+  global_rank: 0
+  world_size: 1
+  node_count: 5
+  local_size: 1
+  node_rank: 3
+"""
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_seed_config_loads_with_defaults_for_new_keys(tmp_path):
+    loaded = config.load(write(tmp_path, SEED_CONFIG))
+    assert loaded.input_dir == "data/wikipedia.part1"
+    assert loaded.process_count == 10
+    assert loaded.distribArgs["node_rank"] == 3
+    assert (loaded.shard_strategy, loaded.resume, loaded.error_threshold) == ("contiguous", True, 0)
+    assert loaded.max_retries == 1 and loaded.file_timeout is None
+
+
+def test_overrides_beat_the_file_and_are_read_as_yaml_scalars(tmp_path):
+    arguments = parse_arguments(["--config", str(write(tmp_path, SEED_CONFIG)),
+                                 "--process_count", "4", "--distribArgs.node_rank", "1",
+                                 "--resume=false", "--file-timeout", "2.5", "--out_dir", "123"])
+    loaded = config.load(arguments.config_path, arguments.overrides)
+    assert loaded.process_count == 4
+    assert loaded.distribArgs["node_rank"] == 1 and loaded.distribArgs["node_count"] == 5
+    assert loaded.resume is False and loaded.file_timeout == 2.5
+    assert loaded.out_dir == "123"  # text keys keep the value as written
+
+
+def test_distrib_args_section_created_by_override():
+    loaded = config.load(None, [("input_dir", "x"), ("distribArgs.node_count", "5"),
+                                ("distribArgs.node_rank", "3")])
+    assert loaded.distribArgs == {"node_count": 5, "node_rank": 3}
+
+
+def test_seed_flag_config_path_is_accepted(tmp_path):
+    assert parse_arguments(["--config_path", "a.yaml"]).config_path == "a.yaml"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ([("bogus", "1")], "unknown key 'bogus'"),
+    ([("distribArgs.bogus", "1")], "distribArgs.bogus"),
+    ([("process_count.x", "1")], "process_count.x"),
+    ([("process_count", "four")], "process_count must be an integer"),
+    ([("process_count", "0")], "process_count must be >= 1"),
+    ([("process_count", "true")], "process_count must be an integer"),
+    ([("resume", "maybe")], "resume must be true or false"),
+    ([("shard_strategy", "random")], "shard_strategy must be one of"),
+    ([("run_type", "cluster")], "run_type must be one of"),
+    ([("error_threshold", "-2")], "error_threshold must be >= -1"),
+    ([("file_timeout", "0")], "file_timeout must be a positive number"),
+    ([("processor", "nocolon")], "processor must be 'module:Class'"),
+    ([("distribArgs.node_rank", "x")], "distribArgs.node_rank must be an integer"),
+    ([("log_level", "LOUD")], "log_level must be one of"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        config.load(None, [("input_dir", "in"), *overrides])
+
+
+def test_missing_input_dir_is_named():
+    with pytest.raises(ConfigError, match="input_dir is not set"):
+        config.load(None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("input_dir: [unclosed\n", "is not valid YAML at line"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("input_dir: x\nbogus: 1\n", "unknown key 'bogus'"),
+    ("input_dir: x\ndistribArgs: 3\n", "distribArgs must be a mapping"),
+])
+def test_bad_files_are_named(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, text))
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_help_lists_every_key_with_its_default():
+    text = config.help_text()
+    for key in config.SCHEMA:
+        assert f"--{key.name} (" in text
+    assert "default 'contiguous'" in text and "default True" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["positional"], "unexpected argument 'positional'"),
+    (["--process_count"], "--process_count needs a value"),
+])
+def test_bad_command_lines(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_arguments(argv)

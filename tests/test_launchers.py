@@ -1,0 +1,101 @@
+"""Real ranks: mpirun, torchrun-style variables and selective nodes, checked file by file."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from job import sharding
+from job.listing import list_inputs
+
+from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+
+MPIRUN = shutil.which("mpirun")
+
+
+def manifests(out_dir):
+    found = {}
+    for path in sorted((out_dir / "_manifest").glob("shard-*.json")):
+        found[path.name] = json.loads(path.read_text())
+    return found
+
+
+def assert_each_file_once(input_dir, out_dir, count):
+    """Every listed file is in exactly one of ``count`` manifests, the one sharding predicts."""
+    listing = [f.rel for f in list_inputs(input_dir, out_dir)]
+    found = manifests(out_dir)
+    assert sorted(found) == [f"shard-{i:05d}-of-{count:05d}.json" for i in range(count)]
+    seen = []
+    for index in range(count):
+        manifest = found[f"shard-{index:05d}-of-{count:05d}.json"]
+        rels = [r["input"] for r in manifest["files"]]
+        assert rels == sharding.plan(listing, None, index, count), index
+        assert all(r["status"] == "ok" for r in manifest["files"])
+        seen += rels
+    assert sorted(seen) == listing
+    assert_outputs_exact(input_dir, out_dir, listing)
+
+
+@pytest.mark.skipif(MPIRUN is None, reason="needs mpirun: apt-get install openmpi-bin (.ci/run does)")
+def test_mpirun_three_ranks(tmp_path, corpus):
+    out = tmp_path / "out"
+    environ = clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    result = subprocess.run(
+        [MPIRUN, "-np", "3", "--oversubscribe", sys.executable, "-m", "job",
+         "--input_dir", str(corpus), "--out_dir", str(out), "--process_count", "1"],
+        env=environ, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert_each_file_once(corpus, out, 3)
+    assert result.stderr.count("from OpenMPI (OMPI_COMM_WORLD_*)") == 3
+
+
+def test_torchrun_style_ranks(tmp_path, corpus):
+    out = tmp_path / "out"
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "job", "--input_dir", str(corpus), "--out_dir", str(out),
+         "--process_count", "1"],
+        env=clean_environ(RANK=str(rank), WORLD_SIZE="4", LOCAL_RANK=str(rank % 2),
+                          LOCAL_WORLD_SIZE="2", NODE_RANK=str(rank // 2)),
+        cwd=ROOT, stderr=subprocess.PIPE, text=True) for rank in range(4)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        assert stderr.splitlines()[0].endswith("from torchrun (RANK, WORLD_SIZE, ...)")
+    assert_each_file_once(corpus, out, 4)
+
+
+def test_five_selective_nodes_cover_the_corpus(tmp_path, corpus):
+    out = tmp_path / "out"
+    for node in range(5):
+        result = run_job("--input_dir", str(corpus), "--out_dir", str(out), "--process_count", "2",
+                         "--distribArgs.node_count", "5", "--distribArgs.node_rank", str(node))
+        assert result.returncode == 0, result.stderr
+        assert f"rank {node} of 5" in result.stderr.splitlines()[0]
+        assert "from distribArgs" in result.stderr.splitlines()[0]
+    assert_each_file_once(corpus, out, 5)
+
+
+def test_two_ranks_per_node_take_different_shards(tmp_path, corpus):
+    out = tmp_path / "out"
+    for node in range(2):
+        for local in range(2):
+            result = run_job("--input_dir", str(corpus), "--out_dir", str(out),
+                             "--distribArgs.node_count", "2", "--distribArgs.local_size", "2",
+                             "--distribArgs.node_rank", str(node),
+                             "--distribArgs.local_rank", str(local), "--process_count", "1")
+            assert result.returncode == 0, result.stderr
+    assert_each_file_once(corpus, out, 4)
+
+
+def test_seed_example_node_3_of_5_takes_files_18_to_23(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(30):
+        (source / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(source), "--out_dir", str(out),
+                     "--distribArgs.node_count", "5", "--distribArgs.node_rank", "3")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.txt")) == [f"f{i:02d}.txt" for i in range(18, 24)]

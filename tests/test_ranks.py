@@ -1,0 +1,118 @@
+"""Rank resolution for every launcher, from patched environments, garbage included."""
+
+import doctest
+
+import pytest
+
+from job import ranks
+
+OMPI = {"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8",
+        "OMPI_COMM_WORLD_LOCAL_RANK": "1", "OMPI_COMM_WORLD_LOCAL_SIZE": "4"}
+TORCH = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+         "NODE_RANK": "1", "GROUP_RANK": "1"}
+
+
+def shard(rank):
+    return rank.shard_index, rank.shard_count
+
+
+def test_no_launcher_is_one_rank():
+    rank = ranks.resolve(None, {})
+    assert shard(rank) == (0, 1)
+    assert "single rank" in rank.source
+
+
+def test_selective_node_from_distrib_args():
+    seed = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count": 5,
+            "local_size": 1, "node_rank": 3}
+    rank = ranks.resolve(seed, OMPI)  # distribArgs win over launcher variables
+    assert shard(rank) == (3, 5)
+    assert rank.source == "distribArgs"
+
+
+def test_distrib_args_several_ranks_per_node_each_get_their_own_shard():
+    shards = {shard(ranks.from_distrib_args({"node_count": 2, "local_size": 3,
+                                             "node_rank": n, "local_rank": r}))
+              for n in range(2) for r in range(3)}
+    assert shards == {(i, 6) for i in range(6)}
+
+
+def test_distrib_args_without_node_rank_uses_global_rank():
+    rank = ranks.from_distrib_args({"global_rank": 5, "local_size": 2, "node_count": 3,
+                                    "local_rank": 1})
+    assert (rank.node_rank, shard(rank)) == (2, (5, 6))
+
+
+def test_openmpi_variables():
+    rank = ranks.resolve(None, OMPI)
+    assert shard(rank) == (5, 8)
+    assert (rank.node_rank, rank.node_count, rank.local_rank, rank.local_size) == (1, 2, 1, 4)
+    assert "OpenMPI" in rank.source
+
+
+def test_openmpi_wins_over_torch_variables():
+    assert "OpenMPI" in ranks.resolve(None, {**TORCH, **OMPI}).source
+
+
+def test_torchrun_variables():
+    rank = ranks.resolve(None, TORCH)
+    assert shard(rank) == (3, 4)
+    assert (rank.node_rank, rank.local_rank) == (1, 1)
+    assert "torchrun" in rank.source
+
+
+def test_torchrun_minimal_variables():
+    assert shard(ranks.resolve(None, {"RANK": "2", "WORLD_SIZE": "3"})) == (2, 3)
+
+
+def test_azureml_node_variables_without_launcher():
+    rank = ranks.resolve(None, {"AZUREML_NODE_COUNT": "4", "AZ_BATCHAI_TASK_INDEX": "2"})
+    assert shard(rank) == (2, 4)
+    assert "Azure ML" in rank.source
+
+
+def test_run_type_local_ignores_launcher_variables():
+    assert shard(ranks.resolve(None, OMPI, "local")) == (0, 1)
+
+
+@pytest.mark.parametrize("environ, name", [
+    ({**OMPI, "OMPI_COMM_WORLD_RANK": "x"}, "OMPI_COMM_WORLD_RANK"),
+    ({**OMPI, "OMPI_COMM_WORLD_RANK": "-1"}, "OMPI_COMM_WORLD_RANK"),
+    ({**OMPI, "OMPI_COMM_WORLD_RANK": "8"}, "OMPI_COMM_WORLD_RANK"),
+    ({**OMPI, "OMPI_COMM_WORLD_SIZE": "0"}, "OMPI_COMM_WORLD_SIZE"),
+    ({**OMPI, "OMPI_COMM_WORLD_SIZE": ""}, "OMPI_COMM_WORLD_SIZE"),
+    ({**OMPI, "OMPI_COMM_WORLD_LOCAL_RANK": "4"}, "OMPI_COMM_WORLD_LOCAL_RANK"),
+    ({**OMPI, "OMPI_COMM_WORLD_LOCAL_SIZE": "1.5"}, "OMPI_COMM_WORLD_LOCAL_SIZE"),
+    ({"OMPI_COMM_WORLD_RANK": "0"}, "OMPI_COMM_WORLD_SIZE"),
+    ({"RANK": "4", "WORLD_SIZE": "4"}, "RANK"),
+    ({"RANK": "zero", "WORLD_SIZE": "4"}, "RANK"),
+    ({"WORLD_SIZE": "4"}, "RANK"),
+    ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK"),
+    ({**TORCH, "NODE_RANK": "7"}, "NODE_RANK"),
+    ({"AZUREML_NODE_COUNT": "2", "AZ_BATCHAI_TASK_INDEX": "2"}, "AZ_BATCHAI_TASK_INDEX"),
+])
+def test_bad_environment_names_the_variable(environ, name):
+    with pytest.raises(ranks.RankError, match=name):
+        ranks.resolve(None, environ)
+
+
+@pytest.mark.parametrize("args, name", [
+    ({"node_count": 5, "node_rank": 5}, "distribArgs.node_rank"),
+    ({"node_count": 0}, "distribArgs.node_count"),
+    ({"node_count": 2, "node_rank": -1}, "distribArgs.node_rank"),
+    ({"local_size": 2, "local_rank": 2}, "distribArgs.local_rank"),
+    ({"node_count": "two"}, "distribArgs.node_count"),
+    ({"global_rank": 4, "local_size": 2, "node_count": 2}, "distribArgs.global_rank"),
+])
+def test_bad_distrib_args_names_the_key(args, name):
+    with pytest.raises(ranks.RankError, match=name):
+        ranks.from_distrib_args(args)
+
+
+def test_describe_says_where_the_rank_came_from():
+    text = ranks.resolve(None, OMPI).describe()
+    assert text.startswith("rank 5 of 8") and "OpenMPI" in text
+
+
+def test_docstring_examples():
+    assert doctest.testmod(ranks).failed == 0

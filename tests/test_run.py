@@ -1,0 +1,207 @@
+"""A rank's run end to end: journal, manifest, resume, failures, dead workers, signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    for i in range(8):
+        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
+    (source / "sub" / "g.txt").write_bytes(b"delta\r\nepsilon")
+    return source
+
+
+def journal(out):
+    [path] = (out / "_manifest").glob("*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def manifest(out):
+    [path] = (out / "_manifest").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def no_partials(out):
+    return [p for p in out.rglob("*") if p.name.endswith(".partial") or "partial-" in str(p)]
+
+
+def test_journal_and_manifest_records(inputs, tmp_path):
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2")
+    assert result.returncode == 0, result.stderr
+    records = journal(out)
+    assert len(records) == 9
+    for record in records:
+        assert set(record) >= {"input", "output", "status", "bytes_in", "tokens", "seconds",
+                               "attempts", "error"}
+        assert record["status"] == "ok" and record["attempts"] == 1 and record["error"] is None
+        assert record["bytes_in"] == (inputs / record["input"]).stat().st_size
+        assert record["tokens"] == len((inputs / record["input"]).read_bytes().split())
+    final = manifest(out)
+    assert [r["input"] for r in final["files"]] == sorted(r["input"] for r in records)
+    assert final["totals"]["ok"] == 9 and final["totals"]["failed"] == 0
+    assert final["complete"] is True
+    assert no_partials(out) == []
+    assert "summary: 9 files: 9 done, 0 skipped" in result.stderr
+
+
+def test_resume_skips_what_is_done_and_redoes_what_changed(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input_dir", str(inputs), "--out_dir", str(out)).returncode == 0
+    (inputs / "f1.txt").write_bytes(b"changed content\n")
+    (out / "f2.txt").unlink()
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr
+    status = {r["input"]: r["status"] for r in journal(out)}
+    assert status.pop("f1.txt") == "ok" and status.pop("f2.txt") == "ok"
+    assert set(status.values()) == {"skipped"}
+    assert_outputs_exact(inputs, out)
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--resume", "false")
+    assert {r["status"] for r in journal(out)} == {"ok"}, rerun.stderr
+
+
+def test_journal_cut_mid_line_is_tolerated(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input_dir", str(inputs), "--out_dir", str(out)).returncode == 0
+    [path] = (out / "_manifest").glob("*.jsonl")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:5]) + lines[5][:20])
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr
+    statuses = [r["status"] for r in journal(out)]
+    assert statuses.count("skipped") == 5 and statuses.count("ok") == 4
+
+
+@pytest.mark.parametrize("threshold, code", [("0", 1), ("2", 0), ("1", 1), ("-1", 0)])
+def test_error_threshold_decides_the_exit_code(inputs, tmp_path, threshold, code):
+    (inputs / "f3.txt").write_bytes(b"POISON here\n")
+    (inputs / "f5.txt").write_bytes(b"more POISON\n")
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--processor",
+                     "fault_processors:Poisoned", "--error_threshold", threshold)
+    assert result.returncode == code, result.stderr
+    failed = {r["input"]: r for r in journal(out) if r["status"] == "failed"}
+    assert sorted(failed) == ["f3.txt", "f5.txt"]
+    assert failed["f3.txt"]["error"].startswith("ValueError: poisoned input f3.txt")
+    assert failed["f3.txt"]["attempts"] == 2  # max_retries 1
+    assert not (out / "f3.txt").exists()
+    assert "failed: f3.txt: ValueError: poisoned input f3.txt" in result.stderr
+    assert "Traceback" not in result.stderr
+    if code == 1:
+        assert "more than error_threshold" in result.stderr and "f3.txt, f5.txt" in result.stderr
+
+
+def test_killed_worker_is_retried_in_a_fresh_one(inputs, tmp_path):
+    (inputs / "f4.txt").write_bytes(b"KILL me once\n")
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--processor",
+                     "fault_processors:KilledOnce", "--process_count", "2", timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = next(r for r in journal(out) if r["input"] == "f4.txt")
+    assert record["status"] == "ok" and record["attempts"] == 2
+    assert_outputs_exact(inputs, out)
+    assert no_partials(out) == []
+
+
+def test_worker_killed_every_time_is_recorded_and_never_hangs(inputs, tmp_path):
+    (inputs / "f4.txt").write_bytes(b"KILL_ALWAYS\n")
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--processor",
+                     "fault_processors:KilledOnce", "--max_retries", "2", timeout=60)
+    assert result.returncode == 1
+    record = next(r for r in journal(out) if r["input"] == "f4.txt")
+    assert record["status"] == "failed" and record["attempts"] == 3
+    assert record["error"].startswith("worker died (signal 9")
+    assert not (out / "f4.txt").exists() and no_partials(out) == []
+    assert sum(r["status"] == "ok" for r in journal(out)) == 8
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out), timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert next(r for r in journal(out) if r["input"] == "f4.txt")["status"] == "ok"
+    assert_outputs_exact(inputs, out)
+
+
+def test_file_timeout_stops_a_hung_file(inputs, tmp_path):
+    (inputs / "f6.txt").write_bytes(b"HANG forever\n")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--processor",
+                     "fault_processors:Hangs", "--file_timeout", "1", "--max_retries", "0",
+                     "--error_threshold", "1", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    record = next(r for r in journal(out) if r["input"] == "f6.txt")
+    assert record["status"] == "failed" and record["error"] == "timed out after 1 s"
+    assert sum(r["status"] == "ok" for r in journal(out)) == 8
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_stop_workers_and_leave_no_partial_output(inputs, tmp_path, signum, code):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "job", "--input_dir", str(inputs), "--out_dir", str(out),
+         "--processor", "fault_processors:Slow", "--process_count", "2"],
+        env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list(out.glob("_manifest/partial-*/*.partial")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert workers, "workers should be running"
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    for pid in workers:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert no_partials(out) == []
+    for path in out.glob("*.txt"):
+        assert path.read_bytes() != b"partial"
+    assert manifest(out)["complete"] is False
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert_outputs_exact(inputs, out)
+
+
+def test_custom_processor_from_config_key(inputs, tmp_path):
+    (tmp_path / "myproc.py").write_text(
+        "import os\n"
+        "from job import DataProcessor, atomic_output\n"
+        "class Upper(DataProcessor):\n"
+        "    def __init__(self, input_dir, out_dir, distrib_args=None):\n"
+        "        super().__init__(distrib_args)\n"
+        "        self.input_dir, self.out_dir = input_dir, out_dir\n"
+        "        assert distrib_args.node_count == 2 and distrib_args.node_rank == 1\n"
+        "    def output_path(self, path):\n"
+        "        return os.path.join(self.out_dir, os.path.relpath(path, self.input_dir) + '.up')\n"
+        "    def process(self, path):\n"
+        "        with atomic_output(self.output_path(path)) as sink:\n"
+        "            sink.write(open(path, 'rb').read().upper())\n")
+    out = tmp_path / "out"
+    environ = clean_environ()
+    environ["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--processor",
+                     "myproc:Upper", "--distribArgs.node_count", "2", "--distribArgs.node_rank", "1",
+                     env=environ)
+    assert result.returncode == 0, result.stderr
+    outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.up"))
+    assert outputs == ["f5.txt.up", "f6.txt.up", "f7.txt.up", "sub/g.txt.up"]
+    assert (out / "sub/g.txt.up").read_bytes() == b"DELTA\r\nEPSILON"
+    assert {r["output"] for r in journal(out)} == set(outputs)
+
+
+def test_zero_files_is_a_clean_run(tmp_path):
+    (tmp_path / "in").mkdir()
+    result = run_job("--input_dir", str(tmp_path / "in"), "--out_dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert manifest(tmp_path / "out")["totals"]["files"] == 0

@@ -1,0 +1,102 @@
+"""The seed's (PyMarlin's) Python usage, as a user's script run in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from job import DataProcessor, ProcessingFailed, sharding
+from job.listing import list_inputs
+
+from conftest import ROOT, clean_environ, reference
+
+SCRIPT = '''
+import json, os
+from job import DataInterface, DataProcessor, DistributedPreprocessArguments, CustomArgParser
+
+config = CustomArgParser(log_level="DEBUG", default_yamlfile="config_prod.yaml").parse()
+file_list = DataInterface().get_file_names(config["input_dir"])
+distrib = DistributedPreprocessArguments(**config["distribArgs"])
+
+class Processor1(DataProcessor):
+    def __init__(self, input_dir, out_dir, distrib_args=None):
+        super().__init__(distrib_args)
+        self.input_dir, self.out_dir = input_dir, out_dir
+    def process(self, path):
+        data = open(path, "rb").read()
+        target = os.path.join(self.out_dir, os.path.basename(path))
+        os.makedirs(self.out_dir, exist_ok=True)
+        with open(target, "wb") as out:
+            out.write(b"".join(t + b"\\n" for t in data.split()))
+        return [os.path.basename(path)]
+
+out = Processor1(config["input_dir"], config["out_dir"], distrib).multi_process_data(
+    file_list, process_count=config["process_count"])
+print(json.dumps(out))
+'''
+
+SEED_CONFIG = """\
+input_dir: {input_dir}
+out_dir: out
+process_count: 3
+run_type: ''
+distribArgs:
+  local_rank: 0
+  global_rank: 0
+  world_size: 1
+  node_count: 5
+  local_size: 1
+  node_rank: 3
+"""
+
+
+@pytest.mark.parametrize("extra, node", [([], 3), (["--distribArgs.node_rank", "1"], 1)])
+def test_seed_script_processes_its_shard(tmp_path, corpus, extra, node):
+    (tmp_path / "config_prod.yaml").write_text(SEED_CONFIG.format(input_dir=corpus))
+    (tmp_path / "preprocess.py").write_text(SCRIPT)
+    result = subprocess.run([sys.executable, "preprocess.py", *extra], cwd=tmp_path,
+                            env=clean_environ(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    listing = [f.rel for f in list_inputs(corpus)]
+    expected = sharding.plan(listing, None, node, 5)
+    assert json.loads(result.stdout) == expected  # flat, in order
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == expected
+    for name in expected:
+        assert (tmp_path / "out" / name).read_bytes() == reference((corpus / name).read_bytes())
+
+
+def test_seed_parser_refuses_a_bad_override(tmp_path, corpus):
+    (tmp_path / "config_prod.yaml").write_text(SEED_CONFIG.format(input_dir=corpus))
+    (tmp_path / "preprocess.py").write_text(SCRIPT)
+    result = subprocess.run([sys.executable, "preprocess.py", "--process_count", "lots"],
+                            cwd=tmp_path, env=clean_environ(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: process_count must be an integer, got 'lots'"
+
+
+class Doubler(DataProcessor):
+    def process(self, value, factor):
+        if value == 13:
+            raise ValueError("unlucky")
+        return value * factor
+
+
+def test_multi_process_data_shards_lists_and_broadcasts_the_rest():
+    assert Doubler({"node_count": 1}).multi_process_data(list(range(10)), 3,
+                                                         process_count=2) == [v * 3 for v in range(10)]
+    rank_1_of_3 = Doubler({"node_count": 3, "node_rank": 1})
+    assert rank_1_of_3.multi_process_data(list(range(10)), [2], process_count=2) == [8, 10, 12]
+
+
+def test_multi_process_data_reports_failed_calls_after_finishing_the_rest():
+    with pytest.raises(ProcessingFailed) as caught:
+        Doubler({"node_count": 1}).multi_process_data([1, 13, 2], 2, process_count=2)
+    assert caught.value.results == [2, 4]
+    assert list(caught.value.failures) == [1] and "ValueError: unlucky" in caught.value.failures[1]
+
+
+def test_multi_process_data_needs_a_list():
+    with pytest.raises(ValueError, match="at least one list"):
+        Doubler().multi_process_data(1, 2)
