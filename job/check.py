@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"FAILED: {len(problems)} problem(s)")
         return 1
-    what = "each done by exactly one rank" + (", outputs byte-exact" if not args.no_content else "")
-    print(f"OK: every input file {what}")
+    count = len(list_inputs(args.input_dir, args.out_dir, args.pattern))
+    exact = ", outputs byte-exact" if not args.no_content else ""
+    print(f"OK: {count} input files, each done by exactly one rank{exact}")
     return 0
 
 

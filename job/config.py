@@ -255,10 +255,27 @@ def load(config_path: str | os.PathLike | None = None,
     return build(apply_overrides(data, overrides))
 
 
+def _shown(value: Any) -> str:
+    """A default as it is written in YAML."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "''" if value == "" else str(value)
+
+
 def help_text() -> str:
     """Every key with its type, default and meaning, for ``--help`` and the README."""
     lines = []
     for key in SCHEMA:
-        default = "null" if key.default is None else repr(key.default)
-        lines.append(f"  --{key.name} ({key.kind}, default {default})\n      {key.help}")
+        lines.append(f"  --{key.name} ({key.kind}, default {_shown(key.default)})\n"
+                     f"      {key.help}")
     return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The config reference as the README shows it (a test keeps the two equal)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key in SCHEMA:
+        rows.append(f"| `{key.name}` | {key.kind} | `{_shown(key.default)}` | {key.help} |")
+    return "\n".join(rows)
