@@ -62,7 +62,8 @@ def _number(allow_none: bool = True):
         if value is None and allow_none:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{name} must be a positive number of seconds or null, got {value!r}")
+            allowed = " or null" if allow_none else ""
+            raise ConfigError(f"{name} must be a positive number of seconds{allowed}, got {value!r}")
         return float(value)
     return check
 
@@ -137,6 +138,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
     Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)", _number()),
     Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR", _text(LOG_LEVELS, upper=True)),
+    Key("progress_interval", "seconds", 30.0,
+        "seconds between progress lines when stderr is not a terminal (a bar when it is)",
+        _number(allow_none=False)),
 )
 KEYS = {key.name: key for key in SCHEMA}
 
@@ -158,6 +162,7 @@ class JobConfig:
     max_retries: int = 1
     file_timeout: float | None = None
     log_level: str = "INFO"
+    progress_interval: float = 30.0
 
     @property
     def workers(self) -> int:

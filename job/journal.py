@@ -21,6 +21,10 @@ MANIFEST_DIR = "_manifest"
 DONE = ("ok", "skipped")
 
 
+class JournalError(OSError):
+    """The journal or manifest could not be written (disk full, folder gone...)."""
+
+
 def shard_name(index: int, count: int) -> str:
     """``shard-00003-of-00005``: the name every file of shard ``index`` of ``count`` shares."""
     return f"shard-{index:05d}-of-{count:05d}"
@@ -99,14 +103,20 @@ class Journal:
         self._stream = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one record and flush it to the operating system."""
+        """Add one record and flush it to the operating system; :class:`JournalError` if not."""
         self.records.append(record)
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._stream.flush()
+        except OSError as error:
+            raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
 
     def close(self) -> None:
         if self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except OSError:
+                pass  # already reported by append
             self._stream = None
 
     def write_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
@@ -114,8 +124,16 @@ class Journal:
         records = sorted(self.records, key=lambda r: r["input"])
         manifest = {"files": records, "totals": totals(records), **extra}
         temp = f"{self.manifest_path}.{os.getpid()}.partial"
-        with open(temp, "w", encoding="utf-8") as stream:
-            json.dump(manifest, stream, ensure_ascii=False, indent=1)
-            stream.write("\n")
-        os.replace(temp, self.manifest_path)
+        try:
+            with open(temp, "w", encoding="utf-8") as stream:
+                json.dump(manifest, stream, ensure_ascii=False, indent=1)
+                stream.write("\n")
+            os.replace(temp, self.manifest_path)
+        except OSError as error:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise JournalError(f"cannot write the manifest {self.manifest_path}: "
+                               f"{error.strerror}") from None
         return manifest

@@ -146,20 +146,9 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def execute(plan: Plan) -> int:
-    """Process the plan; returns the exit code. Writes only under ``out_dir``."""
-    config, rank = plan.config, plan.rank
-    try:
-        os.makedirs(os.path.join(config.out_dir, journal.MANIFEST_DIR), exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"out_dir {config.out_dir!r} cannot be created: {error.strerror}") from None
-    shard = journal.shard_name(rank.shard_index, rank.shard_count)
-    temp_dir = os.path.join(config.out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
-    shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
-    os.makedirs(temp_dir)
-    atomic.use_temp_dir(temp_dir)
-
-    done = journal.finished_records(config.out_dir) if config.resume else {}
+def _split_done(plan: Plan) -> tuple[list[dict[str, Any]], list[InputFile]]:
+    """The skipped records carried over from earlier runs, and the files still to do."""
+    done = journal.finished_records(plan.config.out_dir) if plan.config.resume else {}
     carried, todo = [], []
     for item in plan.files:
         record = done.get(item.rel)
@@ -167,14 +156,39 @@ def execute(plan: Plan) -> int:
             carried.append(_skipped(record))
         else:
             todo.append(item)
-    book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
-    book.start(carried)
+    return carried, todo
+
+
+def _open_outputs(plan: Plan, carried: list[dict[str, Any]]) -> tuple[str, journal.Journal]:
+    """Create out_dir, this rank's fresh temporary folder and its journal."""
+    out_dir, rank = plan.config.out_dir, plan.rank
+    shard = journal.shard_name(rank.shard_index, rank.shard_count)
+    temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
+    book = journal.Journal(out_dir, rank.shard_index, rank.shard_count)
+    try:
+        os.makedirs(os.path.join(out_dir, journal.MANIFEST_DIR), exist_ok=True)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
+        os.makedirs(temp_dir)
+        book.start(carried)
+    except OSError as error:
+        raise UsageError(f"out_dir {out_dir!r} cannot be written: {error.strerror}") from None
+    return temp_dir, book
+
+
+def execute(plan: Plan) -> int:
+    """Process the plan; returns the exit code. Writes only under ``out_dir``."""
+    config, rank = plan.config, plan.rank
+    carried, todo = _split_done(plan)
+    temp_dir, book = _open_outputs(plan, carried)
+    atomic.use_temp_dir(temp_dir)
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
              len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),
              config.shard_strategy, len(carried), len(todo))
 
     previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
-    progress = Progress(len(todo), sum(f.size for f in todo), log)
+    progress = Progress(len(todo), sum(f.size for f in todo), log,
+                        label=f"rank {rank.shard_index}/{rank.shard_count} ",
+                        log_interval=config.progress_interval)
     interrupted: Interrupted | None = None
     started = time.monotonic()
     try:
@@ -185,14 +199,20 @@ def execute(plan: Plan) -> int:
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:
             for outcome in pool.imap((i, (item.rel,)) for i, item in enumerate(todo)):
                 item = todo[outcome.key]
-                record = _record(plan, item, outcome)
-                book.append(record)
-                progress.update(item.size, failed=not outcome.ok)
+                book.append(_record(plan, item, outcome))
                 if not outcome.ok:
+                    progress.clear()
                     log.warning("failed: %s: %s (after %d attempt(s))",
                                 item.rel, outcome.error, outcome.attempts)
+                progress.update(item.size, failed=not outcome.ok)
     except Interrupted as signal_caught:
+        progress.clear()
         interrupted = signal_caught
+    except journal.JournalError as error:
+        progress.clear()
+        log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
+                  "to resume", error)
+        return EXIT_FAILED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -208,7 +228,11 @@ def execute(plan: Plan) -> int:
              "wall_seconds": round(time.monotonic() - started, 3)}
     if interrupted is not None:
         extra["interrupted_by"] = str(interrupted)
-    manifest = book.write_manifest(extra)
+    try:
+        manifest = book.write_manifest(extra)
+    except journal.JournalError as error:
+        log.error("%s", error)
+        return EXIT_FAILED
     return _summarize(plan, book.manifest_path, manifest, interrupted)
 
 

@@ -58,3 +58,12 @@ class Slow(TokenSplitter):
             sink.write(b"partial")
             time.sleep(0.5)
         return super().process(path)
+
+
+class Vanishes(TokenSplitter):
+    """Deletes ``f7.txt`` while processing ``f0.txt``: a file vanishing after the listing."""
+
+    def process(self, path):
+        if os.path.basename(path) == "f0.txt":
+            os.unlink(os.path.join(self.input_dir, "f7.txt"))
+        return super().process(path)

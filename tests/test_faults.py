@@ -1,0 +1,171 @@
+"""Faults injected for real: shared output folders, a full disk, bad entries, Ctrl-C, progress."""
+
+import json
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(8):
+        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
+    return source
+
+
+def journal_records(out):
+    records = []
+    for path in sorted((out / "_manifest").glob("*.jsonl")):
+        records += [json.loads(line) for line in path.read_text().splitlines()]
+    return records
+
+
+def job_command(*args):
+    return [sys.executable, "-m", "job", *args]
+
+
+def test_two_ranks_share_one_output_folder(inputs, tmp_path):
+    out = tmp_path / "out"
+    ranks = [subprocess.Popen(job_command("--input_dir", str(inputs), "--out_dir", str(out),
+                                          "--processor", "fault_processors:Slow",
+                                          "--process_count", "2",
+                                          "--distribArgs.node_count", "2",
+                                          "--distribArgs.node_rank", str(node)),
+                              env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for node in range(2)]
+    for rank in ranks:
+        _, stderr = rank.communicate(timeout=60)
+        assert rank.returncode == 0, stderr
+    check = subprocess.run([sys.executable, "-m", "job.check", "--input_dir", str(inputs),
+                            "--out_dir", str(out)], env=clean_environ(), cwd=ROOT,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert sorted(p.name for p in (out / "_manifest").iterdir()) == [
+        "shard-00000-of-00002.json", "shard-00000-of-00002.jsonl",
+        "shard-00001-of-00002.json", "shard-00001-of-00002.jsonl"]
+
+
+def mount_namespaces_work():
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not mount_namespaces_work(),
+                    reason="needs root and mount namespaces to mount a small tmpfs")
+def test_disk_full_is_recorded_and_leaves_no_partial_output(inputs, tmp_path):
+    (inputs / "huge.txt").write_bytes(b"word " * 200_000)  # 1 MB of output: more than the disk
+    out, saved = tmp_path / "out", tmp_path / "saved"
+    out.mkdir()
+    script = (f"mount -t tmpfs -o size=256k tmpfs {out} && "
+              f"{sys.executable} -m job --input_dir {inputs} --out_dir {out} --max_retries 0; "
+              f"code=$?; cp -r {out} {saved}; exit $code")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], env=clean_environ(), cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    records = {r["input"]: r for r in journal_records(saved)}
+    assert records["huge.txt"]["status"] == "failed"
+    assert "No space left on device" in records["huge.txt"]["error"]
+    assert "failed: huge.txt: OSError: [Errno 28] No space left on device" in result.stderr
+    assert not (saved / "huge.txt").exists()
+    assert [p for p in saved.rglob("*") if p.name.endswith(".partial")] == []
+    assert sum(r["status"] == "ok" for r in records.values()) == 8
+    assert_outputs_exact(inputs, saved, [f"f{i}.txt" for i in range(8)])
+
+
+def test_bad_entries_are_recorded_never_a_crash(inputs, tmp_path):
+    os.symlink(inputs / "missing-target", inputs / "broken_link.txt")
+    os.symlink("loop.txt", inputs / "loop.txt")
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "1",
+                     "--processor", "fault_processors:Vanishes", "--error_threshold", "-1")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    records = {r["input"]: r for r in journal_records(out)}
+    assert records["broken_link.txt"]["status"] == "failed"
+    assert "No such file or directory" in records["broken_link.txt"]["error"]
+    assert "Too many levels of symbolic links" in records["loop.txt"]["error"]
+    assert records["f7.txt"]["status"] == "failed"
+    assert records["f7.txt"]["error"].startswith("FileNotFoundError")
+    assert sum(r["status"] == "ok" for r in records.values()) == 7
+    for name in ("broken_link.txt", "loop.txt", "f7.txt"):
+        assert f"failed: {name}: " in result.stderr  # named in the final summary
+
+
+def test_ctrl_c_to_the_process_group(inputs, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(job_command("--input_dir", str(inputs), "--out_dir", str(out),
+                                           "--processor", "fault_processors:Slow",
+                                           "--process_count", "2"),
+                               env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(journal_records(out) if (out / "_manifest").is_dir() else []) < 2:
+        assert time.monotonic() < deadline, "no file finished"
+        time.sleep(0.05)
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - started < 5
+    assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr
+    assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).stdout == b""
+    records = journal_records(out)  # every line parses: the journal stays valid
+    assert 2 <= len(records) < 8 and {r["status"] for r in records} == {"ok"}
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert rerun.returncode == 0
+    statuses = [r["status"] for r in journal_records(out)]
+    assert statuses.count("skipped") == len(records) and statuses.count("ok") == 8 - len(records)
+    assert_outputs_exact(inputs, out)
+
+
+def test_progress_lines_in_a_log(inputs, tmp_path):
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(tmp_path / "out"),
+                     "--processor", "fault_processors:Slow", "--process_count", "2",
+                     "--progress_interval", "0.2")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "progress: " in line]
+    assert lines, result.stderr
+    assert all(" files, " in line and "MB/s" in line and "ETA" in line for line in lines)
+    assert "\r" not in result.stderr
+
+
+def test_progress_bar_on_a_terminal(inputs, tmp_path):
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(job_command("--input_dir", str(inputs), "--out_dir",
+                                           str(tmp_path / "out"), "--processor",
+                                           "fault_processors:Slow", "--process_count", "2"),
+                               env=clean_environ(), cwd=ROOT, stderr=terminal,
+                               stdout=subprocess.DEVNULL)
+    os.close(terminal)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the job closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert process.wait(timeout=30) == 0
+    os.close(controller)
+    text = screen.decode()
+    assert "\r\x1b[Krank 0/1 [" in text and "8/8 files" in text and "100%" in text
+    assert "progress: " not in text
