@@ -1,9 +1,11 @@
 """Outputs that appear only when complete: write to a temporary name, then rename.
 
-A temporary file lives in a per-rank folder (set by the runner with
-:func:`use_temp_dir`) or, by default, beside its final name as a dotfile, so
-the input listing never picks it up. Each temporary name carries the writing
-process's id: :func:`remove_temps_of` clears what a killed worker left.
+The temporary file sits beside its final name, as the dotfile
+``.NAME.partial-TAG-PID-N``: a rename within one folder is atomic and takes no
+file-system-wide lock (a rename across folders does, and serializes the
+workers). Dotfiles are never listed as inputs. ``TAG`` names the rank (set by
+the runner with :func:`use_tag`) and ``PID`` the writing process, so that
+:func:`remove_temps` can clear what a killed worker or rank left behind.
 """
 
 from __future__ import annotations
@@ -15,39 +17,27 @@ import shutil
 from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
-_temp_dir: str | None = None
+MARK = ".partial-"
+_tag = "x"
 _counter = itertools.count()
+_made_dirs: set[str] = set()
 
 
-def use_temp_dir(path: str | None) -> None:
-    """Write temporary files into ``path`` (one folder per rank), or beside the output."""
-    global _temp_dir
-    _temp_dir = path
+def use_tag(tag: str) -> None:
+    """Tag this process's temporary names (and its workers') with ``tag``, e.g. the rank."""
+    global _tag
+    _tag = tag
 
 
 def _temp_name(final: str) -> str:
-    tag = f"{os.getpid()}-{next(_counter)}"
-    if _temp_dir is not None:
-        return os.path.join(_temp_dir, f"{tag}.partial")
     folder, name = os.path.split(final)
-    return os.path.join(folder, f".{name}.{tag}.partial")
+    return os.path.join(folder, f".{name}{MARK}{_tag}-{os.getpid()}-{next(_counter)}")
 
 
-def _replace(temp: str, final: str) -> None:
-    try:
-        os.replace(temp, final)
-    except OSError as error:
-        if error.errno != errno.EXDEV:
-            raise
-        # The temp folder is on another file system: copy beside, then rename.
-        folder, name = os.path.split(final)
-        beside = os.path.join(folder, f".{name}.{os.getpid()}.partial")
-        try:
-            shutil.move(temp, beside)
-            os.replace(beside, final)
-        except BaseException:
-            _unlink(beside)
-            raise
+def _make_dirs(folder: str) -> None:
+    if folder not in _made_dirs:
+        os.makedirs(folder or ".", exist_ok=True)
+        _made_dirs.add(folder)
 
 
 def _unlink(path: str) -> None:
@@ -65,27 +55,60 @@ def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[Bin
     The parent folders of ``final`` are created.
     """
     final = os.fspath(final)
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    _make_dirs(os.path.dirname(final))
     temp = _temp_name(final)
     try:
         with open(temp, "wb", buffering=buffering) as stream:
             yield stream
-        _replace(temp, final)
+        os.replace(temp, final)
     except BaseException:
         _unlink(temp)
         raise
 
 
-def remove_temps_of(pid: int, temp_dir: str) -> int:
-    """Remove the temporary files that process ``pid`` left in ``temp_dir``; returns the count."""
-    removed = 0
-    prefix = f"{pid}-"
+def remove_temps(folder: str, name: str | None = None, tag: str | None = None,
+                 pid: int | None = None) -> int:
+    """Remove temporary files in ``folder``: of output ``name``, rank ``tag``, process ``pid``.
+
+    Each filter applies only when given. Returns how many were removed.
+    """
     try:
-        names = os.listdir(temp_dir)
-    except FileNotFoundError:
+        entries = os.listdir(folder or ".")
+    except OSError:
         return 0
-    for name in names:
-        if name.startswith(prefix):
-            _unlink(os.path.join(temp_dir, name))
-            removed += 1
+    removed = 0
+    for entry in entries:
+        base, mark, owner = entry.rpartition(MARK)
+        if not mark or not base.startswith("."):
+            continue
+        owner_tag, _, rest = owner.rpartition("-")[0].rpartition("-")
+        if ((name is not None and base != "." + name) or (tag is not None and owner_tag != tag)
+                or (pid is not None and rest != str(pid))):
+            continue
+        _unlink(os.path.join(folder, entry))
+        removed += 1
     return removed
+
+
+def concatenate(paths: list[str], sink: BinaryIO) -> None:
+    """Append the files ``paths``, in order, to the open file ``sink`` (in the kernel where possible)."""
+    sink.flush()
+    target = sink.fileno()
+    for path in paths:
+        with open(path, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            copied = 0
+            try:
+                while copied < size:
+                    step = os.copy_file_range(source.fileno(), target, size - copied)
+                    if step == 0:
+                        break
+                    copied += step
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            if copied < size:
+                source.seek(copied)
+                os.lseek(target, 0, os.SEEK_END)
+                shutil.copyfileobj(source, sink)
+                sink.flush()

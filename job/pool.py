@@ -25,7 +25,7 @@ import signal
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -48,8 +48,8 @@ class Outcome:
 class _Item:
     key: Any
     args: tuple
+    weight: int = 0
     attempts: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -127,15 +127,15 @@ class _Worker:
 class WorkerPool:
     """Run ``function(*args)`` for many items in ``workers`` processes.
 
-    ``on_worker_lost(pid)`` is called in the parent after a worker died or
-    was killed, before its item is retried (e.g. to remove its temporary
-    files). ``max_retries`` extra attempts are made after a failure, of any
+    ``on_worker_lost(pid, key)`` is called in the parent after a worker died
+    or was killed on item ``key``, before that item is retried (e.g. to
+    remove the worker's temporary files). ``max_retries`` extra attempts are made after a failure, of any
     kind. Use as a context manager: leaving it kills every worker.
     """
 
     def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,
                  timeout: float | None = None, initializer: Callable | None = None,
-                 on_worker_lost: Callable[[int], None] | None = None):
+                 on_worker_lost: Callable[[int, Any], None] | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         methods = multiprocessing.get_all_start_methods()
@@ -168,6 +168,8 @@ class WorkerPool:
                 worker.process.kill()
             worker.process.join(max(0.0, deadline - time.monotonic()))
             worker.kill()
+            if worker.busy and self._on_worker_lost is not None:
+                self._on_worker_lost(worker.process.pid, worker.batch[0].key)
         self._workers.clear()
 
     def _spawn(self) -> _Worker:
@@ -175,10 +177,15 @@ class WorkerPool:
         self._workers.append(worker)
         return worker
 
-    def imap(self, items: Iterable[tuple[Any, tuple]],
-             batch_size: int = 1) -> Iterator[Outcome]:
-        """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes."""
-        pending: deque[_Item] = deque(_Item(key, tuple(args)) for key, args in items)
+    def imap(self, items: Iterable[tuple], batch_size: int = 1,
+             batch_weight: float = float("inf")) -> Iterator[Outcome]:
+        """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes.
+
+        Items may carry a weight, ``(key, args, weight)``: a worker is handed
+        up to ``batch_size`` items at once, fewer if their weights add up to
+        ``batch_weight``. An item that failed before is always sent alone.
+        """
+        pending: deque[_Item] = deque(_Item(item[0], tuple(item[1]), *item[2:]) for item in items)
         total = len(pending)
         if not total:
             return
@@ -193,10 +200,22 @@ class WorkerPool:
                     self._workers.remove(worker)
                     worker.kill()
                     worker = self._spawn()
-                size = 1 if pending[0].attempts else batch_size
-                worker.give([pending.popleft() for _ in range(min(size, len(pending)))])
+                worker.give(self._batch(pending, batch_size, batch_weight))
             yield from self._collect(pending)
             done = total - len(pending) - sum(len(w.batch) for w in self._workers)
+
+    @staticmethod
+    def _batch(pending: deque[_Item], size: int, weight: float) -> list[_Item]:
+        batch = [pending.popleft()]
+        total = batch[0].weight
+        if batch[0].attempts:
+            return batch
+        while pending and len(batch) < size and not pending[0].attempts:
+            total += pending[0].weight
+            if total > weight:
+                break
+            batch.append(pending.popleft())
+        return batch
 
     def _collect(self, pending: deque[_Item]) -> Iterator[Outcome]:
         """Wait for the next events; yield finished outcomes, requeue retries."""
@@ -238,7 +257,6 @@ class WorkerPool:
 
     def _failed(self, item: _Item, error: str, seconds: float,
                 pending: deque[_Item]) -> Iterator[Outcome]:
-        item.errors.append(error)
         if item.attempts <= self._max_retries:
             pending.appendleft(item)
         else:
@@ -249,9 +267,9 @@ class WorkerPool:
         pid = worker.process.pid
         worker.kill()
         self._workers.remove(worker)
-        if self._on_worker_lost is not None:
-            self._on_worker_lost(pid)
         culprit = worker.batch.popleft()
+        if self._on_worker_lost is not None:
+            self._on_worker_lost(pid, culprit.key)
         pending.extendleft(reversed(worker.batch))
         worker.batch.clear()
         culprit.attempts += 1

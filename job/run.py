@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import atomic, journal, ranks, sharding
+from . import atomic, journal, ranks, sharding, tasks
 from .config import JobConfig
 from .listing import InputDirError, InputFile, list_inputs
 from .pool import WorkerPool
@@ -100,16 +101,12 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     return Plan(config, rank, listing, files, processor)
 
 
-def _call(processor: DataProcessor, input_dir: str, rel: str) -> tuple[int, int, Any]:
-    """Worker side: fingerprint the input, then process it."""
-    path = os.path.join(input_dir, rel)
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns, processor.process(path)
-
-
 def _output_rel(plan: Plan, rel: str) -> str | None:
     output = plan.processor.output_path(os.path.join(plan.config.input_dir, rel))
-    return None if output is None else os.path.relpath(output, plan.config.out_dir)
+    if output is None:
+        return None
+    prefix = os.path.join(plan.config.out_dir, "")
+    return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
 
 
 def _still_done(plan: Plan, item: InputFile, record: Mapping[str, Any] | None) -> bool:
@@ -129,17 +126,17 @@ def _skipped(record: Mapping[str, Any]) -> dict[str, Any]:
     return {**record, "status": "skipped", "seconds": 0.0, "attempts": 0, "error": None}
 
 
-def _record(plan: Plan, item: InputFile, outcome) -> dict[str, Any]:
-    record = {"input": item.rel, "output": _output_rel(plan, item.rel)}
-    if outcome.ok:
-        size, mtime_ns, value = outcome.value
-        tokens = value.get("tokens") if isinstance(value, Mapping) else None
-        record.update(status="ok", bytes_in=size, tokens=tokens, error=None, mtime_ns=mtime_ns)
-    else:
-        record.update(status="failed", bytes_in=item.size, tokens=None, error=outcome.error,
-                      mtime_ns=None)
-    record.update(seconds=round(outcome.seconds, 6), attempts=outcome.attempts)
-    return record
+def _record(plan: Plan, item: InputFile, result: tasks.FileResult) -> dict[str, Any]:
+    tokens = result.value.get("tokens") if isinstance(result.value, Mapping) else None
+    return {"input": item.rel, "output": _output_rel(plan, item.rel),
+            "status": "ok" if result.ok else "failed", "bytes_in": result.size,
+            "tokens": tokens, "seconds": round(result.seconds, 6), "attempts": result.attempts,
+            "error": result.error, "mtime_ns": result.mtime_ns}
+
+
+def _batch_size(task_count: int, workers: int) -> int:
+    """Files per hand-out: many when there are many, one when a few must spread evenly."""
+    return max(1, min(tasks.BATCH_FILES, task_count // (8 * workers)))
 
 
 def _raise_interrupted(signum, frame):
@@ -159,12 +156,11 @@ def _split_done(plan: Plan) -> tuple[list[dict[str, Any]], list[InputFile]]:
     return carried, todo
 
 
-def _open_outputs(plan: Plan, carried: list[dict[str, Any]]) -> tuple[str, journal.Journal]:
-    """Create out_dir, this rank's fresh temporary folder and its journal."""
+def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any]]) -> str:
+    """Create out_dir, start the journal; return this rank's fresh folder for range parts."""
     out_dir, rank = plan.config.out_dir, plan.rank
     shard = journal.shard_name(rank.shard_index, rank.shard_count)
     temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
-    book = journal.Journal(out_dir, rank.shard_index, rank.shard_count)
     try:
         os.makedirs(os.path.join(out_dir, journal.MANIFEST_DIR), exist_ok=True)
         shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
@@ -172,15 +168,49 @@ def _open_outputs(plan: Plan, carried: list[dict[str, Any]]) -> tuple[str, journ
         book.start(carried)
     except OSError as error:
         raise UsageError(f"out_dir {out_dir!r} cannot be written: {error.strerror}") from None
-    return temp_dir, book
+    return temp_dir
+
+
+def _ended_cleanly(book: journal.Journal) -> bool:
+    """Whether this rank's last run wrote its final manifest (no temporary files left)."""
+    try:
+        with open(book.manifest_path, "rb") as stream:
+            manifest = json.load(stream)
+        return (manifest.get("complete") is True
+                and os.path.getmtime(book.manifest_path) >= os.path.getmtime(book.path))
+    except (OSError, ValueError):
+        return not os.path.exists(book.path)
+
+
+def _remove_stale_temps(plan: Plan, todo: list[InputFile], tag: str) -> None:
+    """Remove the temporary files of this rank's outputs that a killed run left."""
+    folders = set()
+    for item in todo:
+        output = plan.processor.output_path(os.path.join(plan.config.input_dir, item.rel))
+        if output is not None:
+            folders.add(os.path.dirname(output))
+    removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run", removed)
+
+
+def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: tasks.Task) -> None:
+    """Remove what a killed worker was writing for ``task``."""
+    output = plan.processor.output_path(os.path.join(plan.config.input_dir, todo[task.index].rel))
+    if output is not None:
+        atomic.remove_temps(os.path.dirname(output), os.path.basename(output), tag, pid)
 
 
 def execute(plan: Plan) -> int:
     """Process the plan; returns the exit code. Writes only under ``out_dir``."""
     config, rank = plan.config, plan.rank
     carried, todo = _split_done(plan)
-    temp_dir, book = _open_outputs(plan, carried)
-    atomic.use_temp_dir(temp_dir)
+    tag = f"{rank.shard_index}of{rank.shard_count}"
+    atomic.use_tag(tag)
+    book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
+    if not _ended_cleanly(book):
+        _remove_stale_temps(plan, todo, tag)
+    temp_dir = _open_outputs(plan, book, carried)
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
              len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),
              config.shard_strategy, len(carried), len(todo))
@@ -193,18 +223,27 @@ def execute(plan: Plan) -> int:
     started = time.monotonic()
     try:
         workers = min(config.workers, max(1, len(todo)))
-        call = functools.partial(_call, plan.processor, config.input_dir)
-        lost = functools.partial(atomic.remove_temps_of, temp_dir=temp_dir)
+        ranges = callable(getattr(plan.processor, "process_range", None))
+        work = tasks.plan_tasks(todo, workers, ranges)
+        assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
+        call = functools.partial(tasks.run_task, plan.processor, config.input_dir, temp_dir)
+        lost = functools.partial(_worker_lost, plan, todo, tag)
         with WorkerPool(call, workers, max_retries=config.max_retries,
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:
-            for outcome in pool.imap((i, (item.rel,)) for i, item in enumerate(todo)):
-                item = todo[outcome.key]
-                book.append(_record(plan, item, outcome))
-                if not outcome.ok:
+            outcomes = pool.imap(tasks.pool_items(work, todo),
+                                 batch_size=_batch_size(len(work), workers),
+                                 batch_weight=tasks.BATCH_BYTES)
+            for outcome in outcomes:
+                result = assembler.add(outcome)
+                if result is None:
+                    continue
+                item = todo[result.index]
+                book.append(_record(plan, item, result))
+                if not result.ok:
                     progress.clear()
                     log.warning("failed: %s: %s (after %d attempt(s))",
-                                item.rel, outcome.error, outcome.attempts)
-                progress.update(item.size, failed=not outcome.ok)
+                                item.rel, result.error, result.attempts)
+                progress.update(item.size, failed=not result.ok)
     except Interrupted as signal_caught:
         progress.clear()
         interrupted = signal_caught
@@ -217,7 +256,6 @@ def execute(plan: Plan) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         book.close()
-        atomic.use_temp_dir(None)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
     extra = {"rank": {"shard_index": rank.shard_index, "shard_count": rank.shard_count,

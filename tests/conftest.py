@@ -46,6 +46,11 @@ def assert_outputs_exact(input_dir: Path, out_dir: Path, rels=None) -> None:
         assert (out_dir / rel).read_bytes() == expected, rel
 
 
+def temporary_files(out_dir: Path) -> list[Path]:
+    """Temporary outputs left under ``out_dir`` (``.NAME.partial-…`` files, range folders)."""
+    return [p for p in out_dir.rglob("*") if ".partial-" in p.name or p.name.startswith("partial-")]
+
+
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():

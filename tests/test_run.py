@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+from conftest import ROOT, assert_outputs_exact, clean_environ, run_job, temporary_files
 
 
 @pytest.fixture
@@ -32,10 +32,6 @@ def manifest(out):
     return json.loads(path.read_text())
 
 
-def no_partials(out):
-    return [p for p in out.rglob("*") if p.name.endswith(".partial") or "partial-" in str(p)]
-
-
 def test_journal_and_manifest_records(inputs, tmp_path):
     out = tmp_path / "out"
     result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2")
@@ -52,7 +48,7 @@ def test_journal_and_manifest_records(inputs, tmp_path):
     assert [r["input"] for r in final["files"]] == sorted(r["input"] for r in records)
     assert final["totals"]["ok"] == 9 and final["totals"]["failed"] == 0
     assert final["complete"] is True
-    assert no_partials(out) == []
+    assert temporary_files(out) == []
     assert "summary: 9 files: 9 done, 0 skipped" in result.stderr
 
 
@@ -111,7 +107,7 @@ def test_killed_worker_is_retried_in_a_fresh_one(inputs, tmp_path):
     record = next(r for r in journal(out) if r["input"] == "f4.txt")
     assert record["status"] == "ok" and record["attempts"] == 2
     assert_outputs_exact(inputs, out)
-    assert no_partials(out) == []
+    assert temporary_files(out) == []
 
 
 def test_worker_killed_every_time_is_recorded_and_never_hangs(inputs, tmp_path):
@@ -123,7 +119,7 @@ def test_worker_killed_every_time_is_recorded_and_never_hangs(inputs, tmp_path):
     record = next(r for r in journal(out) if r["input"] == "f4.txt")
     assert record["status"] == "failed" and record["attempts"] == 3
     assert record["error"].startswith("worker died (signal 9")
-    assert not (out / "f4.txt").exists() and no_partials(out) == []
+    assert not (out / "f4.txt").exists() and temporary_files(out) == []
     assert sum(r["status"] == "ok" for r in journal(out)) == 8
     rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out), timeout=60)
     assert rerun.returncode == 0, rerun.stderr
@@ -153,7 +149,7 @@ def test_signals_stop_workers_and_leave_no_partial_output(inputs, tmp_path, sign
          "--processor", "fault_processors:Slow", "--process_count", "2"],
         env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not list(out.glob("_manifest/partial-*/*.partial")) and time.monotonic() < deadline:
+    while not temporary_files(out) and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
                              text=True).stdout.split()
@@ -164,7 +160,7 @@ def test_signals_stop_workers_and_leave_no_partial_output(inputs, tmp_path, sign
     assert "Traceback" not in stderr
     for pid in workers:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-    assert no_partials(out) == []
+    assert temporary_files(out) == []
     for path in out.glob("*.txt"):
         assert path.read_bytes() != b"partial"
     assert manifest(out)["complete"] is False

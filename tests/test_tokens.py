@@ -1,15 +1,19 @@
 """The token splitter is byte-exact to ``bytes.split``, whatever the bytes and chunking."""
 
 import io
+import json
+from unittest import mock
 import subprocess
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from job.listing import InputFile
+from job import tokens
 from job.tokens import TokenSplitter, split_bytes, split_stream
 
-from conftest import assert_outputs_exact, reference, run_job
+from conftest import assert_outputs_exact, reference, run_job, temporary_files
 
 EDGE_CASES = {
     "crlf.txt": b"one two\r\nthree\r\n\r\nfour",
@@ -28,18 +32,20 @@ EDGE_CASES = {
 }
 
 
-def split_with(data: bytes, chunk_size: int) -> tuple[bytes, int]:
+def split_with(data: bytes, chunk_size: int, small_chunk: int = tokens.SMALL_CHUNK):
     out = io.BytesIO()
-    count = split_stream(io.BytesIO(data).read, out.write, chunk_size)
+    with mock.patch.object(tokens, "SMALL_CHUNK", small_chunk):
+        count = split_stream(io.BytesIO(data).read, out.write, chunk_size)
     return out.getvalue(), count
 
 
+@pytest.mark.parametrize("path", ["big-integer", "split"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.binary(max_size=200) | st.lists(st.sampled_from(
-    [b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"a", b"bc", b"\x00", b"\xff"]),
+    [b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"a", b"bc", b"\x00", b"\x01", b"\x8a", b"\xff"]),
     max_size=80).map(b"".join), chunk_size=st.integers(1, 17))
-def test_stream_matches_reference_at_every_chunk_boundary(data, chunk_size):
-    out, count = split_with(data, chunk_size)
+def test_stream_matches_reference_at_every_chunk_boundary(path, data, chunk_size):
+    out, count = split_with(data, chunk_size, 0 if path == "big-integer" else 1 << 20)
     assert out == reference(data)
     assert count == len(data.split())
 
@@ -61,7 +67,7 @@ def test_processor_writes_the_mirror_path(tmp_path):
     (tmp_path / "in" / "a").mkdir(parents=True)
     (tmp_path / "in" / "a" / "x.txt").write_bytes(b"hello  world\n")
     splitter = TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
-    assert splitter.process(str(tmp_path / "in" / "a" / "x.txt")) == {"tokens": 2, "bytes_in": 13}
+    assert splitter.process(str(tmp_path / "in" / "a" / "x.txt")) == {"tokens": 2}
     assert (tmp_path / "out" / "a" / "x.txt").read_bytes() == b"hello\nworld\n"
     assert sorted(p.name for p in (tmp_path / "out" / "a").iterdir()) == ["x.txt"]
 
@@ -95,3 +101,46 @@ def test_reference_agrees_with_tr_on_the_corpus(corpus):
         tr = subprocess.run("LC_ALL=C tr -s '[:space:]' '\\n' | sed '/^$/d'", shell=True,
                             input=data, capture_output=True, check=True).stdout
         assert reference(data) == tr, path.name
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.lists(st.sampled_from([b" ", b"\n", b"\t\r", b"ab", b"c", b"\xff\x00"]),
+                     max_size=120).map(b"".join),
+       cuts=st.lists(st.integers(0, 300), max_size=5))
+def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, data, cuts):
+    folder = tmp_path_factory.mktemp("ranges")
+    (folder / "in").mkdir()
+    (folder / "in" / "f.txt").write_bytes(data)
+    splitter = TokenSplitter(str(folder / "in"), str(folder / "out"))
+    edges = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    parts, tokens = [], 0
+    for k, (start, end) in enumerate(zip(edges, edges[1:])):
+        parts.append(str(folder / f"part{k}"))
+        tokens += splitter.process_range(str(folder / "in" / "f.txt"), start, end, parts[-1])["tokens"]
+    if not parts:  # an empty file has no range: process it whole
+        splitter.process(str(folder / "in" / "f.txt"))
+    else:
+        splitter.join_ranges(str(folder / "in" / "f.txt"), parts)
+        assert tokens == len(data.split())
+    assert (folder / "out" / "f.txt").read_bytes() == reference(data)
+
+
+def test_job_splits_a_large_file_into_ranges(tmp_path, corpus, monkeypatch):
+    from job import cli, tasks
+    monkeypatch.setattr(tasks, "MIN_RANGE_BYTES", 50_000)
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "big.txt").write_bytes(b"".join(p.read_bytes() for p in sorted(corpus.iterdir())))
+    (source / "small.txt").write_bytes(b"a few words\n")
+    planned = tasks.plan_tasks([InputFile("big.txt", 1_100_000)], 2, True)
+    assert len(planned) > 2
+    code = cli.main(["--input_dir", str(source), "--out_dir", str(tmp_path / "out"),
+                     "--process_count", "2", "--log_level", "WARNING"])
+    assert code == 0
+    assert_outputs_exact(source, tmp_path / "out")
+    records = [json.loads(line) for line in
+               (tmp_path / "out" / "_manifest" / "shard-00000-of-00001.jsonl").read_text().splitlines()]
+    assert sorted(r["input"] for r in records) == ["big.txt", "small.txt"]
+    big = next(r for r in records if r["input"] == "big.txt")
+    assert big["tokens"] == len((source / "big.txt").read_bytes().split())
+    assert temporary_files(tmp_path / "out") == []
