@@ -126,8 +126,7 @@ class Journal:
         temp = f"{self.manifest_path}.{os.getpid()}.partial"
         try:
             with open(temp, "w", encoding="utf-8") as stream:
-                json.dump(manifest, stream, ensure_ascii=False, separators=(",", ":"))
-                stream.write("\n")
+                stream.write(json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n")
             os.replace(temp, self.manifest_path)
         except OSError as error:
             try:

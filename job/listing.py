@@ -50,14 +50,18 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
         raise InputDirError(f"input_dir {str(root)!r} cannot be read: {error.strerror}") from None
     skip = os.path.realpath(out_dir) if out_dir is not None else None
     found: list[InputFile] = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    top = os.fspath(root)
+    for folder, dirs, files in os.walk(top, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")
                    and os.path.realpath(os.path.join(folder, d)) != skip]
+        prefix = os.path.relpath(folder, top).replace(os.sep, "/") + "/"
+        if prefix == "./":
+            prefix = ""
         for name in files:
             if name.startswith("."):
                 continue
             path = os.path.join(folder, name)
-            rel = Path(path).relative_to(root).as_posix()
+            rel = prefix + name
             if not _matches(rel, pattern):
                 continue
             try:
