@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import atomic, journal, ranks, sharding, tasks
+from . import atomic, journal, ranks, resume, sharding, tasks
 from .config import JobConfig
 from .listing import InputDirError, InputFile, list_inputs
 from .pool import WorkerPool
@@ -109,23 +108,6 @@ def _output_rel(plan: Plan, rel: str) -> str | None:
     return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
 
 
-def _still_done(plan: Plan, item: InputFile, record: Mapping[str, Any] | None) -> bool:
-    if record is None:
-        return False
-    try:
-        info = os.stat(os.path.join(plan.config.input_dir, item.rel))
-    except OSError:
-        return False
-    if record.get("bytes_in") != info.st_size or record.get("mtime_ns") != info.st_mtime_ns:
-        return False
-    output = record.get("output")
-    return output is None or os.path.isfile(os.path.join(plan.config.out_dir, output))
-
-
-def _skipped(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {**record, "status": "skipped", "seconds": 0.0, "attempts": 0, "error": None}
-
-
 def _record(plan: Plan, item: InputFile, result: tasks.FileResult) -> dict[str, Any]:
     tokens = result.value.get("tokens") if isinstance(result.value, Mapping) else None
     return {"input": item.rel, "output": _output_rel(plan, item.rel),
@@ -143,19 +125,6 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def _split_done(plan: Plan) -> tuple[list[dict[str, Any]], list[InputFile]]:
-    """The skipped records carried over from earlier runs, and the files still to do."""
-    done = journal.finished_records(plan.config.out_dir) if plan.config.resume else {}
-    carried, todo = [], []
-    for item in plan.files:
-        record = done.get(item.rel)
-        if _still_done(plan, item, record):
-            carried.append(_skipped(record))
-        else:
-            todo.append(item)
-    return carried, todo
-
-
 def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any]]) -> str:
     """Create out_dir, start the journal; return this rank's fresh folder for range parts."""
     out_dir, rank = plan.config.out_dir, plan.rank
@@ -171,29 +140,6 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any
     return temp_dir
 
 
-def _ended_cleanly(book: journal.Journal) -> bool:
-    """Whether this rank's last run wrote its final manifest (no temporary files left)."""
-    try:
-        with open(book.manifest_path, "rb") as stream:
-            manifest = json.load(stream)
-        return (manifest.get("complete") is True
-                and os.path.getmtime(book.manifest_path) >= os.path.getmtime(book.path))
-    except (OSError, ValueError):
-        return not os.path.exists(book.path)
-
-
-def _remove_stale_temps(plan: Plan, todo: list[InputFile], tag: str) -> None:
-    """Remove the temporary files of this rank's outputs that a killed run left."""
-    folders = set()
-    for item in todo:
-        output = plan.processor.output_path(os.path.join(plan.config.input_dir, item.rel))
-        if output is not None:
-            folders.add(os.path.dirname(output))
-    removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)
-    if removed:
-        log.info("removed %d temporary file(s) left by an interrupted run", removed)
-
-
 def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: tasks.Task) -> None:
     """Remove what a killed worker was writing for ``task``."""
     output = plan.processor.output_path(os.path.join(plan.config.input_dir, todo[task.index].rel))
@@ -204,12 +150,12 @@ def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: ta
 def execute(plan: Plan) -> int:
     """Process the plan; returns the exit code. Writes only under ``out_dir``."""
     config, rank = plan.config, plan.rank
-    carried, todo = _split_done(plan)
+    carried, todo = resume.split_done(config, plan.files)
     tag = f"{rank.shard_index}of{rank.shard_count}"
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
-    if not _ended_cleanly(book):
-        _remove_stale_temps(plan, todo, tag)
+    if not resume.ended_cleanly(book):
+        resume.remove_stale_temps(config, plan.processor, todo, tag)
     temp_dir = _open_outputs(plan, book, carried)
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
              len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),

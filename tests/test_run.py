@@ -201,3 +201,17 @@ def test_zero_files_is_a_clean_run(tmp_path):
     result = run_job("--input_dir", str(tmp_path / "in"), "--out_dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert manifest(tmp_path / "out")["totals"]["files"] == 0
+
+
+def test_rerun_after_a_killed_rank_removes_its_temporary_files(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input_dir", str(inputs), "--out_dir", str(out)).returncode == 0
+    (out / "_manifest" / "shard-00000-of-00001.json").unlink()  # as if SIGKILLed before the end
+    mine = out / ".f1.txt.partial-0of1-99999-0"
+    others = out / ".f1.txt.partial-1of2-99999-0"  # another rank, maybe writing right now
+    mine.write_bytes(b"half")
+    others.write_bytes(b"half")
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not mine.exists() and others.exists()
+    assert "removed 1 temporary file(s) left by an interrupted run" in result.stderr
