@@ -62,10 +62,10 @@ def ended_cleanly(book: journal.Journal) -> bool:
 
 
 def remove_stale_temps(config: JobConfig, processor: DataProcessor,
-                       todo: Sequence[InputFile], tag: str) -> None:
+                       files: Sequence[InputFile], tag: str) -> None:
     """Remove the temporary files of rank ``tag``'s outputs that a killed run left."""
     folders = set()
-    for item in todo:
+    for item in files:
         output = processor.output_path(os.path.join(config.input_dir, item.rel))
         if output is not None:
             folders.add(os.path.dirname(output))

@@ -155,7 +155,7 @@ def execute(plan: Plan) -> int:
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
     if not resume.ended_cleanly(book):
-        resume.remove_stale_temps(config, plan.processor, todo, tag)
+        resume.remove_stale_temps(config, plan.processor, plan.files, tag)
     temp_dir = _open_outputs(plan, book, carried)
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
              len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),
