@@ -1,0 +1,164 @@
+"""Talking to Azure ML: the credential, the client, the submission and the log stream.
+
+The only module of ``submit`` that opens connections. ``azure.identity`` and
+``azure.ai.ml`` are imported when a function needs them. Every Azure error a
+user can meet comes out as :class:`AzureError`: one line and an exit code
+(2 for authentication and for a workspace, compute or datastore that is not
+there; 1 for anything else the service refused).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from .settings import Settings
+
+COMPLETED = "Completed"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LOGIN_HINT = ("log in with `az login` (or `azd auth login`), or set AZURE_TENANT_ID, AZURE_CLIENT_ID "
+              "and AZURE_CLIENT_SECRET for a service principal, then try again")
+
+
+class AzureError(Exception):
+    """A failure to report as one line, with the exit code to leave with."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A job Azure ML accepted."""
+
+    name: str
+    studio_url: str | None
+    status: str | None
+
+
+def status_text(status) -> str | None:
+    """A job status as Azure ML spells it (``Completed``), whether the SDK gave an enum or text."""
+    if status is None:
+        return None
+    return str(getattr(status, "value", status))
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line
+    return type(error).__name__
+
+
+def authentication_message(error: BaseException) -> str:
+    """One line for a failed sign-in: which credentials were tried and how to log in."""
+    text = str(getattr(error, "message", None) or error)
+    tried = re.findall(r"^\s*(\w+Credential):", text, flags=re.MULTILINE)
+    if "DefaultAzureCredential" in text and tried:
+        names = ", ".join(dict.fromkeys(tried))
+        return (f"authentication failed: DefaultAzureCredential tried {names} and none gave a "
+                f"token; {LOGIN_HINT}")
+    return f"authentication failed: {_first_line(error)}; {LOGIN_HINT}"
+
+
+@contextmanager
+def azure_errors(action: str) -> Iterator[None]:
+    """Turn the SDK's exceptions raised while doing ``action`` into :class:`AzureError`."""
+    from azure.ai.ml.exceptions import ErrorCategory, MlException
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    try:
+        yield
+    except ClientAuthenticationError as error:
+        raise AzureError(authentication_message(error), EXIT_USAGE) from None
+    except ResourceNotFoundError as error:
+        raise AzureError(f"{action}: not found (check the subscription, resource group, "
+                         f"workspace, compute and datastore): {_first_line(error)}", EXIT_USAGE) from None
+    except HttpResponseError as error:
+        raise AzureError(f"{action}: Azure ML answered HTTP {error.status_code}: "
+                         f"{_first_line(error)}", EXIT_FAILED) from None
+    except ServiceRequestError as error:
+        raise AzureError(f"{action}: cannot reach Azure ML: {_first_line(error)}", EXIT_FAILED) from None
+    except MlException as error:
+        user_error = getattr(error, "error_category", None) == ErrorCategory.USER_ERROR
+        raise AzureError(f"{action}: the Azure ML SDK refused: {_first_line(error)}",
+                         EXIT_USAGE if user_error else EXIT_FAILED) from None
+
+
+def default_credential():
+    """``DefaultAzureCredential``: environment, workload identity, managed identity, Azure CLI, ..."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def ml_client(settings: Settings, credential=None, **client_options):
+    """An ``MLClient`` for the settings' workspace; no request is made until it is used.
+
+    ``credential`` defaults to :func:`default_credential`; ``client_options``
+    go to ``MLClient`` (e.g. ``transport``, ``show_progress``).
+    """
+    from azure.ai.ml import MLClient
+
+    return MLClient(credential if credential is not None else default_credential(),
+                    subscription_id=settings.subscription,
+                    resource_group_name=settings.resource_group,
+                    workspace_name=settings.workspace, **client_options)
+
+
+LOCAL_INPUT_HINT = ("a local input folder is for the dry run's plan preview; upload it first "
+                    "(e.g. `az ml data create --type uri_folder --path DIR`, or azcopy into a "
+                    "datastore) and pass --input azureml://datastores/NAME/paths/PATH")
+
+
+def refuse_local_inputs(job) -> None:
+    """:class:`AzureError` (exit code 2) if an input of ``job`` is a local folder.
+
+    Input data goes to storage first; a local folder only serves the dry run's preview.
+    """
+    from .build import is_local_path
+
+    for name, binding in (getattr(job, "inputs", None) or {}).items():
+        path = getattr(binding, "path", None)
+        if isinstance(path, str) and is_local_path(path):
+            raise AzureError(f"input {name} is the local folder {path!r}: {LOCAL_INPUT_HINT}",
+                             EXIT_USAGE)
+
+
+def submit_job(client, job) -> Submitted:
+    """Create the job (uploading its code, creating its environment); returns its name and URL.
+
+    A job whose input is a local folder is refused before any request (see
+    :func:`refuse_local_inputs`).
+    """
+    refuse_local_inputs(job)
+    with azure_errors("submitting the job"):
+        returned = client.jobs.create_or_update(job)
+    return Submitted(returned.name, returned.studio_url, status_text(returned.status))
+
+
+def stream_job(client, name: str) -> str:
+    """Print the job's logs until it ends; returns its final status (``Completed``, ``Failed``, ...)."""
+    from azure.ai.ml.exceptions import JobException
+
+    with azure_errors(f"following job {name}"):
+        try:
+            client.jobs.stream(name)
+        except JobException:
+            pass  # the job failed; its status below says so
+        return status_text(client.jobs.get(name).status) or "Unknown"
+
+
+def exit_code_for(status: str | None) -> int:
+    """0 for a job that completed, 1 for any other end (failed, canceled, ...)."""
+    return EXIT_OK if status == COMPLETED else EXIT_FAILED

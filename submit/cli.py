@@ -1,0 +1,214 @@
+"""The command line of ``python -m submit``: parse, resolve, check, build, then dry-run or submit.
+
+Exit codes: 0 done (dry run written, job submitted, or followed to
+``Completed``); 1 the job ended otherwise, or Azure ML refused the request;
+2 bad usage, settings, placeholders, job config, input folder or
+authentication, reported before anything is sent; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .settings import DISTRIBUTIONS, SettingsError, resolve, unfilled, unfilled_message
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = """\
+Build the Azure ML command job that runs `python -m job` on N nodes and submit it,
+or with --dry-run write its YAML (what `az ml job create --file` reads) without
+credentials or network.
+
+  python -m submit --nodes 5                                  # 5 nodes, one MPI rank each
+  python -m submit --nodes 1                                  # one node
+  python -m submit --nodes 1 --node-count 5 --node-rank 3    # node 3 of 5 only (selective node)
+  python -m submit --nodes 5 --dry-run --yaml job.yml         # no Azure needed
+"""
+
+EPILOG = """\
+settings, highest precedence first: flags; environment variables AZURE_SUBSCRIPTION_ID,
+AZURE_RESOURCE_GROUP, AZUREML_WORKSPACE_NAME, AZUREML_COMPUTE; a workspace config.json
+(found as MLClient.from_config finds it); --config FILE; submit/config.yaml. The output
+says which source gave each value. Values in <ANGLE_BRACKETS> are placeholders: a dry
+run accepts them, a submission refuses them (exit 2).
+
+exit codes: 0 done; 1 the job did not complete, or Azure ML refused the request;
+2 bad usage, settings, placeholders or authentication; 130 interrupted.
+"""
+
+
+def _both(name: str) -> list[str]:
+    """Both spellings of a long option: --process-count and --process_count."""
+    dashed = "--" + name.replace("_", "-")
+    underscored = "--" + name.replace("-", "_")
+    return [dashed] if dashed == underscored else [dashed, underscored]
+
+
+def command_line_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m submit``; every option also takes its ``_`` spelling."""
+    parser = argparse.ArgumentParser(
+        prog="python -m submit", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    shape = parser.add_argument_group("job shape")
+    shape.add_argument(*_both("nodes"), type=int, metavar="N",
+                       help="nodes of the job (instance_count); default from the config, 1")
+    shape.add_argument(*_both("processes_per_node"), type=int, metavar="N",
+                       help="ranks per node: the launcher's process count per instance (default 1)")
+    shape.add_argument(*_both("process_count"), type=int, metavar="N",
+                       help="worker processes of each rank, passed to the job as --process_count "
+                            "(default: one per CPU of the node)")
+    shape.add_argument(*_both("node_count"), type=int, metavar="N",
+                       help="selective node: the node count of the run to emulate (with --node-rank)")
+    shape.add_argument(*_both("node_rank"), type=int, metavar="R",
+                       help="selective node: the node of that run to process, 0-based")
+    shape.add_argument(*_both("distribution"), choices=DISTRIBUTIONS,
+                       help="launcher starting the ranks: mpi (default), pytorch, none")
+
+    where = parser.add_argument_group("workspace and data")
+    where.add_argument(*_both("subscription"), metavar="ID", help="Azure subscription ID")
+    where.add_argument(*_both("resource_group"), metavar="NAME", help="resource group")
+    where.add_argument(*_both("workspace"), metavar="NAME", help="Azure ML workspace")
+    where.add_argument(*_both("compute"), metavar="NAME", help="compute cluster")
+    where.add_argument(*_both("input"), metavar="URI|DIR",
+                       help="input folder: azureml://datastores/NAME/paths/PATH, another storage "
+                            "URI, or a local folder (the dry run then shows each node's files)")
+    where.add_argument(*_both("output"), metavar="URI",
+                       help="output folder URI ('' for the job's default output)")
+
+    job = parser.add_argument_group("job")
+    job.add_argument(*_both("experiment"), metavar="NAME", help="experiment name (default amlshard)")
+    job.add_argument(*_both("environment"), metavar="ENV",
+                     help="conda (default: image + conda file of environment/), docker "
+                          "(environment/Dockerfile), or a registered azureml:NAME:VERSION")
+    job.add_argument(*_both("job_config"), metavar="FILE",
+                     help="config of `python -m job` run on the nodes (default submit/job_config.yaml)")
+    job.add_argument(*_both("config"), metavar="FILE",
+                     help="a submit settings file laid over submit/config.yaml")
+
+    run = parser.add_argument_group("what to do")
+    run.add_argument(*_both("dry_run"), action="store_true",
+                     help="build the job and write its YAML; no credentials, no network")
+    run.add_argument(*_both("yaml"), metavar="FILE",
+                     help="write the job YAML to FILE (default with --dry-run: print it)")
+    run.add_argument(*_both("code_dir"), metavar="DIR",
+                     help="where to stage the code folder (default: FILE-code beside --yaml, "
+                          "else a temporary folder)")
+    run.add_argument(*_both("stream"), action="store_true",
+                     help="after submitting, follow the logs; exit 0 only if the job completed")
+    return parser
+
+
+SETTING_FLAGS = ("nodes", "processes_per_node", "process_count", "node_count", "node_rank",
+                 "distribution", "subscription", "resource_group", "workspace", "compute",
+                 "input", "output", "experiment", "environment", "job_config")
+
+
+def _quiet_sdk_logs() -> None:
+    # azure.identity logs the many-line story of a failed sign-in that `azure.py`
+    # reports in one line.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
+
+
+def _code_dir(args: argparse.Namespace) -> tuple[Path | None, bool]:
+    """Where to stage the code, and whether it is a temporary folder to remove after submitting."""
+    if args.code_dir:
+        return Path(args.code_dir), False
+    if args.yaml:
+        target = Path(args.yaml)
+        return target.with_name(f"{target.stem}-code"), False
+    return None, True
+
+
+def run(args: argparse.Namespace) -> int:
+    """Do what the parsed command line asks; returns the exit code. Errors raise ValueError."""
+    if args.stream and args.dry_run:
+        raise SettingsError("--stream follows a submitted job; it cannot go with --dry-run")
+    overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
+    settings = resolve(overrides, config_file=args.config)
+
+    from .build import layout_of
+    layout_of(settings)  # a bad job shape is reported before the placeholders
+    if not args.dry_run and unfilled(settings):
+        print(unfilled_message(settings), file=sys.stderr)
+        return EXIT_USAGE
+
+    from .azure import azure_errors
+    from .prepare import prepare_job
+    _quiet_sdk_logs()
+    code_dir, temporary = _code_dir(args)
+    with azure_errors("building the job"):
+        prepared = prepare_job(settings, code_dir)
+    try:
+        if args.dry_run:
+            return _dry_run(prepared, args)
+        return _submit(prepared, args)
+    finally:
+        if temporary and not args.dry_run:
+            shutil.rmtree(prepared.code_dir.parent, ignore_errors=True)
+
+
+def _dry_run(prepared, args: argparse.Namespace) -> int:
+    if args.yaml:
+        prepared.write_yaml(args.yaml)
+        print(prepared.summary())
+        print(f"job YAML: {args.yaml} (submit it with: az ml job create --file {args.yaml})")
+        print("dry run: nothing was sent to Azure")
+        return EXIT_OK
+    with tempfile.TemporaryDirectory(prefix="amlshard-yaml-") as folder:
+        text = prepared.write_yaml(Path(folder) / "job.yml")  # checked with load_job
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    print(prepared.summary(), file=sys.stderr)
+    print("dry run: nothing was sent to Azure", file=sys.stderr)
+    return EXIT_OK
+
+
+def _submit(prepared, args: argparse.Namespace) -> int:
+    from .azure import exit_code_for, ml_client, refuse_local_inputs, stream_job, submit_job
+
+    refuse_local_inputs(prepared.job)
+    if args.yaml:
+        prepared.write_yaml(args.yaml)
+    print(prepared.summary())
+    client = ml_client(prepared.settings)
+    submitted = submit_job(client, prepared.job)
+    print(f"submitted job: {submitted.name} (status {submitted.status})")
+    print(f"studio: {submitted.studio_url}")
+    if not args.stream:
+        return EXIT_OK
+    sys.stdout.flush()
+    status = stream_job(client, submitted.name)
+    print(f"job {submitted.name} ended: {status}")
+    return exit_code_for(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m submit`` with ``argv``; returns the exit code (errors: one line, no traceback)."""
+    from .azure import AzureError
+    from .yaml_out import RoundTripError
+
+    args = command_line_parser().parse_args(argv)
+    try:
+        return run(args)
+    except AzureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except RoundTripError as error:
+        print(f"internal error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as error:  # SettingsError, StageError, BuildError, PreviewError
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: a submitted job goes on running on Azure ML", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED

@@ -1,0 +1,108 @@
+"""A submission made ready: settings checked, code staged, job built, plan previewed.
+
+:func:`prepare_job` is what the command line and the notebook both call; it
+makes no network call and needs no credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from job.config import JobConfig
+
+from . import yaml_out
+from .build import (
+    Layout,
+    build_job,
+    input_location,
+    is_local_path,
+    job_command,
+    layout_of,
+    read_environment_spec,
+)
+from .preview import Preview, preview
+from .settings import Settings
+from .stage import load_job_config, stage_code, staged_files
+
+
+@dataclass
+class PreparedJob:
+    """Everything about one job before it is sent: the SDK job object and how it was made."""
+
+    settings: Settings
+    layout: Layout
+    job_config: JobConfig
+    code_dir: Path
+    job: object  # azure.ai.ml.entities.Command
+    preview: Preview | None
+
+    @property
+    def command(self) -> str:
+        return job_command(self.settings)
+
+    def yaml(self, base_dir: str | os.PathLike | None = None) -> str:
+        """The job as ``az ml job create --file`` YAML (see :mod:`submit.yaml_out`)."""
+        return yaml_out.job_yaml(self.job, base_dir)
+
+    def write_yaml(self, path: str | os.PathLike, check: bool = True) -> str:
+        """Write the YAML to ``path`` and, with ``check``, load it back with ``load_job``."""
+        text = yaml_out.write_job_yaml(self.job, path)
+        if check:
+            yaml_out.check_round_trip(self.job, path)
+        return text
+
+    def environment_line(self) -> str:
+        choice = self.settings.environment
+        if choice == "conda":
+            spec = read_environment_spec()
+            return f"conda: {spec['image']} + {spec['conda_file']}"
+        if choice == "docker":
+            return "docker: build environment/Dockerfile on Azure ML"
+        return f"registered: {choice}"
+
+    def summary(self) -> str:
+        """A short account of the job: layout, command, code, environment, data, settings, plan."""
+        settings = self.settings
+        files = staged_files(self.code_dir)
+        size = sum((self.code_dir / f).stat().st_size for f in files)
+        lines = [
+            f"job: {self.layout.describe()} on compute {settings.compute}, "
+            f"experiment {settings.experiment}",
+            f"command: {self.command}",
+            f"code: {self.code_dir} ({len(files)} files, {size / 1000:.1f} KB: the job package "
+            "and job_config.yaml)",
+            f"environment: {self.environment_line()}",
+            f"input: {settings.input}" + ("  (local folder: uploaded when submitted)"
+                                          if is_local_path(settings.input) else ""),
+            f"output: {settings.output or '(the job default output folder)'}",
+            "settings (value, source):",
+            settings.describe(),
+        ]
+        if self.preview is not None:
+            lines.append(self.preview.describe())
+        return "\n".join(lines)
+
+
+def default_code_dir() -> Path:
+    """A fresh folder for the staged code, under the system's temporary folder."""
+    return Path(tempfile.mkdtemp(prefix="amlshard-code-")) / "job-code"
+
+
+def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
+                environment_dir: str | os.PathLike | None = None) -> PreparedJob:
+    """Check ``settings``, stage the code into ``code_dir``, build the job, preview the plan.
+
+    ``code_dir`` defaults to a new temporary folder (see :func:`default_code_dir`).
+    Raises ``SettingsError``, ``StageError``, ``BuildError`` or ``PreviewError``
+    (all ``ValueError``), each with a one-line message.
+    """
+    layout = layout_of(settings)
+    job_config = load_job_config(settings.job_config, layout.ranks)
+    input_location(settings)  # a missing local input folder stops here, before staging
+    folder = stage_code(code_dir if code_dir is not None else default_code_dir(), settings.job_config)
+    job = build_job(settings, folder, environment_dir)
+    plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) else None
+    return PreparedJob(settings, layout, job_config, folder, job, plan)

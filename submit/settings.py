@@ -1,0 +1,333 @@
+"""The settings of a submission and where each one came from.
+
+Precedence, highest first (the first that gives a value wins):
+
+1. flags (``--subscription``, ``--resource-group``, ``--workspace``, ``--compute``,
+   ``--input``, ``--output``, ...) or the notebook's filled-in values;
+2. environment variables: ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP``,
+   ``AZUREML_WORKSPACE_NAME``, ``AZUREML_COMPUTE``;
+3. a workspace ``config.json`` (``subscription_id``, ``resource_group``,
+   ``workspace_name``, or ``Scope``), found as ``MLClient.from_config`` finds it;
+4. the submit config file (``submit/config.yaml``, or ``--config FILE`` laid over it).
+
+Values in ``<ANGLE_BRACKETS>`` are placeholders: a dry run accepts them, a
+submission refuses them (:func:`unfilled`). This module reads files and the
+environment only; it imports nothing from Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = PACKAGE_DIR / "config.yaml"
+PLACEHOLDER = re.compile(r"<[^<>\s]+>")
+DISTRIBUTIONS = ("mpi", "pytorch", "none")
+
+# MLClient.from_config's search: each (folder, file) pair in this order, from the
+# current folder up through its parents (20 levels), the first file found wins.
+WORKSPACE_CONFIG_FOLDERS = (".azureml", "aml_config", None)
+WORKSPACE_CONFIG_FILES = ("config.json", "project.json")
+WORKSPACE_CONFIG_LEVELS = 20
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message is one line naming it and its source."""
+
+
+def is_placeholder(value: Any) -> bool:
+    """True for text that still holds a ``<PLACEHOLDER>``."""
+    return isinstance(value, str) and PLACEHOLDER.search(value) is not None
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(f"{name} must be non-empty text, got {value!r}")
+    return value.strip()
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(name, value)
+
+
+def _count(minimum: int, allow_none: bool = False) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{name} must be an integer, got {value!r}")
+        if value < minimum:
+            raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+        return value
+    return check
+
+
+def _distribution(name: str, value: Any) -> str:
+    value = _text(name, value).lower()
+    if value not in DISTRIBUTIONS:
+        raise SettingsError(f"{name} must be one of {', '.join(DISTRIBUTIONS)}; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting: its name, checker, flag, environment variable, config.json key and meaning."""
+
+    name: str
+    check: Callable[[str, Any], Any]
+    help: str
+    env: str | None = None
+    config_json: str | None = None
+    in_file: bool = True  # may the submit config file set it?
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+KEYS: tuple[Key, ...] = (
+    Key("subscription", _text, "Azure subscription ID", "AZURE_SUBSCRIPTION_ID", "subscription_id"),
+    Key("resource_group", _text, "resource group of the workspace", "AZURE_RESOURCE_GROUP",
+        "resource_group"),
+    Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME", "workspace_name"),
+    Key("compute", _text, "compute cluster that runs the job", "AZUREML_COMPUTE"),
+    Key("input", _text, "input folder: azureml://datastores/NAME/paths/PATH, another storage "
+        "URI, or a local folder"),
+    Key("output", _optional_text, "output folder: azureml://datastores/NAME/paths/PATH or another "
+        "storage URI ('' = the job's default output)"),
+    Key("experiment", _text, "experiment name"),
+    Key("nodes", _count(1), "nodes (instance_count)"),
+    Key("processes_per_node", _count(1), "ranks per node (process count per instance)"),
+    Key("process_count", _count(1, allow_none=True), "worker processes per rank (null: one per CPU)"),
+    Key("distribution", _distribution, "launcher: mpi, pytorch or none"),
+    Key("environment", _text, "conda, docker, or a registered environment (azureml:NAME:VERSION)"),
+    Key("job_config", _text, "config file of `python -m job` that the nodes run"),
+    Key("node_count", _count(1, allow_none=True), "selective node: the node count to emulate",
+        in_file=False),
+    Key("node_rank", _count(0, allow_none=True), "selective node: the node rank to run",
+        in_file=False),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+WORKSPACE_KEYS = ("subscription", "resource_group", "workspace")
+PATH_KEYS = ("job_config",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved values (``values[name]``) and, for each, the source that gave it."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("values", "sources"):
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def describe(self) -> str:
+        """One line per setting: name, value and source, placeholders marked."""
+        width = max(len(key.name) for key in KEYS)
+        lines = []
+        for key in KEYS:
+            value, source = self.values[key.name], self.sources[key.name]
+            if value is None and not key.in_file:
+                continue
+            shown = "null" if value is None else str(value)
+            mark = "   <- placeholder" if is_placeholder(value) else ""
+            lines.append(f"  {key.name:<{width}}  {shown}  ({source}){mark}")
+        return "\n".join(lines)
+
+
+def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None:
+    """The workspace config file ``MLClient.from_config`` would use, searching from ``start``.
+
+    For each folder in ``.azureml``, ``aml_config``, the folder itself and each
+    file name in ``config.json``, ``project.json`` (in that order), walk up from
+    ``start`` (default: the current folder) through 20 parents; the first file
+    found wins. ``None`` when there is none.
+    """
+    origin = Path(start) if start is not None else Path(".")
+    if origin.is_file():
+        return origin
+    root = os.path.realpath(os.sep)
+    for folder, name in product(WORKSPACE_CONFIG_FOLDERS, WORKSPACE_CONFIG_FILES):
+        relative = os.path.join(folder, name) if folder else name
+        current, level = str(origin), 0
+        while True:
+            candidate = os.path.join(current, relative)
+            if os.path.isfile(candidate):
+                return Path(candidate)
+            if current == root or level == WORKSPACE_CONFIG_LEVELS:
+                break
+            current = os.path.realpath(os.path.join(current, os.pardir))
+            level += 1
+    return None
+
+
+def read_workspace_config(path: str | os.PathLike) -> dict[str, str]:
+    """``{"subscription", "resource_group", "workspace"}`` from a workspace config.json."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            data = json.load(stream)
+    except OSError as error:
+        raise SettingsError(f"workspace config {str(path)!r} cannot be read: {error.strerror}") from None
+    except ValueError as error:
+        raise SettingsError(f"workspace config {str(path)!r} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"workspace config {str(path)!r} must hold a JSON object")
+    scope = data.get("Scope")
+    if scope:
+        pieces = str(scope).split("/")
+        if len(pieces) < 9:
+            raise SettingsError(f"workspace config {str(path)!r}: Scope {scope!r} is not a "
+                                "workspace resource ID")
+        return {"subscription": pieces[2], "resource_group": pieces[4], "workspace": pieces[8]}
+    absent = [KEYS_BY_NAME[k].config_json for k in WORKSPACE_KEYS
+              if not data.get(KEYS_BY_NAME[k].config_json)]
+    if absent:
+        raise SettingsError(f"workspace config {str(path)!r} lacks {', '.join(absent)}; it needs "
+                            "subscription_id, resource_group and workspace_name")
+    return {k: str(data[KEYS_BY_NAME[k].config_json]) for k in WORKSPACE_KEYS}
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a submit config file; unknown keys are an error naming the file."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise SettingsError(f"submit config {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise SettingsError(f"submit config {str(path)!r} cannot be read: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"submit config {str(path)!r} is not valid YAML{where}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise SettingsError(f"submit config {str(path)!r} must hold a mapping of settings")
+    allowed = [key.name for key in KEYS if key.in_file]
+    unknown = [str(k) for k in data if k not in allowed]
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r} in {str(path)!r}; "
+                            f"settings are {', '.join(allowed)}")
+    return data
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the current folder when inside it, else absolute."""
+    path, here = Path(path).resolve(), Path.cwd().resolve()
+    return path.relative_to(here).as_posix() if here in path.parents else str(path)
+
+
+def resolve(overrides: Mapping[str, Any] | None = None, *,
+            environ: Mapping[str, str] | None = None,
+            config_file: str | os.PathLike | None = None,
+            search_from: str | os.PathLike | None = None,
+            use_workspace_config: bool = True) -> Settings:
+    """Resolve every setting: ``overrides`` > ``environ`` > workspace config.json > config files.
+
+    ``overrides`` are flag values by setting name; ``None`` or a value still
+    holding a placeholder counts as not given, so a notebook's unfilled cell
+    falls through to the other sources. ``config_file`` is laid over the
+    packaged ``submit/config.yaml``. The workspace config.json is searched from
+    ``search_from`` (default: the current folder). Relative ``job_config``
+    paths are relative to the config file that gives them, or to the current
+    folder when given as a flag. Raises :class:`SettingsError`.
+    """
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    unknown = [k for k in overrides if k not in KEYS_BY_NAME]
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r}")
+
+    layers: list[tuple[str, dict[str, Any], Path]] = []
+    packaged = read_config_file(DEFAULT_CONFIG)
+    layers.append((_display(DEFAULT_CONFIG), packaged, DEFAULT_CONFIG.parent))
+    if config_file is not None:
+        path = Path(config_file).resolve()
+        layers.append((_display(path), read_config_file(path), path.parent))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in KEYS:
+        values[key.name], sources[key.name] = None, "default"
+        for label, data, base in layers:
+            if key.name in data:
+                value = data[key.name]
+                if key.name in PATH_KEYS and isinstance(value, str) and value:
+                    value = str((base / value).resolve())
+                values[key.name], sources[key.name] = value, label
+
+    if use_workspace_config:
+        found = find_workspace_config(search_from)
+        if found is not None:
+            for name, value in read_workspace_config(found).items():
+                values[name], sources[name] = value, f"workspace config {_display(found.resolve())}"
+
+    for key in KEYS:
+        if key.env and environ.get(key.env, "").strip():
+            values[key.name], sources[key.name] = environ[key.env].strip(), f"env {key.env}"
+
+    for name, value in overrides.items():
+        if value is None or is_placeholder(value):
+            continue
+        if name in PATH_KEYS and isinstance(value, (str, os.PathLike)):
+            value = str(Path(value).resolve())
+        values[name], sources[name] = value, f"flag {KEYS_BY_NAME[name].flag}"
+
+    checked = {}
+    for key in KEYS:
+        try:
+            checked[key.name] = key.check(key.name, values[key.name])
+        except SettingsError as error:
+            raise SettingsError(f"{error} (from {sources[key.name]})") from None
+    return Settings(checked, sources)
+
+
+def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook: bool = False) -> str:
+    """How a user gives setting ``name``: its flag (or notebook cell), variable, config.json, file."""
+    key = KEYS_BY_NAME[name]
+    ways = [f"fill {name.upper()} in the first cell" if in_notebook else f"pass {key.flag} VALUE"]
+    if key.env:
+        ways.append(f"export {key.env}=VALUE")
+    if key.config_json:
+        ways.append(f"put {key.config_json} in a workspace config.json")
+    ways.append(f"or set {name} in {config_label}")
+    return ", ".join(ways)
+
+
+def unfilled(settings: Settings) -> list[str]:
+    """Names of the settings that still hold a placeholder, in declaration order."""
+    return [key.name for key in KEYS if is_placeholder(settings.values[key.name])]
+
+
+def unfilled_message(settings: Settings, in_notebook: bool = False) -> str:
+    """The refusal for a submission with placeholders: a headline, then one line per value."""
+    names = unfilled(settings)
+    if in_notebook:
+        lines = [f"{len(names)} setting(s) still hold placeholders; set each of them to submit:"]
+    else:
+        lines = [f"error: {len(names)} setting(s) still hold placeholders; nothing was sent to "
+                 "Azure. Set each of them, or use --dry-run:"]
+    for name in names:
+        source = settings.sources[name]
+        label = source if source.endswith((".yaml", ".yml")) else "submit/config.yaml"
+        lines.append(f"  {name} = {settings.values[name]} (from {source}): "
+                     f"{how_to_set(name, label, in_notebook)}")
+    return "\n".join(lines)

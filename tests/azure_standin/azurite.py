@@ -1,0 +1,116 @@
+"""Azurite, the Azure Storage emulator, started on a free loopback port for one test session.
+
+Installed by ``.ci/run`` (``npm install -g azurite@3.35.0``; 3.35 is the last
+release that runs on Node.js 20). Only its blob service runs, in memory, with
+telemetry off.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+# Azurite's well-known development account (public, documented, not a secret).
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+LISTENING = re.compile(r"Blob service successfully listens on (http://127\.0\.0\.1:(\d+))")
+
+
+class AzuriteUnavailable(RuntimeError):
+    """Azurite is not installed or did not start."""
+
+
+class Azurite:
+    """An Azurite blob service on 127.0.0.1; use as a context manager."""
+
+    def __init__(self, workdir: str | Path, start_timeout: float = 30.0):
+        self.workdir = Path(workdir)
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @staticmethod
+    def executable() -> str:
+        found = shutil.which("azurite-blob")
+        if found is None:
+            raise AzuriteUnavailable("azurite-blob is not on PATH: install it with "
+                                     "`npm install -g azurite@3.35.0` (.ci/run does)")
+        return found
+
+    def start(self) -> "Azurite":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "azurite.log", "w+b")
+        self.process = subprocess.Popen(
+            [self.executable(), "--blobHost", "127.0.0.1", "--blobPort", "0",
+             "--inMemoryPersistence", "--extentMemoryLimit", "256", "--skipApiVersionCheck",
+             "--disableTelemetry", "--loose", "--silent"],
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            log.seek(0)
+            text = log.read().decode("utf-8", "replace")
+            match = LISTENING.search(text)
+            if match:
+                self.port = int(match[2])
+                return self
+            if self.process.poll() is not None:
+                raise AzuriteUnavailable(f"azurite exited with {self.process.returncode}: {text[-500:]}")
+            time.sleep(0.1)
+        self.stop()
+        raise AzuriteUnavailable(f"azurite did not start within {self.start_timeout} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def __enter__(self) -> "Azurite":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient(self.blob_endpoint,
+                                 credential={"account_name": ACCOUNT, "account_key": ACCOUNT_KEY})
+
+    def create_container(self, name: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self.service().create_container(name)
+        except ResourceExistsError:
+            pass
+
+    def container_sas_url(self, name: str, hours: float = 1.0) -> str:
+        """A read/write SAS URL of container ``name``, as Azure ML hands out for uploads."""
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+        token = generate_container_sas(
+            ACCOUNT, name, account_key=ACCOUNT_KEY,
+            permission=ContainerSasPermissions(read=True, add=True, create=True, write=True,
+                                               list=True),
+            expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours))
+        return f"{self.blob_endpoint}/{name}?{token}"
+
+    def blobs(self, container: str) -> dict[str, bytes]:
+        """Every blob of ``container``: name -> content."""
+        client = self.service().get_container_client(container)
+        return {blob.name: client.download_blob(blob.name).readall()
+                for blob in client.list_blobs()}
+

@@ -1,0 +1,240 @@
+"""``python -m submit --dry-run``: YAML that ``load_job`` (``az ml job create --file``) accepts.
+
+No credentials, no network: the subprocess runs have every socket connection
+refused, and the YAML is checked by the real SDK's ``load_job``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from azure_standin.runner import CLEARED_PREFIXES, network_report, run_submit
+
+from job.sample import write_sample
+from job.sharding import contiguous_range
+from submit import cli
+from submit.build import read_environment_spec
+from submit.stage import job_package_dir
+from submit.yaml_out import SCHEMA_URL, job_dict, load_job_yaml
+
+pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
+
+REPO = Path(__file__).resolve().parents[1]
+INPUT_URI = "azureml://datastores/workspaceblobstore/paths/sample_corpus/"
+OUTPUT_URI = "azureml://datastores/workspaceblobstore/paths/tokens/"
+BINDINGS = " --input_dir ${{inputs.input_dir}} --out_dir ${{outputs.out_dir}}"
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch, tmp_path):
+    """No Azure settings from this machine's environment; no config.json above the tests."""
+    for name in list(os.environ):
+        if name.startswith(CLEARED_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def sample_corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sample_corpus")
+    write_sample(str(folder))
+    return folder
+
+
+def conda_spec() -> dict:
+    spec = read_environment_spec()
+    return {"image": spec["image"],
+            "conda_file": yaml.safe_load(Path(spec["conda_file"]).read_text())}
+
+
+def expected_code_files() -> set[str]:
+    package = job_package_dir()
+    return {f"job/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")
+            if "__pycache__" not in p.parts} | {"job_config.yaml"}
+
+
+def check_common(job, yaml_path: Path) -> None:
+    """What every dry-run job holds: schema line, code, environment, bindings."""
+    text = yaml_path.read_text()
+    assert text.startswith(f"$schema: {SCHEMA_URL}\n")
+    assert job.type == "command"
+    code = (yaml_path.parent / job.code).resolve()
+    assert {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()} == \
+        expected_code_files()
+    assert job.command.startswith("python -m job --config job_config.yaml" + BINDINGS)
+    assert job.environment.image == conda_spec()["image"]
+    assert job.environment.conda_file == conda_spec()["conda_file"]
+    assert job.inputs["input_dir"].type == "uri_folder"
+    assert job.outputs["out_dir"].type == "uri_folder"
+    assert job.outputs["out_dir"].mode == "rw_mount"
+    # round trip: the loaded job dumps to the very YAML that was written
+    assert job_dict(job, yaml_path.parent) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("shape, args, nodes, command_tail", [
+    ("multi", ["--nodes", "5"], 5, ""),
+    ("single", ["--nodes", "1"], 1, ""),
+    ("selective", ["--nodes", "1", "--node-count", "5", "--node-rank", "3"], 1,
+     " --distribArgs.node_count 5 --distribArgs.node_rank 3"),
+])
+def test_dry_run_yaml_loads_and_keeps_the_job(tmp_path, shape, args, nodes, command_tail):
+    yaml_path = tmp_path / f"{shape}.yml"
+    result = run_submit(*args, "--dry-run", "--yaml", str(yaml_path), "--compute", "cpu-cluster",
+                        "--input", INPUT_URI, "--output", OUTPUT_URI, cwd=tmp_path,
+                        no_network=True)
+    assert result.returncode == 0, result.stderr
+    report = network_report(result)
+    assert report == {"connections": "0", "identity": "False", "sdk": "True"}
+    assert "Traceback" not in result.stderr
+    job = load_job_yaml(yaml_path)
+    check_common(job, yaml_path)
+    assert job.resources.instance_count == nodes
+    assert job.distribution.type == "mpi"
+    assert job.distribution.process_count_per_instance == 1
+    assert job.command == "python -m job --config job_config.yaml" + BINDINGS + command_tail
+    assert job.inputs["input_dir"].path == INPUT_URI
+    assert job.outputs["out_dir"].path == OUTPUT_URI
+    assert job.compute == "cpu-cluster"
+    assert job.experiment_name == "amlshard"
+    # the code folder sits beside the YAML, named after it
+    assert (tmp_path / f"{shape}-code" / "job_config.yaml").is_file()
+    assert "dry run: nothing was sent to Azure" in result.stdout
+
+
+def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path):
+    result = run_submit("--nodes", "5", "--dry-run", cwd=tmp_path, no_network=True)
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert data["resources"]["instance_count"] == 5
+    assert data["compute"] == "azureml:<COMPUTE_CLUSTER>"  # placeholders are fine in a dry run
+    copy = tmp_path / "copy.yml"
+    copy.write_text(result.stdout)
+    job = load_job_yaml(copy)  # code is an absolute path: the YAML works from anywhere
+    assert job.resources.instance_count == 5
+    assert "5 nodes x 1 rank per node (MPI)" in result.stderr
+    assert "submit/config.yaml)   <- placeholder" in result.stderr
+    assert "flag --nodes" in result.stderr
+
+
+def test_dry_run_with_a_local_input_shows_each_nodes_files(tmp_path, sample_corpus):
+    result = run_submit("--nodes", "5", "--dry-run", "--yaml", str(tmp_path / "job.yml"),
+                        "--input", str(sample_corpus), cwd=tmp_path, no_network=True)
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.relative_to(sample_corpus).as_posix() for p in sample_corpus.rglob("*") if p.is_file())
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("node ")]
+    assert len(lines) == 5
+    for node, line in enumerate(lines):
+        block = [files[i] for i in contiguous_range(len(files), node, 5)]
+        assert line.startswith(f"node {node} (shard {node} of 5): {len(block)} file(s)")
+        assert block[0] in line
+    job = load_job_yaml(tmp_path / "job.yml")
+    assert Path(job.inputs["input_dir"].path) == sample_corpus
+
+
+def test_selective_node_preview_shows_only_that_node(tmp_path, sample_corpus):
+    result = run_submit("--nodes", "1", "--node_count", "5", "--node_rank", "3", "--dry-run",
+                        "--yaml", str(tmp_path / "job.yml"), "--input", str(sample_corpus), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("node ")]
+    assert len(lines) == 1 and lines[0].startswith("node 3 (shard 3 of 5)")
+    assert "one selective node: node 3 of 5" in result.stdout
+
+
+@pytest.mark.parametrize("args, check", [
+    (["--nodes", "2", "--processes-per-node", "4", "--process-count", "3"],
+     lambda job: (job.resources.instance_count, job.distribution.process_count_per_instance,
+                  job.command.endswith("--process_count 3")) == (2, 4, True)),
+    (["--nodes", "3", "--distribution", "pytorch"],
+     lambda job: (job.distribution.type, job.distribution.process_count_per_instance) ==
+     ("pytorch", 1)),
+    (["--nodes", "3", "--distribution", "none"], lambda job: job.distribution is None),
+    (["--nodes", "2", "--environment", "docker"],
+     lambda job: Path(job.environment.build.path).resolve() == REPO / "environment"),
+    (["--nodes", "2", "--environment", "amlshard-job:1"],
+     lambda job: str(job.environment).removeprefix("azureml:") == "amlshard-job:1"),
+    (["--nodes", "2", "--output", ""], lambda job: job.outputs["out_dir"].path is None),
+    (["--nodes", "2", "--experiment", "tokens-2024", "--compute", "gpu"],
+     lambda job: (job.experiment_name, job.compute) == ("tokens-2024", "gpu")),
+])
+def test_dry_run_variants_load(tmp_path, capsys, args, check):
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main([*args, "--dry-run", "--yaml", str(yaml_path)]) == 0, capsys.readouterr().err
+    job = load_job_yaml(yaml_path)
+    assert check(job)
+    assert job_dict(job, tmp_path) == yaml.safe_load(yaml_path.read_text())
+
+
+def test_a_custom_job_config_is_validated_and_shipped(tmp_path, capsys):
+    config = tmp_path / "my_job.yaml"
+    config.write_text("shard_strategy: size\nprocess_count: 2\nlog_level: DEBUG\n")
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main(["--nodes", "2", "--job-config", str(config), "--dry-run",
+                     "--yaml", str(yaml_path)]) == 0
+    shipped = tmp_path / "job-code" / "job_config.yaml"
+    assert shipped.read_text() == config.read_text()
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("make_args, words", [
+    (lambda t: ["--nodes", "2", "--node-count", "5", "--node-rank", "3"], ["--nodes 1"]),
+    (lambda t: ["--nodes", "1", "--node-rank", "3"], ["--node-rank needs --node-count"]),
+    (lambda t: ["--nodes", "1", "--node-count", "5"], ["--node-count needs --node-rank"]),
+    (lambda t: ["--nodes", "1", "--node-count", "5", "--node-rank", "5"], ["out of range"]),
+    (lambda t: ["--node-count", "5", "--node-rank", "1", "--processes-per-node", "2"],
+     ["one rank"]),
+    (lambda t: ["--nodes", "2", "--processes-per-node", "2", "--distribution", "none"],
+     ["distribution 'none'"]),
+    (lambda t: ["--nodes", "0"], ["nodes must be >= 1", "flag --nodes"]),
+    (lambda t: ["--input", str(t / "nowhere")], ["neither a storage URI nor a local folder"]),
+    (lambda t: ["--job-config", write(t / "j.yaml", "proces_count: 2\n")],
+     ["job config", "proces_count"]),
+    (lambda t: ["--job-config", write(t / "j.yaml", "distribArgs: {node_count: 2}\n")],
+     ["distribArgs", "--node-count"]),
+    (lambda t: ["--nodes", "2", "--job-config", write(t / "j.yaml", "run_type: local\n")],
+     ["run_type: local"]),
+    (lambda t: ["--job-config", str(t / "missing.yaml")], ["does not exist"]),
+    (lambda t: ["--config", write(t / "c.yaml", "nodes: 2\nzone: eu\n")], ["zone"]),
+    (lambda t: ["--stream"], ["--stream"]),
+])
+def test_bad_usage_exits_2_with_one_line(tmp_path, capsys, make_args, words):
+    code = cli.main([*make_args(tmp_path), "--dry-run", "--yaml", str(tmp_path / "job.yml")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "job.yml").exists()
+
+
+def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):
+    precious = tmp_path / "job-code" / "notes.txt"
+    precious.parent.mkdir()
+    precious.write_text("mine")
+    assert cli.main(["--dry-run", "--yaml", str(tmp_path / "job.yml")]) == 2
+    assert "already exists and holds other files" in capsys.readouterr().err
+    assert precious.read_text() == "mine"
+
+
+def test_argparse_errors_are_exit_2_without_traceback(tmp_path):
+    result = run_submit("--nodes", "five", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "invalid int value" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_help_documents_the_contract_options():
+    result = run_submit("--help")
+    assert result.returncode == 0
+    for option in ("--subscription", "--resource-group", "--workspace", "--compute", "--input",
+                   "--output", "--stream", "--dry-run", "--yaml", "--nodes", "--node-count",
+                   "--node-rank", "--processes-per-node", "--process-count", "--experiment",
+                   "--environment", "--distribution", "--job-config", "AZURE_SUBSCRIPTION_ID",
+                   "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZUREML_COMPUTE"):
+        assert option in result.stdout, option
