@@ -168,9 +168,9 @@ def execute(plan: Plan) -> int:
     interrupted: Interrupted | None = None
     started = time.monotonic()
     try:
-        workers = min(config.workers, max(1, len(todo)))
         ranges = callable(getattr(plan.processor, "process_range", None))
-        work = tasks.plan_tasks(todo, workers, ranges)
+        work = tasks.plan_tasks(todo, config.workers, ranges)
+        workers = min(config.workers, max(1, len(work)))
         assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir, temp_dir)
         lost = functools.partial(_worker_lost, plan, todo, tag)

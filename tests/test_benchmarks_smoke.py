@@ -1,0 +1,33 @@
+"""The benchmark harness works end to end (tiny inputs, one rep): ``python -m benchmarks --quick``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+
+
+def test_quick_run_prints_every_row_and_checks_outputs(tmp_path):
+    if not CORPUS.is_dir():
+        pytest.fail(f"the shared corpus is missing at {CORPUS}")
+    missing = [t for t in ("sh", "find", "xargs", "tr", "od", "head", "tail") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"the tr reference needs {', '.join(missing)}")
+    cache = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = (cache / "results.md").read_text()
+    assert results in done.stdout
+    assert "| metric | reference | ours | ratio | goal | met? |" in results
+    for row in ("1.", "2.", "3.", "4.", "5.", "6."):
+        assert f"\n| {row} " in results, row
+    assert results.count("byte-identical to the reference's: yes") == 5  # rows 1, 2, 4, 3 twice
+    assert "FAILED" not in results
+    assert not (cache / "scratch").exists()  # outputs are cleaned up
