@@ -176,29 +176,32 @@ class JobConfig:
 assert [f.name for f in fields(JobConfig)] == list(KEYS), "schema and JobConfig disagree"
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping in a YAML config file; an empty file is an empty mapping."""
+def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """The mapping in the YAML file ``path``; an empty file is an empty mapping.
+
+    Any problem is a :class:`ConfigError` naming ``what`` and the file.
+    """
+    name = f"{what} {str(path)!r}"
     try:
         with open(path, encoding="utf-8") as stream:
             data = yaml.safe_load(stream)
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"{name} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a folder") from None
+        raise ConfigError(f"{name} is a folder") from None
     except OSError as error:
-        raise ConfigError(f"config file {str(path)!r} cannot be read: {error.strerror}") from None
+        raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from None
+        raise ConfigError(f"{name} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "malformed YAML"
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+        raise ConfigError(f"{name} is not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(f"{name} must hold a mapping of keys, got {type(data).__name__}")
     return data
 
 

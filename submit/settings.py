@@ -25,7 +25,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import yaml
+from job.config import ConfigError, load_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PACKAGE_DIR / "config.yaml"
@@ -208,19 +208,9 @@ def read_workspace_config(path: str | os.PathLike) -> dict[str, str]:
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping in a submit config file; unknown keys are an error naming the file."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
-    except FileNotFoundError:
-        raise SettingsError(f"submit config {str(path)!r} does not exist") from None
-    except OSError as error:
-        raise SettingsError(f"submit config {str(path)!r} cannot be read: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SettingsError(f"submit config {str(path)!r} is not valid YAML{where}") from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise SettingsError(f"submit config {str(path)!r} must hold a mapping of settings")
+        data = load_yaml(path, what="submit config")
+    except ConfigError as error:
+        raise SettingsError(str(error)) from None
     allowed = [key.name for key in KEYS if key.in_file]
     unknown = [str(k) for k in data if k not in allowed]
     if unknown:
