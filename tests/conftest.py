@@ -15,6 +15,26 @@ LAUNCHER_VARIABLES = ("OMPI_", "PMI_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCA
                       "NODE_RANK", "GROUP_RANK", "AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
 
 
+SEED_CONFIG = """\
+input_dir: {input_dir}
+out_dir: out
+process_count: {process_count}
+run_type: ''
+distribArgs:
+  local_rank: 0
+  global_rank: 0
+  world_size: 1
+  node_count: 5
+  local_size: 1
+  node_rank: 3
+"""
+
+
+def seed_config(input_dir="data/wikipedia.part1", process_count=10) -> str:
+    """A seed user's ``config_prod.yaml``: selective node 3 of 5."""
+    return SEED_CONFIG.format(input_dir=input_dir, process_count=process_count)
+
+
 def reference(data: bytes) -> bytes:
     """The SPEC's reference output of the token splitter."""
     return b"".join(token + b"\n" for token in data.split())

@@ -6,20 +6,7 @@ from job import config
 from job.cli import parse_arguments
 from job.config import ConfigError
 
-SEED_CONFIG = """\
-input_dir: data/wikipedia.part1
-out_dir: out
-process_count: 10
-run_type: ''
-distribArgs:
-  local_rank: 0
-  global_rank: 0
-  world_size: 1
-  node_count: 5
-  local_size: 1
-  node_rank: 3
-"""
-
+from conftest import seed_config
 
 def write(tmp_path, text, name="config.yaml"):
     path = tmp_path / name
@@ -28,7 +15,7 @@ def write(tmp_path, text, name="config.yaml"):
 
 
 def test_seed_config_loads_with_defaults_for_new_keys(tmp_path):
-    loaded = config.load(write(tmp_path, SEED_CONFIG))
+    loaded = config.load(write(tmp_path, seed_config()))
     assert loaded.input_dir == "data/wikipedia.part1"
     assert loaded.process_count == 10
     assert loaded.distribArgs["node_rank"] == 3
@@ -37,7 +24,7 @@ def test_seed_config_loads_with_defaults_for_new_keys(tmp_path):
 
 
 def test_overrides_beat_the_file_and_are_read_as_yaml_scalars(tmp_path):
-    arguments = parse_arguments(["--config", str(write(tmp_path, SEED_CONFIG)),
+    arguments = parse_arguments(["--config", str(write(tmp_path, seed_config())),
                                  "--process_count", "4", "--distribArgs.node_rank", "1",
                                  "--resume=false", "--file-timeout", "2.5", "--out_dir", "123"])
     loaded = config.load(arguments.config_path, arguments.overrides)

@@ -9,7 +9,7 @@ import pytest
 from job import DataProcessor, ProcessingFailed, sharding
 from job.listing import list_inputs
 
-from conftest import ROOT, clean_environ, reference
+from conftest import ROOT, clean_environ, reference, seed_config
 
 SCRIPT = '''
 import json, os
@@ -36,24 +36,9 @@ out = Processor1(config["input_dir"], config["out_dir"], distrib).multi_process_
 print(json.dumps(out))
 '''
 
-SEED_CONFIG = """\
-input_dir: {input_dir}
-out_dir: out
-process_count: 3
-run_type: ''
-distribArgs:
-  local_rank: 0
-  global_rank: 0
-  world_size: 1
-  node_count: 5
-  local_size: 1
-  node_rank: 3
-"""
-
-
 @pytest.mark.parametrize("extra, node", [([], 3), (["--distribArgs.node_rank", "1"], 1)])
 def test_seed_script_processes_its_shard(tmp_path, corpus, extra, node):
-    (tmp_path / "config_prod.yaml").write_text(SEED_CONFIG.format(input_dir=corpus))
+    (tmp_path / "config_prod.yaml").write_text(seed_config(corpus, process_count=3))
     (tmp_path / "preprocess.py").write_text(SCRIPT)
     result = subprocess.run([sys.executable, "preprocess.py", *extra], cwd=tmp_path,
                             env=clean_environ(), capture_output=True, text=True, timeout=120)
@@ -67,7 +52,7 @@ def test_seed_script_processes_its_shard(tmp_path, corpus, extra, node):
 
 
 def test_seed_parser_refuses_a_bad_override(tmp_path, corpus):
-    (tmp_path / "config_prod.yaml").write_text(SEED_CONFIG.format(input_dir=corpus))
+    (tmp_path / "config_prod.yaml").write_text(seed_config(corpus, process_count=3))
     (tmp_path / "preprocess.py").write_text(SCRIPT)
     result = subprocess.run([sys.executable, "preprocess.py", "--process_count", "lots"],
                             cwd=tmp_path, env=clean_environ(), capture_output=True, text=True,
