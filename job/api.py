@@ -74,9 +74,11 @@ class CustomArgParser:
         from .cli import parse_arguments
 
         argv = sys.argv[1:] if argv is None else argv
+        flag = f"--{self.yaml_file_arg_key}"
+        argv = ["--config" + a[len(flag):] if a == flag or a.startswith(flag + "=") else a
+                for a in argv]
         try:
-            arguments = parse_arguments(
-                [a.replace(f"--{self.yaml_file_arg_key}", "--config", 1) for a in argv])
+            arguments = parse_arguments(argv)
             data = config_module.load_yaml(arguments.config_path or self.default_yamlfile)
             own = {k: v for k, v in data.items() if k not in config_module.KEYS}
             known = {k: v for k, v in data.items() if k in config_module.KEYS}
@@ -89,10 +91,8 @@ class CustomArgParser:
                     own[section][sub] = config_module.parse_scalar(sub, value)
                 else:
                     known = config_module.apply_overrides(known, [(key, value)])
-            checked = config_module.build({"input_dir": "", **known}).as_dict()
+            checked = config_module.build(known, require_input_dir=False).as_dict()
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
-        if "input_dir" not in known:
-            checked["input_dir"] = None
         return {**checked, **own}

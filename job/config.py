@@ -241,7 +241,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]]
     return result
 
 
-def build(values: Mapping[str, Any]) -> JobConfig:
+def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfig:
     """Validate a mapping of keys into a :class:`JobConfig`."""
     unknown = [str(k) for k in values if k not in KEYS]
     if unknown:
@@ -250,7 +250,7 @@ def build(values: Mapping[str, Any]) -> JobConfig:
     for key in SCHEMA:
         value = values.get(key.name, key.default)
         checked[key.name] = key.check(key.name, value)
-    if checked["input_dir"] is None:
+    if checked["input_dir"] is None and require_input_dir:
         raise ConfigError("input_dir is not set: give it in the config file or as --input_dir PATH")
     return JobConfig(**checked)
 
