@@ -75,7 +75,7 @@ class PreparedJob:
             f"code: {self.code_dir} ({len(files)} files, {size / 1000:.1f} KB: the job package "
             "and job_config.yaml)",
             f"environment: {self.environment_line()}",
-            f"input: {settings.input}" + ("  (local folder: uploaded when submitted)"
+            f"input: {settings.input}" + ("  (local folder: for this preview only; upload it to a datastore to submit)"
                                           if is_local_path(settings.input) else ""),
             f"output: {settings.output or '(the job default output folder)'}",
             "settings (value, source):",

@@ -66,6 +66,14 @@ def assert_outputs_exact(input_dir: Path, out_dir: Path, rels=None) -> None:
         assert (out_dir / rel).read_bytes() == expected, rel
 
 
+def require(available: bool, what: str) -> None:
+    """Skip when ``what`` is missing on a developer's machine; fail in CI, which installs it."""
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is missing, and .ci/run should have provided it")
+        pytest.skip(f"{what} is missing")
+
+
 def temporary_files(out_dir: Path) -> list[Path]:
     """Temporary outputs left under ``out_dir`` (``.NAME.partial-…`` files, range folders)."""
     return [p for p in out_dir.rglob("*") if ".partial-" in p.name or p.name.startswith("partial-")]

@@ -5,20 +5,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+from conftest import CORPUS, ROOT, require
 
 
 def test_quick_run_prints_every_row_and_checks_outputs(tmp_path):
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}")
     missing = [t for t in ("sh", "find", "xargs", "tr", "od", "head", "tail") if not shutil.which(t)]
-    if missing:
-        pytest.skip(f"the tr reference needs {', '.join(missing)}")
+    require(not missing, f"the tr reference's tools {', '.join(missing)}")
     cache = tmp_path / "bench"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)

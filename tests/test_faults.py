@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, run_job, temporary_files
+from conftest import (ROOT, assert_outputs_exact, clean_environ, require, run_job,
+                      temporary_files)
 
 
 @pytest.fixture
@@ -64,9 +65,8 @@ def mount_namespaces_work():
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not mount_namespaces_work(),
-                    reason="needs root and mount namespaces to mount a small tmpfs")
 def test_disk_full_is_recorded_and_leaves_no_partial_output(inputs, tmp_path):
+    require(mount_namespaces_work(), "root and a mount namespace, to mount a small tmpfs")
     (inputs / "huge.txt").write_bytes(b"word " * 200_000)  # 1 MB of output: more than the disk
     out, saved = tmp_path / "out", tmp_path / "saved"
     out.mkdir()

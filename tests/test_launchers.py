@@ -10,7 +10,7 @@ import pytest
 from job import sharding
 from job.listing import list_inputs
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job
 
 MPIRUN = shutil.which("mpirun")
 
@@ -38,8 +38,8 @@ def assert_each_file_once(input_dir, out_dir, count):
     assert_outputs_exact(input_dir, out_dir, listing)
 
 
-@pytest.mark.skipif(MPIRUN is None, reason="needs mpirun: apt-get install openmpi-bin (.ci/run does)")
 def test_mpirun_three_ranks(tmp_path, corpus):
+    require(MPIRUN is not None, "mpirun (apt-get install openmpi-bin)")
     out = tmp_path / "out"
     environ = clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     result = subprocess.run(
