@@ -47,6 +47,36 @@ def _unlink(path: str) -> None:
         pass
 
 
+class AtomicWriter:
+    """A binary file written under a temporary name: :meth:`commit` gives it its final name.
+
+    ``stream`` is the open file. :meth:`abort` (or any failure of ``commit``)
+    removes the temporary file and leaves ``final`` untouched. The parent
+    folders of ``final`` are created.
+    """
+
+    def __init__(self, final: str | os.PathLike, buffering: int = -1):
+        self.final = os.fspath(final)
+        _make_dirs(os.path.dirname(self.final))
+        self.temp = _temp_name(self.final)
+        self.stream: BinaryIO = open(self.temp, "wb", buffering=buffering)
+
+    def commit(self) -> None:
+        try:
+            self.stream.close()
+            os.replace(self.temp, self.final)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        _unlink(self.temp)
+
+
 @contextmanager
 def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[BinaryIO]:
     """Open a binary file that appears at ``final`` only if the block completes.
@@ -54,16 +84,13 @@ def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[Bin
     On any exception the temporary file is removed and ``final`` is untouched.
     The parent folders of ``final`` are created.
     """
-    final = os.fspath(final)
-    _make_dirs(os.path.dirname(final))
-    temp = _temp_name(final)
+    writer = AtomicWriter(final, buffering)
     try:
-        with open(temp, "wb", buffering=buffering) as stream:
-            yield stream
-        os.replace(temp, final)
+        yield writer.stream
     except BaseException:
-        _unlink(temp)
+        writer.abort()
         raise
+    writer.commit()
 
 
 def remove_temps(folder: str, name: str | None = None, tag: str | None = None,
@@ -90,25 +117,24 @@ def remove_temps(folder: str, name: str | None = None, tag: str | None = None,
     return removed
 
 
-def concatenate(paths: list[str], sink: BinaryIO) -> None:
-    """Append the files ``paths``, in order, to the open file ``sink`` (in the kernel where possible)."""
+def append_file(path: str, sink: BinaryIO) -> None:
+    """Append the file ``path`` to the open file ``sink`` (in the kernel where possible)."""
     sink.flush()
     target = sink.fileno()
-    for path in paths:
-        with open(path, "rb") as source:
-            size = os.fstat(source.fileno()).st_size
-            copied = 0
-            try:
-                while copied < size:
-                    step = os.copy_file_range(source.fileno(), target, size - copied)
-                    if step == 0:
-                        break
-                    copied += step
-            except OSError as error:
-                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-            if copied < size:
-                source.seek(copied)
-                os.lseek(target, 0, os.SEEK_END)
-                shutil.copyfileobj(source, sink)
-                sink.flush()
+    with open(path, "rb") as source:
+        size = os.fstat(source.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                step = os.copy_file_range(source.fileno(), target, size - copied)
+                if step == 0:
+                    break
+                copied += step
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+        if copied < size:
+            source.seek(copied)
+            os.lseek(target, 0, os.SEEK_END)
+            shutil.copyfileobj(source, sink)
+            sink.flush()

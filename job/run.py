@@ -167,11 +167,11 @@ def execute(plan: Plan) -> int:
                         log_interval=config.progress_interval)
     interrupted: Interrupted | None = None
     started = time.monotonic()
+    ranges = callable(getattr(plan.processor, "process_range", None))
+    work = tasks.plan_tasks(todo, config.workers, ranges)
+    workers = min(config.workers, max(1, len(work)))
+    assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
     try:
-        ranges = callable(getattr(plan.processor, "process_range", None))
-        work = tasks.plan_tasks(todo, config.workers, ranges)
-        workers = min(config.workers, max(1, len(work)))
-        assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir, temp_dir)
         lost = functools.partial(_worker_lost, plan, todo, tag)
         with WorkerPool(call, workers, max_retries=config.max_retries,
@@ -192,9 +192,11 @@ def execute(plan: Plan) -> int:
                 progress.update(item.size, failed=not result.ok)
     except Interrupted as signal_caught:
         progress.clear()
+        assembler.abort()
         interrupted = signal_caught
     except journal.JournalError as error:
         progress.clear()
+        assembler.abort()
         log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
                   "to resume", error)
         return EXIT_FAILED

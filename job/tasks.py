@@ -1,11 +1,12 @@
 """Units of work for the pool: whole files, or byte ranges of a large file.
 
 A file larger than the range size is cut into byte ranges when the
-processor can split ranges (``process_range``/``join_ranges``, as the token
-splitter does), so that one huge file keeps every worker busy. Small files
+processor has ``process_range`` (as the token splitter does: a file's output
+is its ranges' outputs concatenated in order), so that one huge file keeps
+every worker busy. Small files
 travel in batches (see :data:`BATCH_BYTES`), so that the pipe to a worker is
 not crossed once per tiny file. :class:`Assembler` turns task outcomes back
-into one result per file, joining a file's ranges in order once all are done.
+into one result per file, appending a file's ranges to its output in order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+from .atomic import AtomicWriter, append_file
 from .listing import InputFile
 from .pool import Outcome
 
@@ -91,38 +93,80 @@ def run_task(processor, input_dir: str, temp_dir: str, rel: str, task: Task) -> 
 
 
 @dataclass
-class _Pending:
+class _Joining:
+    """A ranged file in progress: its part outcomes, and its output as far as appended."""
+
     outcomes: dict[int, Outcome] = field(default_factory=dict)
-    failed: Outcome | None = None
+    writer: AtomicWriter | None = None
+    appended: int = 0
+    error: str | None = None
 
 
 class Assembler:
-    """Collects task outcomes; returns a :class:`FileResult` when a file is complete."""
+    """Collects task outcomes; returns a :class:`FileResult` when a file is complete.
+
+    A ranged file's output is built as its parts arrive: each part is
+    appended as soon as every part before it is in, so the last part's
+    arrival leaves little to copy. Call :meth:`abort` if the run stops early.
+    """
 
     def __init__(self, processor, input_dir: str, temp_dir: str, files: Sequence[InputFile]):
         self._processor = processor
         self._input_dir = input_dir
         self._temp_dir = temp_dir
         self._files = files
-        self._pending: dict[int, _Pending] = {}
+        self._joining: dict[int, _Joining] = {}
 
     def add(self, outcome: Outcome) -> FileResult | None:
         task: Task = outcome.key
         if task.parts == 1:
             return self._result(task.index, [outcome])
-        pending = self._pending.setdefault(task.index, _Pending())
-        pending.outcomes[task.part] = outcome
-        if len(pending.outcomes) < task.parts:
+        joining = self._joining.setdefault(task.index, _Joining())
+        joining.outcomes[task.part] = outcome
+        if not outcome.ok and joining.error is None:
+            joining.error = outcome.error
+        self._append_ready(task, joining)
+        if len(joining.outcomes) < task.parts:
             return None
-        del self._pending[task.index]
-        ordered = [pending.outcomes[k] for k in range(task.parts)]
-        parts = [part_path(self._temp_dir, Task(task.index, k, task.parts)) for k in range(task.parts)]
-        result = self._result(task.index, ordered)
-        if result.ok:
-            result = self._join(result, parts)
-        for part in parts:
-            _remove(part)
+        del self._joining[task.index]
+        result = self._result(task.index, [joining.outcomes[k] for k in range(task.parts)])
+        if result.ok and joining.error is None:
+            try:
+                joining.writer.commit()
+            except OSError as error:
+                joining.error = f"{type(error).__name__}: {error}"
+        if joining.error is not None:
+            self._discard(task, joining)
+            result.ok, result.error = False, result.error or joining.error
         return result
+
+    def abort(self) -> None:
+        """Remove every partly joined output and part (the run is stopping)."""
+        for index, joining in self._joining.items():
+            parts = next(iter(joining.outcomes.values())).key.parts
+            self._discard(Task(index, 0, parts), joining)
+        self._joining.clear()
+
+    def _append_ready(self, task: Task, joining: _Joining) -> None:
+        if joining.error is not None:
+            return
+        try:
+            while joining.appended in joining.outcomes:
+                if joining.writer is None:
+                    path = os.path.join(self._input_dir, self._files[task.index].rel)
+                    joining.writer = AtomicWriter(self._processor.output_path(path), buffering=0)
+                part = part_path(self._temp_dir, Task(task.index, joining.appended, task.parts))
+                append_file(part, joining.writer.stream)
+                _remove(part)
+                joining.appended += 1
+        except OSError as error:
+            joining.error = f"{type(error).__name__}: {error}"
+
+    def _discard(self, task: Task, joining: _Joining) -> None:
+        if joining.writer is not None:
+            joining.writer.abort()
+        for k in range(task.parts):
+            _remove(part_path(self._temp_dir, Task(task.index, k, task.parts)))
 
     def _result(self, index: int, outcomes: list[Outcome]) -> FileResult:
         seconds = sum(o.seconds for o in outcomes)
@@ -140,15 +184,6 @@ class Assembler:
         values = [o.value[2] for o in outcomes]
         value = values[0] if len(values) == 1 else _sum_tokens(values)
         return FileResult(index, True, size, mtime_ns, value, seconds=seconds, attempts=attempts)
-
-    def _join(self, result: FileResult, parts: list[str]) -> FileResult:
-        path = os.path.join(self._input_dir, self._files[result.index].rel)
-        try:
-            self._processor.join_ranges(path, parts)
-        except OSError as error:
-            result.ok = False
-            result.error = f"{type(error).__name__}: {error}"
-        return result
 
 
 def _sum_tokens(values: list[Any]) -> dict[str, Any]:

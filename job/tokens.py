@@ -20,7 +20,7 @@ import functools
 import os
 from typing import Callable
 
-from .atomic import atomic_output, concatenate
+from .atomic import atomic_output
 from .processor import DataProcessor
 
 CHUNK_SIZE = 1 << 17
@@ -149,8 +149,9 @@ class TokenSplitter(DataProcessor):
     def process_range(self, path: str, start: int, end: int, part: str) -> dict:
         """Split bytes ``[start, end)`` of ``path`` into the file ``part``.
 
-        The parts of a file, concatenated in order by :meth:`join_ranges`, are
-        its output; ``end`` past the end of the file finishes the last token.
+        The parts of a file, concatenated in order, are its output (the
+        runner appends each to the output as soon as the parts before it are
+        done); ``end`` at or past the end of the file finishes the last token.
         """
         with open(path, "rb", buffering=0) as source:
             after_whitespace = True
@@ -159,14 +160,7 @@ class TokenSplitter(DataProcessor):
                 previous = source.read(1)
                 after_whitespace = not previous or previous[0] in WHITESPACE
             size = os.fstat(source.fileno()).st_size
-            with open(part, "wb") as sink:
+            with open(part, "wb", buffering=0) as sink:
                 tokens = split_stream(_Range(source, start, end).read, sink.write,
                                       after_whitespace=after_whitespace, finish=end >= size)
         return {"tokens": tokens}
-
-    def join_ranges(self, path: str, parts: list[str]) -> None:
-        """Concatenate the parts of ``path`` into its output, atomically, and remove them."""
-        with atomic_output(self.output_path(path), buffering=0) as sink:
-            concatenate(parts, sink)
-        for part in parts:
-            os.unlink(part)

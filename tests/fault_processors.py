@@ -67,3 +67,12 @@ class Vanishes(TokenSplitter):
         if os.path.basename(path) == "f0.txt":
             os.unlink(os.path.join(self.input_dir, "f7.txt"))
         return super().process(path)
+
+
+class RangeFails(TokenSplitter):
+    """Raises on every byte range but the first of a file."""
+
+    def process_range(self, path, start, end, part):
+        if start > 0:
+            raise ValueError(f"bad range at {start}")
+        return super().process_range(path, start, end, part)

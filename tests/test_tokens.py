@@ -117,12 +117,9 @@ def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, data,
     for k, (start, end) in enumerate(zip(edges, edges[1:])):
         parts.append(str(folder / f"part{k}"))
         tokens += splitter.process_range(str(folder / "in" / "f.txt"), start, end, parts[-1])["tokens"]
-    if not parts:  # an empty file has no range: process it whole
-        splitter.process(str(folder / "in" / "f.txt"))
-    else:
-        splitter.join_ranges(str(folder / "in" / "f.txt"), parts)
-        assert tokens == len(data.split())
-    assert (folder / "out" / "f.txt").read_bytes() == reference(data)
+    joined = b"".join(open(part, "rb").read() for part in parts)
+    assert joined == reference(data)
+    assert tokens == len(data.split())
 
 
 def test_job_splits_a_large_file_into_ranges(tmp_path, corpus, monkeypatch):
@@ -144,3 +141,23 @@ def test_job_splits_a_large_file_into_ranges(tmp_path, corpus, monkeypatch):
     big = next(r for r in records if r["input"] == "big.txt")
     assert big["tokens"] == len((source / "big.txt").read_bytes().split())
     assert temporary_files(tmp_path / "out") == []
+
+
+def test_a_failed_range_fails_its_file_and_leaves_nothing(tmp_path, corpus, monkeypatch):
+    from job import cli, tasks
+    monkeypatch.setattr(tasks, "MIN_RANGE_BYTES", 50_000)
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "big.txt").write_bytes(b"".join(p.read_bytes() for p in sorted(corpus.iterdir())))
+    (source / "small.txt").write_bytes(b"a few words\n")
+    out = tmp_path / "out"
+    code = cli.main(["--input_dir", str(source), "--out_dir", str(out), "--process_count", "2",
+                     "--processor", "fault_processors:RangeFails", "--max_retries", "0",
+                     "--log_level", "WARNING"])
+    assert code == 1
+    records = {r["input"]: r for r in map(json.loads, (out / "_manifest" / "shard-00000-of-00001.jsonl")
+                                          .read_text().splitlines())}
+    assert records["big.txt"]["status"] == "failed"
+    assert records["big.txt"]["error"].startswith("ValueError: bad range at")
+    assert records["small.txt"]["status"] == "ok"
+    assert not (out / "big.txt").exists() and temporary_files(out) == []
