@@ -187,19 +187,14 @@ class WorkerPool:
         """
         pending: deque[_Item] = deque(_Item(item[0], tuple(item[1]), *item[2:]) for item in items)
         total = len(pending)
-        if not total:
-            return
-        for _ in range(min(self._size, total) - len(self._workers)):
-            self._spawn()
         done = 0
         while done < total:
-            for worker in list(self._workers):
-                if worker.busy or not pending:
-                    continue
-                if not worker.process.is_alive():  # died while idle: nothing to charge
-                    self._workers.remove(worker)
-                    worker.kill()
-                    worker = self._spawn()
+            for worker in [w for w in self._workers if not w.busy and not w.process.is_alive()]:
+                self._workers.remove(worker)  # died while idle: nothing to charge
+                worker.kill()
+            idle = [w for w in self._workers if not w.busy]
+            while pending and (idle or len(self._workers) < self._size):
+                worker = idle.pop() if idle else self._spawn()
                 worker.give(self._batch(pending, batch_size, batch_weight))
             yield from self._collect(pending)
             done = total - len(pending) - sum(len(w.batch) for w in self._workers)
@@ -263,7 +258,10 @@ class WorkerPool:
             yield Outcome(item.key, False, error=error, seconds=seconds, attempts=item.attempts)
 
     def _lose(self, worker: _Worker, pending: deque[_Item], reason: str) -> Iterator[Outcome]:
-        """The worker died or hung: replace it, charge its current item, requeue the rest."""
+        """The worker died or hung: drop it, charge its current item, requeue the rest.
+
+        A fresh worker takes its place when there is work to hand out.
+        """
         pid = worker.process.pid
         worker.kill()
         self._workers.remove(worker)
@@ -274,5 +272,4 @@ class WorkerPool:
         worker.batch.clear()
         culprit.attempts += 1
         seconds = time.monotonic() - worker.started
-        self._spawn()
         yield from self._failed(culprit, reason, seconds, pending)

@@ -1,0 +1,67 @@
+"""The worker pool on its own: results, exceptions, dead and hung workers, batches."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from job.pool import WorkerPool
+
+
+def work(value):
+    if value == "raise":
+        raise ValueError("bad value")
+    if value == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if value == "hang":
+        time.sleep(60)
+    return value * 2
+
+
+def run(items, **options):
+    batch_size = options.pop("batch_size", 1)
+    lost = []
+    with WorkerPool(work, options.pop("workers", 2), on_worker_lost=lambda pid, key: lost.append(key),
+                    **options) as pool:
+        outcomes = {o.key: o for o in pool.imap(((i, (v,)) for i, v in enumerate(items)),
+                                                batch_size=batch_size)}
+    return outcomes, lost
+
+
+def test_every_item_comes_back_once():
+    outcomes, lost = run(list(range(50)), batch_size=4)
+    assert sorted(outcomes) == list(range(50)) and lost == []
+    assert all(o.ok and o.value == 2 * o.key and o.attempts == 1 for o in outcomes.values())
+
+
+def test_an_exception_fails_its_item_with_the_message_and_retries():
+    outcomes, _ = run([1, "raise", 3], max_retries=2)
+    failed = outcomes[1]
+    assert not failed.ok and failed.attempts == 3
+    assert failed.error.startswith("ValueError: bad value at test_pool.py:")
+    assert outcomes[0].value == 2 and outcomes[2].value == 6
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_a_killed_worker_is_named_and_only_its_item_is_charged(batch_size):
+    started = time.monotonic()
+    outcomes, lost = run([1, 2, "die", 4, 5, 6], max_retries=1, batch_size=batch_size)
+    assert time.monotonic() - started < 30
+    dead = outcomes[2]
+    assert not dead.ok and dead.attempts == 2
+    assert dead.error == "worker died (signal 9, SIGKILL)"
+    assert lost == [2, 2]
+    assert all(outcomes[k].ok and outcomes[k].attempts == 1 for k in (0, 1, 3, 4, 5))
+
+
+def test_a_hung_item_is_timed_out_and_its_worker_replaced():
+    started = time.monotonic()
+    outcomes, lost = run(["hang", 1, 2, 3], timeout=0.5, workers=1)
+    assert time.monotonic() - started < 10
+    assert outcomes[0].error == "timed out after 0.5 s" and lost == [0]
+    assert [outcomes[k].value for k in (1, 2, 3)] == [2, 4, 6]
+
+
+def test_no_items_starts_no_worker():
+    assert run([]) == ({}, [])
