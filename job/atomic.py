@@ -121,12 +121,13 @@ def append_file(path: str, sink: BinaryIO) -> None:
     """Append the file ``path`` to the open file ``sink`` (in the kernel where possible)."""
     sink.flush()
     target = sink.fileno()
+    copy_range = getattr(os, "copy_file_range", None)  # Linux only
     with open(path, "rb") as source:
         size = os.fstat(source.fileno()).st_size
         copied = 0
         try:
-            while copied < size:
-                step = os.copy_file_range(source.fileno(), target, size - copied)
+            while copy_range is not None and copied < size:
+                step = copy_range(source.fileno(), target, size - copied)
                 if step == 0:
                     break
                 copied += step
