@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 MANIFEST_DIR = "_manifest"
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 DONE = ("ok", "skipped")
 
 
@@ -98,7 +99,7 @@ class Journal:
         with open(temp, "w", encoding="utf-8") as stream:
             for record in carried:
                 self.records.append(record)
-                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+                stream.write(_encode(record) + "\n")
         os.replace(temp, self.path)
         self._stream = open(self.path, "a", encoding="utf-8")
 
@@ -106,7 +107,7 @@ class Journal:
         """Add one record and flush it to the operating system; :class:`JournalError` if not."""
         self.records.append(record)
         try:
-            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._stream.write(_encode(record) + "\n")
             self._stream.flush()
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None

@@ -1,12 +1,16 @@
 """A small, honest process pool: one item at a time per worker, nothing hangs.
 
-The parent sends each worker a batch of items over its own pipe; the worker
-calls the function on each item in turn and sends one result per item. The
-parent waits on every pipe and every worker's exit sentinel at once, so:
+The parent hands each worker a batch of items over its own pipe; the worker
+calls the function on each item in turn and sends the results back together
+(at the end of the batch, or every :data:`REPORT_SECONDS` on a long one). In
+shared memory the worker keeps which item of the batch it is on and since
+when, so the parent always knows the item in flight. The parent waits on
+every pipe and every worker's exit sentinel at once, so:
 
 - a worker that dies (the OOM killer's SIGKILL, a segfault) is seen at once;
   the item it was on is retried in a fresh worker or reported as
-  ``worker died (signal 9)``, and the rest of its batch is handed out again;
+  ``worker died (signal 9, SIGKILL)``, and the rest of its batch (including
+  items done but not yet reported) is handed out again, uncharged;
 - an item that runs past ``timeout`` seconds has its worker killed and
   replaced, and is retried or reported as timed out;
 - an exception in the function is caught in the worker and reported with
@@ -30,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 KILL_GRACE_SECONDS = 2.0
+REPORT_SECONDS = 0.5
 
 
 @dataclass
@@ -69,7 +74,19 @@ def _format_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
 
 
-def _worker_main(conn: Connection, function: Callable, initializer: Callable | None) -> None:
+def _send(conn: Connection, results: list[tuple]) -> None:
+    try:
+        conn.send(results)
+    except Exception:  # noqa: BLE001 - a result that cannot be pickled: report it as failed
+        for key, ok, payload, seconds in results:
+            try:
+                conn.send([(key, ok, payload, seconds)])
+            except Exception as error:  # noqa: BLE001
+                conn.send([(key, False, f"result not sendable: {_format_error(error)}", seconds)])
+
+
+def _worker_main(conn: Connection, function: Callable, initializer: Callable | None,
+                 position, since) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if initializer is not None:
@@ -81,41 +98,72 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
             return
         if batch is None:
             return
-        for key, args in batch:
-            start = time.perf_counter()
+        results: list[tuple] = []
+        reported = time.monotonic()
+        for index, (key, args) in enumerate(batch):
+            position.value = index
+            since.value = start = time.monotonic()
             try:
-                value = function(*args)
-                message = (key, True, value, time.perf_counter() - start)
+                results.append((key, True, function(*args), time.monotonic() - start))
             except Exception as error:  # noqa: BLE001 - reported to the parent
-                message = (key, False, _format_error(error), time.perf_counter() - start)
-            try:
-                conn.send(message)
-            except Exception as error:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                conn.send((key, False, f"result not sendable: {_format_error(error)}",
-                           time.perf_counter() - start))
+                results.append((key, False, _format_error(error), time.monotonic() - start))
+            if time.monotonic() - reported >= REPORT_SECONDS and index + 1 < len(batch):
+                _send(conn, results)
+                results, reported = [], time.monotonic()
+        _send(conn, results)
 
 
 class _Worker:
     def __init__(self, context, function: Callable, initializer: Callable | None):
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(child, function, initializer),
-                                       daemon=True)
+        self._position = context.RawValue("q", 0)  # index in the batch of the item in flight
+        self._since = context.RawValue("d", 0.0)  # time.monotonic() when that item started
+        self.process = context.Process(
+            target=_worker_main, args=(child, function, initializer, self._position, self._since),
+            daemon=True)
         self.process.start()
         child.close()
-        self.batch: deque[_Item] = deque()
-        self.started = 0.0  # when the head of the batch started
+        self.batch: deque[_Item] = deque()  # handed out, not yet reported
+        self._reported = 0  # results of the current batch received
 
     @property
     def busy(self) -> bool:
         return bool(self.batch)
 
+    @property
+    def started(self) -> float:
+        """When the item in flight started."""
+        return self._since.value
+
+    def in_flight(self) -> int:
+        """Index in :attr:`batch` of the item the worker is on (items before it are done)."""
+        return min(max(self._position.value - self._reported, 0), len(self.batch) - 1)
+
     def give(self, batch: list[_Item]) -> None:
         self.batch.extend(batch)
-        self.started = time.monotonic()
+        self._position.value, self._since.value = 0, time.monotonic()
+        self._reported = 0
         try:
             self.conn.send([(item.key, item.args) for item in batch])
         except OSError:
             pass  # the worker just died: its sentinel reports it
+
+    def reported(self) -> list[tuple[_Item, tuple]]:
+        """Items with the results the worker has sent so far, in order."""
+        done = []
+        while self.busy:
+            try:
+                if not self.conn.poll():
+                    break
+                results = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            self._reported += len(results)
+            for result in results:
+                item = self.batch.popleft()
+                assert item.key == result[0], "worker answered out of order"
+                done.append((item, result))
+        return done
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -169,7 +217,7 @@ class WorkerPool:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             worker.kill()
             if worker.busy and self._on_worker_lost is not None:
-                self._on_worker_lost(worker.process.pid, worker.batch[0].key)
+                self._on_worker_lost(worker.process.pid, worker.batch[worker.in_flight()].key)
         self._workers.clear()
 
     def _spawn(self) -> _Worker:
@@ -234,16 +282,7 @@ class WorkerPool:
                 yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
 
     def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
-        while worker.busy:
-            try:
-                if not worker.conn.poll():
-                    return
-                key, ok, payload, seconds = worker.conn.recv()
-            except (EOFError, OSError):
-                return
-            item = worker.batch.popleft()
-            worker.started = time.monotonic()
-            assert item.key == key, "worker answered out of order"
+        for item, (key, ok, payload, seconds) in worker.reported():
             item.attempts += 1
             if ok:
                 yield Outcome(key, True, value=payload, seconds=seconds, attempts=item.attempts)
@@ -258,18 +297,20 @@ class WorkerPool:
             yield Outcome(item.key, False, error=error, seconds=seconds, attempts=item.attempts)
 
     def _lose(self, worker: _Worker, pending: deque[_Item], reason: str) -> Iterator[Outcome]:
-        """The worker died or hung: drop it, charge its current item, requeue the rest.
+        """The worker died or hung: drop it, charge its item in flight, requeue the rest.
 
         A fresh worker takes its place when there is work to hand out.
         """
         pid = worker.process.pid
+        seconds = time.monotonic() - worker.started
+        flight = worker.in_flight()
         worker.kill()
         self._workers.remove(worker)
-        culprit = worker.batch.popleft()
+        batch = list(worker.batch)
+        worker.batch.clear()
+        culprit = batch.pop(flight)
         if self._on_worker_lost is not None:
             self._on_worker_lost(pid, culprit.key)
-        pending.extendleft(reversed(worker.batch))
-        worker.batch.clear()
+        pending.extendleft(reversed(batch))
         culprit.attempts += 1
-        seconds = time.monotonic() - worker.started
         yield from self._failed(culprit, reason, seconds, pending)

@@ -100,17 +100,11 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     return Plan(config, rank, listing, files, processor)
 
 
-def _output_rel(plan: Plan, rel: str) -> str | None:
-    output = plan.processor.output_path(os.path.join(plan.config.input_dir, rel))
-    if output is None:
-        return None
-    prefix = os.path.join(plan.config.out_dir, "")
-    return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
-
-
 def _record(plan: Plan, item: InputFile, result: tasks.FileResult) -> dict[str, Any]:
     tokens = result.value.get("tokens") if isinstance(result.value, Mapping) else None
-    return {"input": item.rel, "output": _output_rel(plan, item.rel),
+    output = result.output if result.ok else tasks.output_rel(
+        plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
+    return {"input": item.rel, "output": output,
             "status": "ok" if result.ok else "failed", "bytes_in": result.size,
             "tokens": tokens, "seconds": round(result.seconds, 6), "attempts": result.attempts,
             "error": result.error, "mtime_ns": result.mtime_ns}
@@ -172,7 +166,8 @@ def execute(plan: Plan) -> int:
     workers = min(config.workers, max(1, len(work)))
     assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
     try:
-        call = functools.partial(tasks.run_task, plan.processor, config.input_dir, temp_dir)
+        call = functools.partial(tasks.run_task, plan.processor, config.input_dir,
+                                 config.out_dir, temp_dir)
         lost = functools.partial(_worker_lost, plan, todo, tag)
         with WorkerPool(call, workers, max_retries=config.max_retries,
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:

@@ -48,6 +48,7 @@ class FileResult:
     error: str | None = None
     seconds: float = 0.0
     attempts: int = 1
+    output: str | None = None  # relative to out_dir; known when ok
 
 
 def range_size(files: Sequence[InputFile], workers: int) -> int:
@@ -81,15 +82,30 @@ def part_path(temp_dir: str, task: Task) -> str:
     return os.path.join(temp_dir, f"range-{task.index}-{task.part}-of-{task.parts}.part")
 
 
-def run_task(processor, input_dir: str, temp_dir: str, rel: str, task: Task) -> tuple:
-    """Worker side: fingerprint the input, then process the file or its range."""
+def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
+    """The processor's output for input ``rel``, relative to ``out_dir`` (None if it names none)."""
+    output = processor.output_path(os.path.join(input_dir, rel))
+    if output is None:
+        return None
+    prefix = os.path.join(out_dir, "")
+    return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
+
+
+def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
+             task: Task) -> tuple:
+    """Worker side: fingerprint the input, process the file or its range.
+
+    Returns ``(size, mtime_ns, value, output)``, ``output`` as :func:`output_rel`.
+    """
     path = os.path.join(input_dir, rel)
     info = os.stat(path)
     if task.parts == 1:
-        return info.st_size, info.st_mtime_ns, processor.process(path)
-    end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
-    value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
-    return info.st_size, info.st_mtime_ns, value
+        value = processor.process(path)
+    else:
+        end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
+        value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
+    return (info.st_size, info.st_mtime_ns, value,
+            output_rel(processor, input_dir, out_dir, rel) if task.part == 0 else None)
 
 
 @dataclass
@@ -120,6 +136,10 @@ class Assembler:
     def add(self, outcome: Outcome) -> FileResult | None:
         task: Task = outcome.key
         if task.parts == 1:
+            if outcome.ok:  # the common case, kept short: many small files pass here
+                size, mtime_ns, value, output = outcome.value
+                return FileResult(task.index, True, size, mtime_ns, value, None, outcome.seconds,
+                                  outcome.attempts, output)
             return self._result(task.index, [outcome])
         joining = self._joining.setdefault(task.index, _Joining())
         joining.outcomes[task.part] = outcome
@@ -183,7 +203,8 @@ class Assembler:
         size, mtime_ns = fingerprints.pop()
         values = [o.value[2] for o in outcomes]
         value = values[0] if len(values) == 1 else _sum_tokens(values)
-        return FileResult(index, True, size, mtime_ns, value, seconds=seconds, attempts=attempts)
+        return FileResult(index, True, size, mtime_ns, value, seconds=seconds, attempts=attempts,
+                          output=outcomes[0].value[3])
 
 
 def _sum_tokens(values: list[Any]) -> dict[str, Any]:
