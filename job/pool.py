@@ -1,7 +1,7 @@
 """A small, honest process pool: one item at a time per worker, nothing hangs.
 
-The parent hands each worker a batch of items over its own pipe; the worker
-calls the function on each item in turn and sends the results back together
+The parent hands each worker a batch of arguments over its own pipe; the
+worker calls the function on each in turn and sends the results back, in order,
 (at the end of the batch, or every :data:`REPORT_SECONDS` on a long one). In
 shared memory the worker keeps which item of the batch it is on and since
 when, so the parent always knows the item in flight. The parent waits on
@@ -78,11 +78,11 @@ def _send(conn: Connection, results: list[tuple]) -> None:
     try:
         conn.send(results)
     except Exception:  # noqa: BLE001 - a result that cannot be pickled: report it as failed
-        for key, ok, payload, seconds in results:
+        for ok, payload, seconds in results:
             try:
-                conn.send([(key, ok, payload, seconds)])
+                conn.send([(ok, payload, seconds)])
             except Exception as error:  # noqa: BLE001
-                conn.send([(key, False, f"result not sendable: {_format_error(error)}", seconds)])
+                conn.send([(False, f"result not sendable: {_format_error(error)}", seconds)])
 
 
 def _worker_main(conn: Connection, function: Callable, initializer: Callable | None,
@@ -100,13 +100,13 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
             return
         results: list[tuple] = []
         reported = time.monotonic()
-        for index, (key, args) in enumerate(batch):
+        for index, args in enumerate(batch):
             position.value = index
             since.value = start = time.monotonic()
             try:
-                results.append((key, True, function(*args), time.monotonic() - start))
+                results.append((True, function(*args), time.monotonic() - start))
             except Exception as error:  # noqa: BLE001 - reported to the parent
-                results.append((key, False, _format_error(error), time.monotonic() - start))
+                results.append((False, _format_error(error), time.monotonic() - start))
             if time.monotonic() - reported >= REPORT_SECONDS and index + 1 < len(batch):
                 _send(conn, results)
                 results, reported = [], time.monotonic()
@@ -144,7 +144,7 @@ class _Worker:
         self._position.value, self._since.value = 0, time.monotonic()
         self._reported = 0
         try:
-            self.conn.send([(item.key, item.args) for item in batch])
+            self.conn.send([item.args for item in batch])
         except OSError:
             pass  # the worker just died: its sentinel reports it
 
@@ -159,10 +159,7 @@ class _Worker:
             except (EOFError, OSError):
                 break
             self._reported += len(results)
-            for result in results:
-                item = self.batch.popleft()
-                assert item.key == result[0], "worker answered out of order"
-                done.append((item, result))
+            done += [(self.batch.popleft(), result) for result in results]
         return done
 
     def kill(self) -> None:
@@ -282,10 +279,10 @@ class WorkerPool:
                 yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
 
     def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
-        for item, (key, ok, payload, seconds) in worker.reported():
+        for item, (ok, payload, seconds) in worker.reported():
             item.attempts += 1
             if ok:
-                yield Outcome(key, True, value=payload, seconds=seconds, attempts=item.attempts)
+                yield Outcome(item.key, True, payload, None, seconds, item.attempts)
             else:
                 yield from self._failed(item, payload, seconds, pending)
 

@@ -101,7 +101,7 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
 
 
 def _record(plan: Plan, item: InputFile, result: tasks.FileResult) -> dict[str, Any]:
-    tokens = result.value.get("tokens") if isinstance(result.value, Mapping) else None
+    tokens = result.value.get("tokens") if isinstance(result.value, dict) else None
     output = result.output if result.ok else tasks.output_rel(
         plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
     return {"input": item.rel, "output": output,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from .atomic import AtomicWriter, append_file
 from .listing import InputFile
@@ -25,9 +25,11 @@ BATCH_BYTES = 4 << 20
 BATCH_FILES = 64
 
 
-@dataclass(frozen=True)
-class Task:
-    """File ``index`` of the to-do list, or its byte range ``[start, end)``, part ``part`` of ``parts``."""
+class Task(NamedTuple):
+    """File ``index`` of the to-do list, or its byte range ``[start, end)``, part ``part`` of ``parts``.
+
+    A named tuple: it crosses the pipe to a worker with every file.
+    """
 
     index: int
     part: int = 0
