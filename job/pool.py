@@ -31,7 +31,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5

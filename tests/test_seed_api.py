@@ -9,7 +9,7 @@ import pytest
 from job import DataProcessor, ProcessingFailed, sharding
 from job.listing import list_inputs
 
-from conftest import ROOT, clean_environ, reference, seed_config
+from conftest import clean_environ, reference, seed_config
 
 SCRIPT = '''
 import json, os
