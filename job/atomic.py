@@ -21,6 +21,16 @@ MARK = ".partial-"
 _tag = "x"
 _counter = itertools.count()
 _made_dirs: set[str] = set()
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):  # a spawned child imports this module afresh
+    os.register_at_fork(after_in_child=_forked)
 
 
 def use_tag(tag: str) -> None:
@@ -30,8 +40,8 @@ def use_tag(tag: str) -> None:
 
 
 def _temp_name(final: str) -> str:
-    folder, name = os.path.split(final)
-    return os.path.join(folder, f".{name}{MARK}{_tag}-{os.getpid()}-{next(_counter)}")
+    cut = final.rfind(os.sep) + 1
+    return f"{final[:cut]}.{final[cut:]}{MARK}{_tag}-{_pid}-{next(_counter)}"
 
 
 def _make_dirs(folder: str) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path, PurePosixPath
 
 @dataclass(frozen=True)
 class InputFile:
-    """One planned input: its path relative to ``input_dir`` (POSIX) and its size."""
+    """One planned input: its path relative to ``input_dir`` (POSIX), size and modification time."""
 
     rel: str
     size: int
+    mtime_ns: int | None = None
 
 
 class InputDirError(ValueError):
@@ -72,6 +73,6 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
                     found.append(InputFile(rel, 0))
                 continue
             if stat.S_ISREG(info.st_mode):
-                found.append(InputFile(rel, info.st_size))
+                found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
     found.sort(key=lambda f: f.rel)
     return found

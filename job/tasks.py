@@ -11,6 +11,7 @@ into one result per file, appending a file's ranges to its output in order.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -84,30 +85,38 @@ def part_path(temp_dir: str, task: Task) -> str:
     return os.path.join(temp_dir, f"range-{task.index}-{task.part}-of-{task.parts}.part")
 
 
+@functools.lru_cache(maxsize=8)
+def _folder_prefix(folder: str) -> str:
+    return os.path.join(folder, "")
+
+
 def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
     """The processor's output for input ``rel``, relative to ``out_dir`` (None if it names none)."""
-    output = processor.output_path(os.path.join(input_dir, rel))
+    output = processor.output_path(_folder_prefix(input_dir) + rel)
     if output is None:
         return None
-    prefix = os.path.join(out_dir, "")
+    prefix = _folder_prefix(out_dir)
     return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
 
 
 def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
              task: Task) -> tuple:
-    """Worker side: fingerprint the input, process the file or its range.
+    """Worker side: process the file or its range.
 
     Returns ``(size, mtime_ns, value, output)``, ``output`` as :func:`output_rel`.
+    A whole file keeps the fingerprint (size, modification time) the listing
+    took, before it was processed: a file changed since is redone on resume.
+    The ranges of a file each take it again, so that a file changed between
+    its ranges is caught. The other fingerprint is ``(None, None)``.
     """
-    path = os.path.join(input_dir, rel)
-    info = os.stat(path)
+    path = _folder_prefix(input_dir) + rel
+    output = output_rel(processor, input_dir, out_dir, rel) if task.part == 0 else None
     if task.parts == 1:
-        value = processor.process(path)
-    else:
-        end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
-        value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
-    return (info.st_size, info.st_mtime_ns, value,
-            output_rel(processor, input_dir, out_dir, rel) if task.part == 0 else None)
+        return None, None, processor.process(path), output
+    info = os.stat(path)
+    end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
+    value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
+    return info.st_size, info.st_mtime_ns, value, output
 
 
 @dataclass
@@ -139,9 +148,10 @@ class Assembler:
         task: Task = outcome.key
         if task.parts == 1:
             if outcome.ok:  # the common case, kept short: many small files pass here
-                size, mtime_ns, value, output = outcome.value
-                return FileResult(task.index, True, size, mtime_ns, value, None, outcome.seconds,
-                                  outcome.attempts, output)
+                item = self._files[task.index]
+                _, _, value, output = outcome.value
+                return FileResult(task.index, True, item.size, item.mtime_ns, value, None,
+                                  outcome.seconds, outcome.attempts, output)
             return self._result(task.index, [outcome])
         joining = self._joining.setdefault(task.index, _Joining())
         joining.outcomes[task.part] = outcome

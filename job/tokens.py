@@ -133,11 +133,13 @@ class TokenSplitter(DataProcessor):
         super().__init__(distrib_args)
         self.input_dir = input_dir
         self.out_dir = out_dir
+        self._prefixes = (os.path.join(input_dir, ""), os.path.join(out_dir, ""))
 
     def output_path(self, path: str) -> str:
-        prefix = os.path.join(self.input_dir, "")
-        rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, prefix)
-        return os.path.join(self.out_dir, rel)
+        source, target = self._prefixes
+        if path.startswith(source):  # the common case, kept cheap: once per file
+            return target + path[len(source):]
+        return os.path.join(self.out_dir, os.path.relpath(path, self.input_dir))
 
     def process(self, path: str) -> dict:
         """Split one file; returns ``{"tokens": count}``."""
