@@ -116,7 +116,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("input_dir", "text", None, "folder of input files (required)", _text(allow_none=True)),
     Key("out_dir", "text", "out", "where outputs go (created)", _text()),
     Key("process_count", "integer", None,
-        "worker processes on this rank (null: one per usable CPU)", _int(1, allow_none=True)),
+        "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
+        _int(1, allow_none=True)),
     Key("run_type", "text", "",
         "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one rank, "
         "ignore launcher variables", _text(RUN_TYPES)),
@@ -164,10 +165,15 @@ class JobConfig:
     log_level: str = "INFO"
     progress_interval: float = 30.0
 
-    @property
-    def workers(self) -> int:
-        """Worker processes to start: ``process_count``, or one per usable CPU."""
-        return self.process_count or usable_cpus()
+    def workers(self, ranks_on_this_node: int = 1) -> int:
+        """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
+
+        With ``process_count: null`` the ranks on one node split its CPUs between them
+        (at least one worker each), so that 4 ranks on a 16-CPU node start 4 workers each.
+        """
+        if self.process_count is not None:
+            return self.process_count
+        return max(1, usable_cpus() // max(1, ranks_on_this_node))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -151,9 +151,14 @@ def execute(plan: Plan) -> int:
     if not resume.ended_cleanly(book):
         resume.remove_stale_temps(config, plan.processor, plan.files, tag)
     temp_dir = _open_outputs(plan, book, carried)
-    log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do",
-             len(plan.files), len(plan.listing), _size(sum(f.size for f in plan.files)),
-             config.shard_strategy, len(carried), len(todo))
+    ranges = callable(getattr(plan.processor, "process_range", None))
+    wanted = config.workers(rank.local_size)
+    work = tasks.plan_tasks(todo, wanted, ranges)
+    workers = min(wanted, max(1, len(work)))
+    log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do "
+             "in %d task(s) by %d worker process(es)", len(plan.files), len(plan.listing),
+             _size(sum(f.size for f in plan.files)), config.shard_strategy, len(carried),
+             len(todo), len(work), workers)
 
     previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
     progress = Progress(len(todo), sum(f.size for f in todo), log,
@@ -161,9 +166,6 @@ def execute(plan: Plan) -> int:
                         log_interval=config.progress_interval)
     interrupted: Interrupted | None = None
     started = time.monotonic()
-    ranges = callable(getattr(plan.processor, "process_range", None))
-    work = tasks.plan_tasks(todo, config.workers, ranges)
-    workers = min(config.workers, max(1, len(work)))
     assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
     try:
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir,

@@ -100,3 +100,10 @@ def test_help_lists_every_key_with_its_default():
 def test_bad_command_lines(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse_arguments(argv)
+
+
+def test_ranks_of_a_node_share_its_cpus_unless_process_count_is_set(monkeypatch):
+    monkeypatch.setattr(config, "usable_cpus", lambda: 16)
+    default = config.load(None, [("input_dir", "in")])
+    assert (default.workers(), default.workers(4), default.workers(32)) == (16, 4, 1)
+    assert config.load(None, [("input_dir", "in"), ("process_count", "3")]).workers(4) == 3
