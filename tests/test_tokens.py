@@ -122,41 +122,47 @@ def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, data,
     assert tokens == len(data.split())
 
 
-def test_job_splits_a_large_file_into_ranges(tmp_path, corpus, monkeypatch):
-    from job import cli, tasks
+@pytest.fixture
+def ranged_inputs(tmp_path, corpus, monkeypatch):
+    """A 1.1 MB file (the corpus concatenated) and a small one, with 50 KB byte ranges."""
+    from job import tasks
     monkeypatch.setattr(tasks, "MIN_RANGE_BYTES", 50_000)
     source = tmp_path / "in"
     source.mkdir()
     (source / "big.txt").write_bytes(b"".join(p.read_bytes() for p in sorted(corpus.iterdir())))
     (source / "small.txt").write_bytes(b"a few words\n")
+    return source
+
+
+def journal_of(out):
+    lines = (out / "_manifest" / "shard-00000-of-00001.jsonl").read_text().splitlines()
+    return {record["input"]: record for record in map(json.loads, lines)}
+
+
+def test_job_splits_a_large_file_into_ranges(tmp_path, ranged_inputs):
+    from job import cli, tasks
+    source = ranged_inputs
     planned = tasks.plan_tasks([InputFile("big.txt", 1_100_000)], 2, True)
     assert len(planned) > 2
     code = cli.main(["--input_dir", str(source), "--out_dir", str(tmp_path / "out"),
                      "--process_count", "2", "--log_level", "WARNING"])
     assert code == 0
     assert_outputs_exact(source, tmp_path / "out")
-    records = [json.loads(line) for line in
-               (tmp_path / "out" / "_manifest" / "shard-00000-of-00001.jsonl").read_text().splitlines()]
-    assert sorted(r["input"] for r in records) == ["big.txt", "small.txt"]
-    big = next(r for r in records if r["input"] == "big.txt")
+    records = journal_of(tmp_path / "out")
+    assert sorted(records) == ["big.txt", "small.txt"]
+    big = records["big.txt"]
     assert big["tokens"] == len((source / "big.txt").read_bytes().split())
     assert temporary_files(tmp_path / "out") == []
 
 
-def test_a_failed_range_fails_its_file_and_leaves_nothing(tmp_path, corpus, monkeypatch):
-    from job import cli, tasks
-    monkeypatch.setattr(tasks, "MIN_RANGE_BYTES", 50_000)
-    source = tmp_path / "in"
-    source.mkdir()
-    (source / "big.txt").write_bytes(b"".join(p.read_bytes() for p in sorted(corpus.iterdir())))
-    (source / "small.txt").write_bytes(b"a few words\n")
+def test_a_failed_range_fails_its_file_and_leaves_nothing(tmp_path, ranged_inputs):
+    from job import cli
     out = tmp_path / "out"
-    code = cli.main(["--input_dir", str(source), "--out_dir", str(out), "--process_count", "2",
-                     "--processor", "fault_processors:RangeFails", "--max_retries", "0",
+    code = cli.main(["--input_dir", str(ranged_inputs), "--out_dir", str(out), "--process_count",
+                     "2", "--processor", "fault_processors:RangeFails", "--max_retries", "0",
                      "--log_level", "WARNING"])
     assert code == 1
-    records = {r["input"]: r for r in map(json.loads, (out / "_manifest" / "shard-00000-of-00001.jsonl")
-                                          .read_text().splitlines())}
+    records = journal_of(out)
     assert records["big.txt"]["status"] == "failed"
     assert records["big.txt"]["error"].startswith("ValueError: bad range at")
     assert records["small.txt"]["status"] == "ok"
