@@ -36,15 +36,17 @@ def load_manifests(out_dir: str) -> dict[tuple[int, int], dict]:
 
 
 def check(input_dir: str, out_dir: str, pattern: str | None = None,
-          content: bool = True) -> list[str]:
-    """The problems found (empty when the run is complete and correct); prints a table."""
+          content: bool = True) -> tuple[int, list[str]]:
+    """The number of input files, and the problems found (none when the run is complete
+    and correct); prints a table."""
     listing = [f.rel for f in list_inputs(input_dir, out_dir, pattern)]
     manifests = load_manifests(out_dir)
     counts = {count for _, count in manifests}
     if not manifests:
-        return [f"no manifests in {os.path.join(out_dir, MANIFEST_DIR)}"]
+        return len(listing), [f"no manifests in {os.path.join(out_dir, MANIFEST_DIR)}"]
     if len(counts) > 1:
-        return [f"manifests of several shard counts {sorted(counts)}: use a fresh out_dir"]
+        return len(listing), [f"manifests of several shard counts {sorted(counts)}: "
+                              "use a fresh out_dir"]
     count = counts.pop()
     problems = [f"shard {i} of {count} has no manifest" for i in range(count)
                 if (i, count) not in manifests]
@@ -74,7 +76,7 @@ def check(input_dir: str, out_dir: str, pattern: str | None = None,
                 problems.append(f"{rel}: output differs from the reference")
     problems += [f"{rel}: in a manifest but not in the input listing"
                  for rel in sorted(set(owners) - set(listing))]
-    return problems
+    return len(listing), problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not compare outputs with the token splitter's reference")
     args = parser.parse_args(argv)
     try:
-        problems = check(args.input_dir, args.out_dir, args.pattern, not args.no_content)
+        count, problems = check(args.input_dir, args.out_dir, args.pattern, not args.no_content)
     except InputDirError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -95,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"FAILED: {len(problems)} problem(s)")
         return 1
-    count = len(list_inputs(args.input_dir, args.out_dir, args.pattern))
     exact = ", outputs byte-exact" if not args.no_content else ""
     print(f"OK: {count} input files, each done by exactly one rank{exact}")
     return 0

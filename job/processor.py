@@ -6,7 +6,7 @@ import os
 from typing import Any, Sequence
 
 from . import ranks, sharding
-from .config import usable_cpus
+from .config import DISTRIB_KEYS, usable_cpus
 from .pool import WorkerPool
 
 
@@ -88,9 +88,7 @@ class DataProcessor:
 def _as_mapping(distrib_args) -> dict:
     if isinstance(distrib_args, dict):
         return distrib_args
-    return {key: getattr(distrib_args, key) for key in
-            ("local_rank", "global_rank", "world_size", "node_count", "local_size", "node_rank")
-            if hasattr(distrib_args, key)}
+    return {key: getattr(distrib_args, key) for key in DISTRIB_KEYS if hasattr(distrib_args, key)}
 
 
 def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:

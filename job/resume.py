@@ -17,6 +17,7 @@ from . import atomic, journal
 from .config import JobConfig
 from .listing import InputFile
 from .processor import DataProcessor
+from .tasks import output_of
 
 log = logging.getLogger("job")
 
@@ -66,7 +67,7 @@ def remove_stale_temps(config: JobConfig, processor: DataProcessor,
     """Remove the temporary files of rank ``tag``'s outputs that a killed run left."""
     folders = set()
     for item in files:
-        output = processor.output_path(os.path.join(config.input_dir, item.rel))
+        output = output_of(processor, config.input_dir, item.rel)
         if output is not None:
             folders.add(os.path.dirname(output))
     removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)

@@ -136,7 +136,7 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any
 
 def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: tasks.Task) -> None:
     """Remove what a killed worker was writing for ``task``."""
-    output = plan.processor.output_path(os.path.join(plan.config.input_dir, todo[task.index].rel))
+    output = tasks.output_of(plan.processor, plan.config.input_dir, todo[task.index].rel)
     if output is not None:
         atomic.remove_temps(os.path.dirname(output), os.path.basename(output), tag, pid)
 

@@ -90,9 +90,14 @@ def _folder_prefix(folder: str) -> str:
     return os.path.join(folder, "")
 
 
+def output_of(processor, input_dir: str, rel: str) -> str | None:
+    """The processor's output path for input ``rel`` (None if it names none)."""
+    return processor.output_path(_folder_prefix(input_dir) + rel)
+
+
 def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
     """The processor's output for input ``rel``, relative to ``out_dir`` (None if it names none)."""
-    output = processor.output_path(_folder_prefix(input_dir) + rel)
+    output = output_of(processor, input_dir, rel)
     if output is None:
         return None
     prefix = _folder_prefix(out_dir)
