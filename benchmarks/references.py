@@ -43,9 +43,13 @@ def optimum_busiest(sizes: list[int], shards: int) -> float:
     return max(sum(sizes) / shards, max(sizes, default=0))
 
 
-def job_command(input_dir: Path, out_dir: Path, processes: int) -> list[str]:
-    """What is measured: ``python -m job`` on one rank, fresh output, no resume."""
-    return [sys.executable, "-m", "job", "--input_dir", str(input_dir), "--out_dir", str(out_dir),
+def job_command(input_dir: Path, out_dir: Path, processes: int,
+                pure_python: bool = False) -> list[str]:
+    """What is measured: ``python -m job`` on one rank, fresh output, no resume.
+
+    ``pure_python`` turns the compiled kernel off (``AMLSHARD_NATIVE=0``).
+    """
+    return [*(["env", "AMLSHARD_NATIVE=0"] if pure_python else []), sys.executable, "-m", "job", "--input_dir", str(input_dir), "--out_dir", str(out_dir),
             "--process_count", str(processes), "--log_level", "WARNING", "--resume", "false"]
 
 

@@ -121,24 +121,33 @@ def throughput(bench: Bench, large: InputSet, processes: int, pin: bool) -> Row:
     row = Row(label, f"{label}. token splitter wall time, {processes} process{plural}"
               f"{' (pinned to 1 CPU)' if pin else ''}, {large.describe()}", "", "",
               goal="≤ 1.00×")
-    plain_times, tr_times, job_times = [], [], []
+    plain_times, tr_times, job_times, python_times = [], [], [], []
     for rep in range(bench.reps):
-        plain_dir, expected_dir, actual_dir = bench.fresh("plain"), bench.fresh("tr"), bench.fresh("job")
+        plain_dir, expected_dir = bench.fresh("plain"), bench.fresh("tr")
         plain_dir.mkdir()
         expected_dir.mkdir()
         plain_times.append(timed(references.plain_tr_command(large.path, plain_dir, processes),
                                  cpus))
         tr_times.append(timed(references.tr_command(large.path, expected_dir, processes), cpus))
-        job_times.append(timed(references.job_command(large.path, actual_dir, processes), cpus))
-        _verify(row, digests(expected_dir), digests(actual_dir), f"rep {rep + 1}")
+        for pure_python, times in ((False, job_times), (True, python_times)):
+            actual_dir = bench.fresh("job")
+            times.append(timed(references.job_command(large.path, actual_dir, processes,
+                                                      pure_python), cpus))
+            _verify(row, digests(expected_dir), digests(actual_dir),
+                    f"rep {rep + 1}{' (pure Python)' if pure_python else ''}")
         say(f"  rep {rep + 1}/{bench.reps}: plain tr {plain_times[-1].seconds:.2f} s, "
-            f"exact tr {tr_times[-1].seconds:.2f} s, job {job_times[-1].seconds:.2f} s")
+            f"exact tr {tr_times[-1].seconds:.2f} s, job {job_times[-1].seconds:.2f} s, "
+            f"job in pure Python {python_times[-1].seconds:.2f} s")
     _paired(row, f"`xargs -P{processes}` plain tr", plain_times, job_times, 1.0,
             (large.bytes / MB, "MB"))
     exact = statistics.median(t.seconds for t in tr_times)
     row.notes.append(f"byte-exact tr (tr_exact.sh, the outputs compared): {exact:.2f} s, "
                      f"ours {ratio(statistics.median(t.seconds for t in job_times), exact):.2f}× "
                      f"of it")
+    plain = statistics.median(t.seconds for t in plain_times)
+    pure = statistics.median(t.seconds for t in python_times)
+    row.notes.append(f"the job with its pure-Python kernel (`AMLSHARD_NATIVE=0`, used where "
+                     f"no C compiler is found): {pure:.2f} s, {ratio(pure, plain):.2f}× plain tr")
     bench.clean()
     return row
 

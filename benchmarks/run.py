@@ -81,11 +81,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _kernel() -> str:
+    """Which kernel the job will use here, compiling it into the cache if need be."""
+    from job import native
+    try:
+        return f"compiled C ({native.build()})" if native.kernel() else "pure Python"
+    except native.Unavailable as reason:
+        return f"pure Python ({reason})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.monotonic()
     machine = report.machine()  # before the run: the load average is the machine's, not ours
     code = report.sources()
+    kernel = _kernel()  # built now (cached), so no timed run pays for the compiler
     corpus = inputs.Corpus(args.corpus)
     bench = rows.Bench(args.reps, args.cache / "scratch")
     bench.clean()
@@ -132,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                                                (sys.argv[1:] if argv is None else argv))
     context = [f"- command: `{command}`; {args.reps} rep(s) per measurement, medians; "
                f"took {_duration(elapsed)} (input building included)",
-               f"- inputs under {args.cache}/inputs: " + "; ".join(sets)]
+               f"- inputs under {args.cache}/inputs: " + "; ".join(sets),
+               f"- token kernel: {kernel}"]
     if report.sources() != code:
         context.append(f"- **job/ or submit/ changed during the run** (digest {code} -> "
                        f"{report.sources()}): the rows may not measure the same code; run again")

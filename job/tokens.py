@@ -12,14 +12,22 @@ workers split at once: the output of a range depends only on its bytes and on
 whether the byte before it is whitespace, so the ranges' outputs concatenated
 in order are the file's output. Copy this class as the model for your own
 processor.
+
+Two kernels do the per-byte work and give the same bytes: a few lines of C
+(``squeeze.c``, compiled on first use by :mod:`job.native`, about twice as fast
+as ``tr``), and, where no C compiler is found, :func:`squeeze`, which works on
+each chunk as one big integer at about 0.7× the speed of ``tr``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
-from typing import Callable
+import threading
+from typing import BinaryIO, Callable
 
+from . import native
 from .atomic import atomic_output
 from .processor import DataProcessor
 
@@ -83,29 +91,84 @@ def _squeeze_small(chunk: bytes, after_whitespace: bool) -> tuple[bytes, int]:
     return body, len(tokens) - 1 + lead + trail
 
 
-def split_stream(read: Callable[[int], bytes], write: Callable[[bytes], object],
+def split_stream(source: BinaryIO, write: Callable[[bytes], object],
                  chunk_size: int = CHUNK_SIZE, after_whitespace: bool = True,
                  finish: bool = True) -> int:
-    """Copy the tokens of ``read`` to ``write``, one per line; return the newlines written.
+    """Copy the tokens of ``source`` to ``write``, one per line; return the newlines written.
 
-    ``after_whitespace`` says whether the byte before the stream is
-    whitespace (true at the start of a file); ``finish`` ends the last token
-    with a newline (false for a byte range that is not the file's last).
-    With both true the return value is the number of tokens.
+    ``source`` is a binary stream (``readinto`` is used with the compiled
+    kernel, ``read`` without it); short writes are completed. ``after_whitespace``
+    says whether the byte before the stream is whitespace (true at the start
+    of a file); ``finish`` ends the last token with a newline (false for a
+    byte range that is not the file's last). With both true the return
+    value is the number of tokens.
     """
+    compiled = native.kernel()
+    if compiled is not None:
+        newlines, after_whitespace = _split_compiled(compiled, source.readinto, write,
+                                                     chunk_size, after_whitespace)
+    else:
+        newlines, after_whitespace = _split_python(source.read, write, chunk_size,
+                                                   after_whitespace)
+    if finish and not after_whitespace:
+        _write_all(write, NEWLINE)
+        newlines += 1
+    return newlines
+
+
+def _split_python(read, write, chunk_size: int, after_whitespace: bool) -> tuple[int, bool]:
     newlines = 0
     while True:
         chunk = read(chunk_size)
         if not chunk:
-            break
+            return newlines, after_whitespace
         output, kept = squeeze(chunk, after_whitespace)
-        write(output)
+        _write_all(write, output)
         newlines += kept
         after_whitespace = chunk[-1] in WHITESPACE
-    if finish and not after_whitespace:
-        write(NEWLINE)
-        newlines += 1
-    return newlines
+
+
+class _Buffers(threading.local):
+    """This thread's input and output buffers for the compiled kernel, grown on demand."""
+
+    size = 0
+
+    def get(self, size: int) -> tuple[memoryview, int, memoryview, int]:
+        if size > self.size:
+            source, target = bytearray(size), bytearray(size)
+            self.views = (memoryview(source), _address(source), memoryview(target),
+                          _address(target))
+            self.size = size
+        return self.views
+
+
+def _address(buffer: bytearray) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+_buffers = _Buffers()
+
+
+def _split_compiled(squeeze_c: native.Squeeze, readinto, write, chunk_size: int,
+                    after_whitespace: bool) -> tuple[int, bool]:
+    source, source_at, target, target_at = _buffers.get(chunk_size)
+    source = source[:chunk_size]
+    state, count = ctypes.c_int(after_whitespace), ctypes.c_size_t(0)
+    state_at, count_at = ctypes.byref(state), ctypes.byref(count)
+    while True:
+        size = readinto(source)
+        if not size:
+            return count.value, bool(state.value)
+        _write_all(write, target[:squeeze_c(source_at, size, target_at, state_at, count_at)])
+
+
+def _write_all(write: Callable[[bytes], object], data) -> None:
+    """``write(data)``, again with the rest after a short write (a raw file may write less)."""
+    while True:
+        done = write(data)
+        if done is None or done >= len(data):
+            return
+        data = data[done:]
 
 
 def split_bytes(data: bytes) -> bytes:
@@ -114,7 +177,7 @@ def split_bytes(data: bytes) -> bytes:
 
 
 class _Range:
-    """``read`` over bytes ``[start, end)`` of an open file."""
+    """``read`` and ``readinto`` over bytes ``[start, end)`` of an open file."""
 
     def __init__(self, source, start: int, end: int):
         source.seek(start)
@@ -125,6 +188,11 @@ class _Range:
         self._left -= len(data)
         return data
 
+    def readinto(self, buffer: memoryview) -> int:
+        size = self._source.readinto(buffer[:self._left])
+        self._left -= size
+        return size
+
 
 class TokenSplitter(DataProcessor):
     """Writes ``out_dir/REL`` for each input ``input_dir/REL``: its tokens, one per line."""
@@ -134,6 +202,7 @@ class TokenSplitter(DataProcessor):
         self.input_dir = input_dir
         self.out_dir = out_dir
         self._prefixes = (os.path.join(input_dir, ""), os.path.join(out_dir, ""))
+        native.kernel()  # built (or found wanting) once here, not in every worker
 
     def output_path(self, path: str) -> str:
         source, target = self._prefixes
@@ -145,7 +214,7 @@ class TokenSplitter(DataProcessor):
         """Split one file; returns ``{"tokens": count}``."""
         with open(path, "rb", buffering=0) as source:
             with atomic_output(self.output_path(path), buffering=0) as sink:
-                tokens = split_stream(source.read, sink.write)
+                tokens = split_stream(source, sink.write)
         return {"tokens": tokens}
 
     def process_range(self, path: str, start: int, end: int, part: str) -> dict:
@@ -163,6 +232,6 @@ class TokenSplitter(DataProcessor):
                 after_whitespace = not previous or previous[0] in WHITESPACE
             size = os.fstat(source.fileno()).st_size
             with open(part, "wb", buffering=0) as sink:
-                tokens = split_stream(_Range(source, start, end).read, sink.write,
+                tokens = split_stream(_Range(source, start, end), sink.write,
                                       after_whitespace=after_whitespace, finish=end >= size)
         return {"tokens": tokens}

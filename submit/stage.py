@@ -4,7 +4,7 @@ Azure ML uploads the job's ``code`` folder to every node. Rather than the whole
 checkout (tests, notebooks, data, the virtual environment), :func:`stage_code`
 assembles a folder holding exactly::
 
-    job/*.py              the runtime package (no caches)
+    job/*.py, job/*.c     the runtime package (no caches), with the C kernel's source
     job_config.yaml       the config that ``python -m job --config`` reads
 
 The job config is checked with ``job.config`` before anything is staged.

@@ -52,8 +52,8 @@ def conda_spec() -> dict:
 
 def expected_code_files() -> set[str]:
     package = job_package_dir()
-    return {f"job/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")
-            if "__pycache__" not in p.parts} | {"job_config.yaml"}
+    return {f"job/{p.relative_to(package).as_posix()}" for p in package.rglob("*")
+            if p.suffix in (".py", ".c") and "__pycache__" not in p.parts} | {"job_config.yaml"}
 
 
 def check_common(job, yaml_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The token splitter is byte-exact to ``bytes.split``, whatever the bytes and chunking."""
 
 import io
+import itertools
 import json
 from unittest import mock
 import subprocess
@@ -10,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from job.listing import InputFile
-from job import tokens
+from job import native, tokens
 from job.tokens import TokenSplitter, split_bytes, split_stream
 
-from conftest import assert_outputs_exact, reference, run_job, temporary_files
+from conftest import assert_outputs_exact, reference, require, run_job, temporary_files
 
 EDGE_CASES = {
     "crlf.txt": b"one two\r\nthree\r\n\r\nfour",
@@ -32,34 +33,52 @@ EDGE_CASES = {
 }
 
 
-def split_with(data: bytes, chunk_size: int, small_chunk: int = tokens.SMALL_CHUNK):
+KERNELS = ["compiled", "big-integer", "split"]
+
+
+def split_with(data: bytes, chunk_size: int, kernel: str = "compiled"):
+    """Split ``data`` in chunks of ``chunk_size`` with one of the three kernels."""
     out = io.BytesIO()
-    with mock.patch.object(tokens, "SMALL_CHUNK", small_chunk):
-        count = split_stream(io.BytesIO(data).read, out.write, chunk_size)
+    compiled = native.kernel() if kernel == "compiled" else None
+    require(compiled is not None or kernel != "compiled", "the compiled kernel (a C compiler)")
+    small_chunk = {"big-integer": 0, "split": 1 << 30}.get(kernel, tokens.SMALL_CHUNK)
+    with mock.patch.object(native, "kernel", lambda: compiled), \
+            mock.patch.object(tokens, "SMALL_CHUNK", small_chunk):
+        count = split_stream(io.BytesIO(data), out.write, chunk_size)
     return out.getvalue(), count
 
 
-@pytest.mark.parametrize("path", ["big-integer", "split"])
+@pytest.mark.parametrize("kernel", KERNELS)
 @settings(max_examples=400, deadline=None)
 @given(data=st.binary(max_size=200) | st.lists(st.sampled_from(
     [b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"a", b"bc", b"\x00", b"\x01", b"\x8a", b"\xff"]),
     max_size=80).map(b"".join), chunk_size=st.integers(1, 17))
-def test_stream_matches_reference_at_every_chunk_boundary(path, data, chunk_size):
-    out, count = split_with(data, chunk_size, 0 if path == "big-integer" else 1 << 20)
+def test_stream_matches_reference_at_every_chunk_boundary(kernel, data, chunk_size):
+    out, count = split_with(data, chunk_size, kernel)
     assert out == reference(data)
     assert count == len(data.split())
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernels_agree_on_every_byte_value_and_the_corpus(kernel, corpus):
+    every_pair = bytes(b for pair in itertools.product(range(256), repeat=2) for b in pair)
+    for data in [every_pair, b"".join(path.read_bytes() for path in sorted(corpus.iterdir()))]:
+        out, count = split_with(data, 1 << 17, kernel)
+        assert out == reference(data) and count == len(data.split())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("name", sorted(EDGE_CASES))
-def test_edge_cases_in_memory(name):
+def test_edge_cases_in_memory(name, kernel):
     data = EDGE_CASES[name]
-    assert split_with(data, 3)[0] == split_bytes(data) == reference(data)
+    assert split_with(data, 3, kernel)[0] == split_bytes(data) == reference(data)
 
 
-def test_multi_megabyte_single_token_streams():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_multi_megabyte_single_token_streams(kernel):
     token = bytes(range(33, 127)) * 40_000  # ~3.8 MB, no whitespace
     data = b"  " + token + b"\n" + token
-    out, count = split_with(data, 1 << 16)
+    out, count = split_with(data, 1 << 16, kernel)
     assert count == 2 and out == token + b"\n" + token + b"\n"
 
 
@@ -103,11 +122,14 @@ def test_reference_agrees_with_tr_on_the_corpus(corpus):
         assert reference(data) == tr, path.name
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "python"])
 @settings(max_examples=150, deadline=None)
 @given(data=st.lists(st.sampled_from([b" ", b"\n", b"\t\r", b"ab", b"c", b"\xff\x00"]),
                      max_size=120).map(b"".join),
        cuts=st.lists(st.integers(0, 300), max_size=5))
-def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, data, cuts):
+def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, kernel, data, cuts):
+    compiled = native.kernel() if kernel == "compiled" else None
+    require(compiled is not None or kernel == "python", "the compiled kernel (a C compiler)")
     folder = tmp_path_factory.mktemp("ranges")
     (folder / "in").mkdir()
     (folder / "in" / "f.txt").write_bytes(data)
@@ -116,7 +138,9 @@ def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, data,
     parts, tokens = [], 0
     for k, (start, end) in enumerate(zip(edges, edges[1:])):
         parts.append(str(folder / f"part{k}"))
-        tokens += splitter.process_range(str(folder / "in" / "f.txt"), start, end, parts[-1])["tokens"]
+        with mock.patch.object(native, "kernel", lambda: compiled):
+            tokens += splitter.process_range(str(folder / "in" / "f.txt"), start, end,
+                                             parts[-1])["tokens"]
     joined = b"".join(open(part, "rb").read() for part in parts)
     assert joined == reference(data)
     assert tokens == len(data.split())

@@ -1,0 +1,89 @@
+"""The compiled kernel: built once per cache, shared by ranks, and never required."""
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from job import native
+
+from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job
+
+BUILD = "from job import native; print(native.build())"
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty kernel cache, and ``native.kernel`` not yet decided in this process."""
+    monkeypatch.setenv("AMLSHARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AMLSHARD_NATIVE", raising=False)
+    monkeypatch.delenv("CC", raising=False)
+    native.kernel.cache_clear()
+    yield tmp_path / "cache"
+    native.kernel.cache_clear()
+
+
+def test_builds_once_into_the_cache(fresh):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    assert path.parent == fresh and path.name.startswith("squeeze-") and path.suffix == ".so"
+    assert os.listdir(fresh) == [path.name]  # no temporary file left
+    stamp = path.stat().st_mtime_ns
+    assert native.build() == path and path.stat().st_mtime_ns == stamp  # cached, not rebuilt
+    assert native.kernel() is not None
+
+
+def test_ranks_that_start_together_build_one_library(fresh):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    starts = [subprocess.Popen([sys.executable, "-c", BUILD], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True, env=clean_environ(AMLSHARD_CACHE=str(fresh)))
+              for _ in range(4)]
+    paths = {start.communicate(timeout=120)[0].strip() for start in starts}
+    assert all(start.returncode == 0 for start in starts)
+    assert len(paths) == 1 and os.listdir(fresh) == [os.path.basename(paths.pop())]
+
+
+@pytest.mark.parametrize("setting, reason", [
+    ({"CC": "/nonexistent/cc"}, "no C compiler '/nonexistent/cc' on PATH"),
+    ({"CC": "false"}, "failed (exit 1)"),
+    ({"AMLSHARD_CACHE": "/proc/amlshard-cache"}, "cannot write the cache folder"),
+])
+def test_without_a_usable_compiler_the_python_kernel_is_used(fresh, monkeypatch, caplog,
+                                                             setting, reason):
+    for name, value in setting.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(native.Unavailable, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        native.build()
+    with caplog.at_level(logging.WARNING, logger="job"):
+        assert native.kernel() is None
+        assert native.kernel() is None  # decided once
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith("token kernel: pure Python")
+    assert reason in caplog.records[0].getMessage()
+
+
+def test_turned_off_quietly(fresh, monkeypatch, caplog):
+    monkeypatch.setenv("AMLSHARD_NATIVE", "0")
+    with caplog.at_level(logging.WARNING, logger="job"):
+        assert native.kernel() is None
+    assert caplog.records == [] and not fresh.exists()
+
+
+@pytest.mark.parametrize("setting", [{"CC": "/nonexistent/cc"}, {"AMLSHARD_NATIVE": "0"}, {}])
+def test_the_job_is_byte_exact_with_either_kernel(tmp_path, corpus, setting):
+    require(bool(setting) or shutil.which("cc") is not None, "a C compiler (cc)")
+    environ = clean_environ(AMLSHARD_CACHE=str(tmp_path / "cache"), **setting)
+    result = run_job("--input_dir", str(corpus), "--out_dir", str(tmp_path / "out"),
+                     "--process_count", "2", env=environ)
+    assert result.returncode == 0, result.stderr
+    assert_outputs_exact(corpus, tmp_path / "out")
+    warned = [line for line in result.stderr.splitlines() if "token kernel" in line]
+    if "CC" in setting:
+        assert len(warned) == 1 and "no C compiler" in warned[0]  # once, not once per worker
+    else:
+        assert warned == []
+    built = os.listdir(tmp_path / "cache") if (tmp_path / "cache").exists() else []
+    assert len(built) == (0 if setting else 1)
