@@ -1,7 +1,11 @@
 """Each rank's journal and manifest under ``out_dir/_manifest``.
 
-``shard-IIIII-of-NNNNN.jsonl`` holds one JSON record per file, appended and
-flushed as the file finishes, so it survives a crash of the rank. Records:
+``shard-IIIII-of-NNNNN.jsonl`` holds one JSON record per file, appended as
+the file finishes and flushed to the operating system whenever the rank has
+booked the results that arrived (before it waits for more), and when it ends
+or is interrupted. A crash of the rank loses at most the records it was
+booking; those files are redone on resume (outputs are atomic, so redoing
+is safe). Records:
 ``input`` and ``output`` (paths relative to ``input_dir`` and ``out_dir``, so a
 journal stays valid when the folders are mounted elsewhere), ``status``
 (``ok`` | ``failed`` | ``skipped``), ``bytes_in``, ``tokens``, ``seconds``,
@@ -18,7 +22,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 MANIFEST_DIR = "_manifest"
-_encode = json.JSONEncoder(ensure_ascii=False).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 DONE = ("ok", "skipped")
 
 
@@ -90,6 +94,7 @@ class Journal:
         self.path = base + ".jsonl"
         self.manifest_path = base + ".json"
         self.records: list[dict[str, Any]] = []
+        self._lines: list[str] = []  # the JSON of each record, written once, reused by the manifest
         self._stream = None
 
     def start(self, carried: Iterable[dict[str, Any]]) -> None:
@@ -98,36 +103,61 @@ class Journal:
         temp = f"{self.path}.{os.getpid()}.partial"
         with open(temp, "w", encoding="utf-8") as stream:
             for record in carried:
+                line = _encode(record)
                 self.records.append(record)
-                stream.write(_encode(record) + "\n")
+                self._lines.append(line)
+                stream.write(line + "\n")
         os.replace(temp, self.path)
         self._stream = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: dict[str, Any]) -> None:
-        """Add one record and flush it to the operating system; :class:`JournalError` if not."""
+        """Add one record (buffered: see :meth:`flush`); :class:`JournalError` if it fails."""
+        line = _encode(record)
         self.records.append(record)
+        self._lines.append(line)
         try:
-            self._stream.write(_encode(record) + "\n")
+            self._stream.write(line + "\n")
+        except OSError as error:
+            raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
+
+    def flush(self) -> None:
+        """Hand the records appended so far to the operating system."""
+        try:
             self._stream.flush()
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
 
     def close(self) -> None:
-        if self._stream is not None:
+        """Flush and close the journal; :class:`JournalError` if its last records are lost."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
             try:
-                self._stream.close()
+                stream.close()
+            except OSError as error:
+                raise JournalError(f"cannot write the journal {self.path}: "
+                                   f"{error.strerror}") from None
+
+    def abandon(self) -> None:
+        """Close the journal after a write failed, dropping what could not be written."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.close()
             except OSError:
-                pass  # already reported by append
-            self._stream = None
+                pass  # the failure that brought us here was reported
 
     def write_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
         """Write ``shard-….json`` (atomically): every record in listing order, and the totals."""
-        records = sorted(self.records, key=lambda r: r["input"])
+        order = sorted(range(len(self.records)), key=lambda k: self.records[k]["input"])
+        records = [self.records[k] for k in order]
         manifest = {"files": records, "totals": totals(records), **extra}
+        rest = _encode({"totals": manifest["totals"], **extra})
         temp = f"{self.manifest_path}.{os.getpid()}.partial"
         try:
             with open(temp, "w", encoding="utf-8") as stream:
-                stream.write(json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n")
+                stream.write('{"files":[')
+                stream.write(",".join([self._lines[k] for k in order]))
+                stream.write("]," + rest[1:] + "\n")
             os.replace(temp, self.manifest_path)
         except OSError as error:
             try:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class InputFile:
+class InputFile(NamedTuple):
     """One planned input: its path relative to ``input_dir`` (POSIX), size and modification time."""
 
     rel: str
@@ -51,28 +50,39 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
         raise InputDirError(f"input_dir {str(root)!r} cannot be read: {error.strerror}") from None
     skip = os.path.realpath(out_dir) if out_dir is not None else None
     found: list[InputFile] = []
-    top = os.fspath(root)
-    for folder, dirs, files in os.walk(top, followlinks=False):
-        dirs[:] = [d for d in dirs if not d.startswith(".")
-                   and os.path.realpath(os.path.join(folder, d)) != skip]
-        prefix = os.path.relpath(folder, top).replace(os.sep, "/") + "/"
-        if prefix == "./":
-            prefix = ""
-        for name in files:
-            if name.startswith("."):
-                continue
-            path = os.path.join(folder, name)
-            rel = prefix + name
-            if not _matches(rel, pattern):
-                continue
-            try:
-                info = os.stat(path)
-            except OSError:
-                # A broken link is listed so that processing records it as failed.
-                if os.path.islink(path):
-                    found.append(InputFile(rel, 0))
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
-    found.sort(key=lambda f: f.rel)
+    _scan(os.fspath(root), "", skip, pattern, found)
+    found.sort()
     return found
+
+
+def _scan(folder: str, prefix: str, skip: str | None, pattern: str | None,
+          found: list[InputFile]) -> None:
+    """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return  # a folder that vanished or cannot be read, as os.walk does
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        rel = prefix + name
+        try:
+            is_folder = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if is_folder:
+            if skip is None or os.path.realpath(entry.path) != skip:
+                _scan(entry.path, rel + "/", skip, pattern, found)
+            continue
+        if pattern is not None and not _matches(rel, pattern):
+            continue
+        try:
+            info = entry.stat()  # follows a link to its target
+        except OSError:
+            # A broken link is listed so that processing records it as failed.
+            if entry.is_symlink():
+                found.append(InputFile(rel, 0))
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found.append(InputFile(rel, info.st_size, info.st_mtime_ns))

@@ -1,11 +1,14 @@
 """A small, honest process pool: one item at a time per worker, nothing hangs.
 
-The parent hands each worker a batch of arguments over its own pipe; the
-worker calls the function on each in turn and sends the results back, in order,
-(at the end of the batch, or every :data:`REPORT_SECONDS` on a long one). In
-shared memory the worker keeps which item of the batch it is on and since
-when, so the parent always knows the item in flight. The parent waits on
-every pipe and every worker's exit sentinel at once, so:
+The parent hands each worker batches of arguments over its own pipe, up to
+:data:`BATCHES_AHEAD` at once so that a worker never waits for the parent to
+book its last results; the worker calls the function on each in turn and
+sends the results back, in order (at the end of a batch, or every
+:data:`REPORT_SECONDS` on a long one). Batches shrink as the work runs out, so
+that the workers finish together. In shared memory the worker keeps how many
+items it has started and when it started the last, so the parent always knows
+the item in flight. The parent waits on every pipe and every worker's exit
+sentinel at once, so:
 
 - a worker that dies (the OOM killer's SIGKILL, a segfault) is seen at once;
   the item it was on is retried in a fresh worker or reported as
@@ -35,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
+BATCHES_AHEAD = 2
 
 
 @dataclass
@@ -91,6 +95,7 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if initializer is not None:
         initializer()
+    started = 0
     while True:
         try:
             batch = conn.recv()
@@ -101,7 +106,8 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
         results: list[tuple] = []
         reported = time.monotonic()
         for index, args in enumerate(batch):
-            position.value = index
+            position.value = started
+            started += 1
             since.value = start = time.monotonic()
             try:
                 results.append((True, function(*args), time.monotonic() - start))
@@ -116,19 +122,25 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
 class _Worker:
     def __init__(self, context, function: Callable, initializer: Callable | None):
         self.conn, child = context.Pipe(duplex=True)
-        self._position = context.RawValue("q", 0)  # index in the batch of the item in flight
+        self._position = context.RawValue("q", 0)  # items started before the one in flight
         self._since = context.RawValue("d", 0.0)  # time.monotonic() when that item started
         self.process = context.Process(
             target=_worker_main, args=(child, function, initializer, self._position, self._since),
             daemon=True)
         self.process.start()
         child.close()
-        self.batch: deque[_Item] = deque()  # handed out, not yet reported
-        self._reported = 0  # results of the current batch received
+        self.batch: deque[_Item] = deque()  # handed out, not yet reported (all batches)
+        self._reported = 0  # results received since the worker started
+        self._ends: deque[int] = deque()  # where each batch handed out ends, in items
 
     @property
     def busy(self) -> bool:
         return bool(self.batch)
+
+    @property
+    def batches(self) -> int:
+        """Batches handed out and not yet wholly reported."""
+        return len(self._ends)
 
     @property
     def started(self) -> float:
@@ -140,9 +152,10 @@ class _Worker:
         return min(max(self._position.value - self._reported, 0), len(self.batch) - 1)
 
     def give(self, batch: list[_Item]) -> None:
+        if not self.batch:  # idle: the clock of its next item starts now
+            self._since.value = time.monotonic()
         self.batch.extend(batch)
-        self._position.value, self._since.value = 0, time.monotonic()
-        self._reported = 0
+        self._ends.append(self._reported + len(self.batch))
         try:
             self.conn.send([item.args for item in batch])
         except OSError:
@@ -159,6 +172,8 @@ class _Worker:
             except (EOFError, OSError):
                 break
             self._reported += len(results)
+            while self._ends and self._ends[0] <= self._reported:
+                self._ends.popleft()
             done += [(self.batch.popleft(), result) for result in results]
         return done
 
@@ -223,12 +238,15 @@ class WorkerPool:
         return worker
 
     def imap(self, items: Iterable[tuple], batch_size: int = 1,
-             batch_weight: float = float("inf")) -> Iterator[Outcome]:
+             batch_weight: float = float("inf"),
+             before_wait: Callable[[], None] | None = None) -> Iterator[Outcome]:
         """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes.
 
         Items may carry a weight, ``(key, args, weight)``: a worker is handed
         up to ``batch_size`` items at once, fewer if their weights add up to
         ``batch_weight``. An item that failed before is always sent alone.
+        ``before_wait()`` is called each time the caller has taken every
+        outcome that arrived and the pool is about to wait for more.
         """
         pending: deque[_Item] = deque(_Item(item[0], tuple(item[1]), *item[2:]) for item in items)
         total = len(pending)
@@ -237,10 +255,15 @@ class WorkerPool:
             for worker in [w for w in self._workers if not w.busy and not w.process.is_alive()]:
                 self._workers.remove(worker)  # died while idle: nothing to charge
                 worker.kill()
-            idle = [w for w in self._workers if not w.busy]
-            while pending and (idle or len(self._workers) < self._size):
-                worker = idle.pop() if idle else self._spawn()
-                worker.give(self._batch(pending, batch_size, batch_weight))
+            for ahead in range(1, BATCHES_AHEAD + 1):
+                ready = [w for w in self._workers if w.batches < ahead]
+                while pending and (ready or len(self._workers) < self._size):
+                    worker = ready.pop() if ready else self._spawn()
+                    # guided: no worker holds more than its share of what is left
+                    share = -(-len(pending) // (BATCHES_AHEAD * self._size))
+                    worker.give(self._batch(pending, min(batch_size, share), batch_weight))
+            if before_wait is not None:
+                before_wait()
             yield from self._collect(pending)
             done = total - len(pending) - sum(len(w.batch) for w in self._workers)
 

@@ -175,7 +175,7 @@ def execute(plan: Plan) -> int:
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:
             outcomes = pool.imap(tasks.pool_items(work, todo),
                                  batch_size=_batch_size(len(work), workers),
-                                 batch_weight=tasks.BATCH_BYTES)
+                                 batch_weight=tasks.BATCH_BYTES, before_wait=book.flush)
             for outcome in outcomes:
                 result = assembler.add(outcome)
                 if result is None:
@@ -194,14 +194,19 @@ def execute(plan: Plan) -> int:
     except journal.JournalError as error:
         progress.clear()
         assembler.abort()
+        book.abandon()
         log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
                   "to resume", error)
         return EXIT_FAILED
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        book.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+    try:
+        book.close()
+    except journal.JournalError as error:
+        log.error("%s; run again to resume", error)
+        return EXIT_FAILED
 
     extra = {"rank": {"shard_index": rank.shard_index, "shard_count": rank.shard_count,
                       "node_rank": rank.node_rank, "node_count": rank.node_count,

@@ -215,3 +215,25 @@ def test_rerun_after_a_killed_rank_removes_its_temporary_files(inputs, tmp_path)
     assert result.returncode == 0, result.stderr
     assert not mine.exists() and others.exists()
     assert "removed 1 temporary file(s) left by an interrupted run" in result.stderr
+
+
+def test_a_killed_rank_has_journaled_the_files_it_finished(inputs, tmp_path):
+    """Results are flushed whenever the rank has booked what arrived, not only at the end."""
+    out = tmp_path / "out"
+    (inputs / "z_last.txt").write_bytes(b"HANG")  # listed last: the rank is stuck on it
+    rank = subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(inputs),
+                             "--out_dir", str(out), "--process_count", "1",
+                             "--processor", "fault_processors:Hangs"],
+                            cwd=ROOT, env=clean_environ(), stderr=subprocess.DEVNULL)
+    path = out / "_manifest" / "shard-00000-of-00001.jsonl"
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text().count("\n") == 9:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)  # the hung file is being worked on, nothing more will come
+    finally:
+        rank.kill()
+        rank.wait()
+    assert sorted(r["input"] for r in journal(out)) == [f"f{i}.txt" for i in range(8)] + ["sub/g.txt"]
