@@ -1,4 +1,11 @@
-"""Outputs that appear only when complete: write to a temporary name, then rename.
+"""Outputs that appear only when complete.
+
+Where the file system allows it (Linux ``O_TMPFILE``: ext4, xfs, btrfs,
+tmpfs), the output is written as an unnamed file in its folder and linked
+to its name when complete: one change to the folder per output instead of
+two, and a process killed meanwhile leaves nothing behind. On a file
+system without it (network and FUSE mounts such as blobfuse), and to
+replace an existing output, it is written to a temporary name and renamed.
 
 The temporary file sits beside its final name, as the dotfile
 ``.NAME.partial-TAG-PID-N``: a rename within one folder is atomic and takes no
@@ -22,11 +29,17 @@ _tag = "x"
 _counter = itertools.count()
 _made_dirs: set[str] = set()
 _pid = os.getpid()
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_no_tmpfile: set[int] = set()  # devices whose file system refused O_TMPFILE
+_own_fds: int | None = None  # this process's /proc/self/fd, opened on first use
 
 
 def _forked() -> None:
-    global _pid
+    global _pid, _own_fds
     _pid = os.getpid()
+    if _own_fds is not None:  # the parent's: /proc/self was resolved when it was opened
+        os.close(_own_fds)
+        _own_fds = None
 
 
 if hasattr(os, "register_at_fork"):  # a spawned child imports this module afresh
@@ -57,34 +70,77 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _proc_fds() -> int | None:
+    global _own_fds
+    if _own_fds is None:
+        try:
+            _own_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            _own_fds = -1
+    return _own_fds if _own_fds >= 0 else None
+
+
+def _open_unnamed(folder: str) -> int | None:
+    """An unnamed file open for writing in ``folder``, or ``None`` where there is none."""
+    if not _O_TMPFILE or _proc_fds() is None:
+        return None
+    try:
+        device = os.stat(folder or ".").st_dev if _no_tmpfile else None
+        if device in _no_tmpfile:
+            return None
+        return os.open(folder or ".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOSYS):
+            _no_tmpfile.add(os.stat(folder or ".").st_dev)
+            return None
+        raise
+
+
 class AtomicWriter:
-    """A binary file written under a temporary name: :meth:`commit` gives it its final name.
+    """A binary file that appears at ``final`` only when :meth:`commit` is called.
 
     ``stream`` is the open file. :meth:`abort` (or any failure of ``commit``)
-    removes the temporary file and leaves ``final`` untouched. The parent
+    removes what was written and leaves ``final`` untouched. The parent
     folders of ``final`` are created.
     """
 
     def __init__(self, final: str | os.PathLike, buffering: int = -1):
         self.final = os.fspath(final)
-        _make_dirs(os.path.dirname(self.final))
-        self.temp = _temp_name(self.final)
-        self.stream: BinaryIO = open(self.temp, "wb", buffering=buffering)
+        folder = os.path.dirname(self.final)
+        _make_dirs(folder)
+        unnamed = _open_unnamed(folder)
+        self.temp = None if unnamed is not None else _temp_name(self.final)
+        self.stream: BinaryIO = open(self.temp if unnamed is None else unnamed, "wb",
+                                     buffering=buffering)
 
     def commit(self) -> None:
         try:
+            if self.temp is None:
+                self.stream.flush()
+                self._link()
             self.stream.close()
-            os.replace(self.temp, self.final)
+            if self.temp is not None:
+                os.replace(self.temp, self.final)
         except BaseException:
             self.abort()
             raise
+
+    def _link(self) -> None:
+        """Give the unnamed file its final name (through a temporary one if it exists)."""
+        fd = str(self.stream.fileno())
+        try:
+            os.link(fd, self.final, src_dir_fd=_proc_fds())
+        except FileExistsError:
+            self.temp = _temp_name(self.final)
+            os.link(fd, self.temp, src_dir_fd=_proc_fds())
 
     def abort(self) -> None:
         try:
             self.stream.close()
         except OSError:
             pass
-        _unlink(self.temp)
+        if self.temp is not None:
+            _unlink(self.temp)
 
 
 @contextmanager

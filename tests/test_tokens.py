@@ -191,16 +191,3 @@ def test_a_failed_range_fails_its_file_and_leaves_nothing(tmp_path, ranged_input
     assert records["big.txt"]["error"].startswith("ValueError: bad range at")
     assert records["small.txt"]["status"] == "ok"
     assert not (out / "big.txt").exists() and temporary_files(out) == []
-
-
-@pytest.mark.parametrize("kernel_copy", [True, False])
-def test_append_file_with_and_without_copy_file_range(tmp_path, monkeypatch, kernel_copy):
-    from job import atomic
-    if not kernel_copy:
-        monkeypatch.delattr(atomic.os, "copy_file_range", raising=False)
-    (tmp_path / "a").write_bytes(b"first\n" * 1000)
-    (tmp_path / "b").write_bytes(b"second\n" * 1000)
-    with atomic.atomic_output(tmp_path / "out", buffering=0) as sink:
-        atomic.append_file(str(tmp_path / "a"), sink)
-        atomic.append_file(str(tmp_path / "b"), sink)
-    assert (tmp_path / "out").read_bytes() == b"first\n" * 1000 + b"second\n" * 1000
