@@ -7,7 +7,6 @@ import os
 import sys
 from typing import Sequence
 
-import yaml
 
 from . import config as config_module
 from .config import ConfigError
@@ -84,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         job_config = config_module.load(arguments.config_path, arguments.overrides)
         if arguments.print_config:
+            import yaml
             print(yaml.safe_dump(job_config.as_dict(), sort_keys=False), end="")
             return 0
         configure_logging(job_config.log_level)

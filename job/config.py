@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
-import yaml
 
 DEFAULT_PROCESSOR = "job.tokens:TokenSplitter"
 RUN_TYPES = ("", "auto", "local")
@@ -187,6 +186,7 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
 
     Any problem is a :class:`ConfigError` naming ``what`` and the file.
     """
+    import yaml  # here: a run configured on the command line alone does not need it
     name = f"{what} {str(path)!r}"
     try:
         with open(path, encoding="utf-8") as stream:
@@ -211,11 +211,19 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     return data
 
 
+_PLAIN_SCALARS = {"": "", "true": True, "false": False, "null": None, "~": None}
+
+
 def parse_scalar(key: str, text: str) -> Any:
     """A command-line value read as a YAML scalar; text keys keep the raw string."""
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
         return text
+    if text in _PLAIN_SCALARS:  # the usual values, without loading the YAML parser
+        return _PLAIN_SCALARS[text]
+    if text.isascii() and text.isdigit() and (text == "0" or text[0] != "0"):  # 010 is octal
+        return int(text)
+    import yaml
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:

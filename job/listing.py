@@ -59,30 +59,37 @@ def _scan(folder: str, prefix: str, skip: str | None, pattern: str | None,
           found: list[InputFile]) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
     try:
-        entries = list(os.scandir(folder))
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return  # a folder that vanished or cannot be read, as os.walk does
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):
-            continue
-        rel = prefix + name
-        try:
-            is_folder = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            continue
-        if is_folder:
-            if skip is None or os.path.realpath(entry.path) != skip:
-                _scan(entry.path, rel + "/", skip, pattern, found)
-            continue
-        if pattern is not None and not _matches(rel, pattern):
-            continue
-        try:
-            info = entry.stat()  # follows a link to its target
-        except OSError:
-            # A broken link is listed so that processing records it as failed.
-            if entry.is_symlink():
-                found.append(InputFile(rel, 0))
-            continue
-        if stat.S_ISREG(info.st_mode):
-            found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
+    try:
+        with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd: cheaper
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                rel = prefix + name
+                try:
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_folder:
+                    path = os.path.join(folder, name)
+                    if skip is None or os.path.realpath(path) != skip:
+                        _scan(path, rel + "/", skip, pattern, found)
+                    continue
+                if pattern is not None and not _matches(rel, pattern):
+                    continue
+                try:
+                    info = entry.stat()  # follows a link to its target
+                except OSError:
+                    # A broken link is listed so that processing records it as failed.
+                    if entry.is_symlink():
+                        found.append(InputFile(rel, 0))
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
+    except OSError:
+        pass  # the folder went away while being read
+    finally:
+        os.close(fd)

@@ -29,7 +29,8 @@ BATCH_FILES = 64
 class Task(NamedTuple):
     """File ``index`` of the to-do list, or its byte range ``[start, end)``, part ``part`` of ``parts``.
 
-    A named tuple: it crosses the pipe to a worker with every file.
+    It crosses the pipe to a worker with every file, as plain fields (see
+    :func:`pool_items`): a named tuple pickles its class with each instance.
     """
 
     index: int
@@ -62,6 +63,8 @@ def range_size(files: Sequence[InputFile], workers: int) -> int:
 def plan_tasks(files: Sequence[InputFile], workers: int, ranges: bool) -> list[Task]:
     """Tasks for ``files``, largest ranges first so that no worker is left with a long tail."""
     step = range_size(files, workers)
+    if not ranges or workers < 2 or max((f.size for f in files), default=0) <= step:
+        return [Task(index) for index in range(len(files))]
     tasks = []
     for index, item in enumerate(files):
         parts = math.ceil(item.size / step) if ranges and workers > 1 else 1
@@ -78,7 +81,7 @@ def pool_items(tasks: Sequence[Task], files: Sequence[InputFile]) -> Iterator[tu
     """``(key, args, weight)`` items for :meth:`WorkerPool.imap`."""
     for task in tasks:
         weight = task.end - task.start if task.parts > 1 else files[task.index].size
-        yield task, (files[task.index].rel, task), weight
+        yield task, (files[task.index].rel, *task), weight
 
 
 def part_path(temp_dir: str, task: Task) -> str:
@@ -105,8 +108,8 @@ def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
 
 
 def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
-             task: Task) -> tuple:
-    """Worker side: process the file or its range.
+             *fields: int) -> tuple:
+    """Worker side: process the file or its range, the :class:`Task` of ``fields``.
 
     Returns ``(size, mtime_ns, value, output)``, ``output`` as :func:`output_rel`.
     A whole file keeps the fingerprint (size, modification time) the listing
@@ -114,6 +117,7 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
     The ranges of a file each take it again, so that a file changed between
     its ranges is caught. The other fingerprint is ``(None, None)``.
     """
+    task = Task(*fields)
     path = _folder_prefix(input_dir) + rel
     output = output_rel(processor, input_dir, out_dir, rel) if task.part == 0 else None
     if task.parts == 1:

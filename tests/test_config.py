@@ -107,3 +107,13 @@ def test_ranks_of_a_node_share_its_cpus_unless_process_count_is_set(monkeypatch)
     default = config.load(None, [("input_dir", "in")])
     assert (default.workers(), default.workers(4), default.workers(32)) == (16, 4, 1)
     assert config.load(None, [("input_dir", "in"), ("process_count", "3")]).workers(4) == 3
+
+
+@pytest.mark.parametrize("text", ["0", "7", "12", "010", "0x1f", "1_000", "-3", "+4", "²", "١",
+                                  "true", "false", "True", "yes", "null", "~", "", "1.5", "abc",
+                                  "[1, 2]", "{a: 1}", "10:20"])
+def test_command_line_values_read_as_yaml_reads_them(text):
+    import yaml
+    expected = yaml.safe_load(text) if text != "" else ""
+    got = config.parse_scalar("process_count", text)
+    assert got == expected and type(got) is type(expected)
