@@ -198,9 +198,14 @@ def memory(bench: Bench, bigs: list[InputSet], processes: int = 2) -> list[Row]:
     return rows
 
 
-def small_files(bench: Bench, small: InputSet, processes: int = 2) -> Row:
-    """Row 4: many small files, the job (journal, atomic writes) vs the seed's Pool.starmap."""
-    row = Row("4", f"4. {small.files:,} small files ({small.bytes / MB:.1f} MB), "
+def small_files(bench: Bench, small: InputSet, processes: int = 2, where: str = "") -> Row:
+    """Row 4: many small files, the job (journal, atomic writes) vs the seed's Pool.starmap.
+
+    ``where`` names the file system when it is not the cache's (e.g. ``tmpfs``).
+    """
+    on = f" on {where}" if where else ""
+    row = Row(f"4{' (' + where + ')' if where else ''}",
+              f"4. {small.files:,} small files ({small.bytes / MB:.1f} MB){on}, "
               f"{processes} processes", "", "", goal="≤ 1.00×")
     seed_times, job_times = [], []
     for rep in range(bench.reps):

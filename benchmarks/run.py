@@ -35,6 +35,17 @@ def _numbers(text: str) -> list[int]:
     return values
 
 
+def _default_tmpfs() -> Path | None:
+    """``/dev/shm/amlshard-bench`` if ``/dev/shm`` is a tmpfs mount, else None."""
+    try:
+        with open("/proc/mounts") as mounts:
+            if any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts):
+                return Path("/dev/shm/amlshard-bench")
+    except OSError:
+        pass
+    return None
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -62,6 +73,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(default 1000,2000)")
     parser.add_argument("--small-files", type=int, help=f"files in the small-file set, row 4 "
                         f"(default {FULL['small_files']:,})")
+    parser.add_argument("--tmpfs", type=Path, default=_default_tmpfs(),
+                        help="a tmpfs folder where row 4 runs a second time, free of the disk's "
+                             "noise (default /dev/shm/amlshard-bench when /dev/shm is a tmpfs; "
+                             "'' to skip)")
     parser.add_argument("--skewed-files", type=int, help=f"files in the skewed set, row 5 "
                         f"(default {FULL['skewed_files']})")
     args = parser.parse_args(argv)
@@ -130,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     if 4 in args.rows:
         small = built(inputs.small_files(args.cache, corpus, args.small_files))
         step("4", "small files", lambda: rows.small_files(bench, small))
+        if args.tmpfs and str(args.tmpfs):
+            in_memory = built(inputs.small_files(args.tmpfs, corpus, args.small_files))
+            memory_bench = rows.Bench(args.reps, args.tmpfs / "scratch")
+            step("4 (tmpfs)", "small files on tmpfs",
+                 lambda: rows.small_files(memory_bench, in_memory, where="tmpfs"))
+            memory_bench.clean()
     if 5 in args.rows:
         skewed = built(inputs.skewed_files(args.cache, corpus, args.skewed_files))
         step("5", "busiest of 5 ranks", lambda: rows.balance(skewed))
