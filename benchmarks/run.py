@@ -73,7 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(default 1000,2000)")
     parser.add_argument("--small-files", type=int, help=f"files in the small-file set, row 4 "
                         f"(default {FULL['small_files']:,})")
-    parser.add_argument("--tmpfs", type=Path, default=_default_tmpfs(),
+    parser.add_argument("--tmpfs", type=lambda text: Path(text) if text else None,
+                        default=_default_tmpfs(),
                         help="a tmpfs folder where row 4 runs a second time, free of the disk's "
                              "noise (default /dev/shm/amlshard-bench when /dev/shm is a tmpfs; "
                              "'' to skip)")
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if 4 in args.rows:
         small = built(inputs.small_files(args.cache, corpus, args.small_files))
         step("4", "small files", lambda: rows.small_files(bench, small))
-        if args.tmpfs and str(args.tmpfs):
+        if args.tmpfs is not None:
             in_memory = built(inputs.small_files(args.tmpfs, corpus, args.small_files))
             memory_bench = rows.Bench(args.reps, args.tmpfs / "scratch")
             step("4 (tmpfs)", "small files on tmpfs",

@@ -2,7 +2,7 @@
 
 :func:`kernel` returns the C function of ``squeeze.c`` loaded with ctypes, or
 ``None`` when it cannot be had; the token splitter then uses its pure-Python
-kernel, which gives the same bytes about 1.5× slower than ``tr``. The source is plain
+kernel, which gives the same bytes about 1.4× slower than ``tr``. The source is plain
 C with no Python headers, so the library does not depend on the Python
 version and any ``cc`` builds it in a fraction of a second.
 
@@ -51,7 +51,7 @@ def kernel() -> Optional[Squeeze]:
     try:
         return _load(build())
     except Unavailable as reason:
-        log.warning("token kernel: pure Python, about 1.5x slower than the compiled one: %s",
+        log.warning("token kernel: pure Python, about 2.5x slower than the compiled one: %s",
                     reason)
         return None
 

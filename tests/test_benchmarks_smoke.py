@@ -17,7 +17,8 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path):
     missing = [t for t in ("sh", "find", "xargs", "tr", "od", "head", "tail") if not shutil.which(t)]
     require(not missing, f"the tr reference's tools {', '.join(missing)}")
     cache = tmp_path / "bench"
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache)],
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache),
+                           "--tmpfs", str(tmp_path / "memory")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = (cache / "results.md").read_text()
@@ -25,6 +26,9 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path):
     assert "| metric | reference | ours | ratio | goal | met? |" in results
     for row in ("1.", "2.", "3.", "4.", "5.", "6."):
         assert f"\n| {row} " in results, row
-    assert results.count("byte-identical to the reference's: yes") == 5  # rows 1, 2, 4, 3 twice
+    assert "\n| 4. 200 small files (0.4 MB) on tmpfs, " in results
+    # rows 1, 2, twice 3 (two sizes), twice 4 (the cache's file system and "tmpfs")
+    assert results.count("byte-identical to the reference's: yes") == 6
     assert "FAILED" not in results
     assert not (cache / "scratch").exists()  # outputs are cleaned up
+    assert not (tmp_path / "memory" / "scratch").exists()
