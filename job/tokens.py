@@ -97,7 +97,9 @@ def split_stream(source: BinaryIO, write: Callable[[bytes], object],
     """Copy the tokens of ``source`` to ``write``, one per line; return the newlines written.
 
     ``source`` is a binary stream (``readinto`` is used with the compiled
-    kernel, ``read`` without it); short writes are completed. ``after_whitespace``
+    kernel, ``read`` without it). ``write`` may be handed a view of a reused
+    buffer, so it must consume the bytes before it returns, as a file's
+    ``write`` does; short writes are completed. ``after_whitespace``
     says whether the byte before the stream is whitespace (true at the start
     of a file); ``finish`` ends the last token with a newline (false for a
     byte range that is not the file's last). With both true the return
