@@ -7,7 +7,6 @@ import os
 import sys
 from typing import Sequence
 
-
 from . import config as config_module
 from .config import ConfigError
 from .run import EXIT_USAGE, UsageError, configure_logging, execute, log, prepare

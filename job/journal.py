@@ -22,6 +22,7 @@ from collections import Counter
 from typing import Any, Iterable
 
 MANIFEST_DIR = "_manifest"
+DONE = ("ok", "skipped")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _string = json.encoder.encode_basestring  # ensure_ascii=False, as _encode
 FIELDS = ("input", "output", "status", "bytes_in", "tokens", "seconds", "attempts", "error",
@@ -49,7 +50,6 @@ def encode_record(record: dict[str, Any]) -> str:
 
 def _number(value: int | None) -> str:
     return "null" if value is None else str(value)
-DONE = ("ok", "skipped")
 
 
 class JournalError(OSError):
@@ -165,12 +165,10 @@ class Journal:
 
     def abandon(self) -> None:
         """Close the journal after a write failed, dropping what could not be written."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass  # the failure that brought us here was reported
+        try:
+            self.close()
+        except JournalError:
+            pass  # the failure that brought us here was reported
 
     def write_manifest(self, extra: dict[str, Any]) -> dict[str, Any]:
         """Write ``shard-….json`` (atomically): every record in listing order, and the totals."""

@@ -88,6 +88,26 @@ def test_disk_full_is_recorded_and_leaves_no_partial_output(inputs, tmp_path):
     assert_outputs_exact(inputs, saved, [f"f{i}.txt" for i in range(8)])
 
 
+def test_a_full_journal_disk_stops_the_rank_with_one_line(inputs, tmp_path):
+    require(mount_namespaces_work(), "root and a mount namespace, to mount a small tmpfs")
+    for i in range(300):  # ~40 KB of journal: more than the 8 KB disk it is on
+        (inputs / f"many-{i:03d}.txt").write_bytes(b"one two three\n")
+    out = tmp_path / "out"
+    (out / "_manifest").mkdir(parents=True)
+    script = (f"mount -t tmpfs -o size=8k tmpfs {out / '_manifest'} && "
+              f"{sys.executable} -m job --input_dir {inputs} --out_dir {out} --process_count 2")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], env=clean_environ(), cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert "cannot write the journal" in line and "No space left on device" in line
+    assert temporary_files(out) == []
+    done = [p for p in out.iterdir() if p.is_file()]
+    assert done and len(done) < 308  # stopped early; what is there is whole
+    assert_outputs_exact(inputs, out, [p.name for p in done])
+
+
 def test_bad_entries_are_recorded_never_a_crash(inputs, tmp_path):
     os.symlink(inputs / "missing-target", inputs / "broken_link.txt")
     os.symlink("loop.txt", inputs / "loop.txt")
