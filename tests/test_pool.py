@@ -16,6 +16,9 @@ def work(value):
         os.kill(os.getpid(), signal.SIGKILL)
     if value == "hang":
         time.sleep(60)
+    if value == "slow":
+        time.sleep(0.3)
+        return "slow"
     return value * 2
 
 
@@ -61,6 +64,21 @@ def test_a_hung_item_is_timed_out_and_its_worker_replaced():
     assert time.monotonic() - started < 10
     assert outcomes[0].error == "timed out after 0.5 s" and lost == [0]
     assert [outcomes[k].value for k in (1, 2, 3)] == [2, 4, 6]
+
+
+def test_with_batches_queued_ahead_the_item_in_flight_is_the_one_charged():
+    items = list(range(40))
+    items[25] = "die"  # in a later batch, while the next one waits in the pipe
+    outcomes, lost = run(items, workers=1, batch_size=8)
+    assert lost == [25] and outcomes[25].error == "worker died (signal 9, SIGKILL)"
+    assert all(outcomes[k].ok and outcomes[k].attempts == 1 for k in range(40) if k != 25)
+
+
+def test_a_queued_batch_does_not_run_the_clock_of_its_items():
+    items = ["slow", "slow", 1, 2, "slow", 3, "hang", 4, "slow", 5]
+    outcomes, lost = run(items, workers=1, batch_size=2, timeout=0.5)
+    assert lost == [6] and outcomes[6].error == "timed out after 0.5 s"
+    assert all(outcomes[k].ok and outcomes[k].attempts == 1 for k in range(10) if k != 6)
 
 
 def test_no_items_starts_no_worker():
