@@ -100,8 +100,10 @@ def _duration(seconds: float) -> str:
 def _kernel() -> str:
     """Which kernel the job will use here, compiling it into the cache if need be."""
     from job import native
+    if native.turned_off():
+        return "pure Python (AMLSHARD_NATIVE=0)"
     try:
-        return f"compiled C ({native.build()})" if native.kernel() else "pure Python"
+        return f"compiled C ({native.build()})"
     except native.Unavailable as reason:
         return f"pure Python ({reason})"
 

@@ -26,9 +26,7 @@ class InputDirError(ValueError):
     """The input folder is missing, not a folder, or unreadable."""
 
 
-def _matches(rel: str, pattern: str | None) -> bool:
-    if pattern is None:
-        return True
+def _matches(rel: str, pattern: str) -> bool:
     return PurePosixPath(rel).match(pattern) or fnmatch.fnmatchcase(rel, pattern)
 
 

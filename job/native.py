@@ -42,10 +42,15 @@ class Unavailable(Exception):
     """Why the compiled kernel cannot be used; the message is one line."""
 
 
+def turned_off() -> bool:
+    """Whether ``AMLSHARD_NATIVE`` asks for the pure-Python kernel."""
+    return os.environ.get("AMLSHARD_NATIVE", "1").strip().lower() in ("0", "off", "false", "no")
+
+
 @functools.cache
 def kernel() -> Optional[Squeeze]:
     """The compiled ``amlshard_squeeze``, or ``None`` (the reason is logged once)."""
-    if os.environ.get("AMLSHARD_NATIVE", "1").strip().lower() in ("0", "off", "false", "no"):
+    if turned_off():
         log.debug("token kernel: pure Python (AMLSHARD_NATIVE=0)")
         return None
     try:

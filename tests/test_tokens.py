@@ -36,11 +36,19 @@ EDGE_CASES = {
 KERNELS = ["compiled", "big-integer", "split"]
 
 
+def compiled_or_none(kernel: str):
+    """What ``native.kernel()`` is to return for ``kernel``: the C function, or None."""
+    if kernel != "compiled":
+        return None
+    compiled = native.kernel()
+    require(compiled is not None, "the compiled kernel (a C compiler)")
+    return compiled
+
+
 def split_with(data: bytes, chunk_size: int, kernel: str = "compiled"):
     """Split ``data`` in chunks of ``chunk_size`` with one of the three kernels."""
     out = io.BytesIO()
-    compiled = native.kernel() if kernel == "compiled" else None
-    require(compiled is not None or kernel != "compiled", "the compiled kernel (a C compiler)")
+    compiled = compiled_or_none(kernel)
     small_chunk = {"big-integer": 0, "split": 1 << 30}.get(kernel, tokens.SMALL_CHUNK)
     with mock.patch.object(native, "kernel", lambda: compiled), \
             mock.patch.object(tokens, "SMALL_CHUNK", small_chunk):
@@ -128,8 +136,7 @@ def test_reference_agrees_with_tr_on_the_corpus(corpus):
                      max_size=120).map(b"".join),
        cuts=st.lists(st.integers(0, 300), max_size=5))
 def test_byte_ranges_joined_in_order_are_the_file_output(tmp_path_factory, kernel, data, cuts):
-    compiled = native.kernel() if kernel == "compiled" else None
-    require(compiled is not None or kernel == "python", "the compiled kernel (a C compiler)")
+    compiled = compiled_or_none(kernel)
     folder = tmp_path_factory.mktemp("ranges")
     (folder / "in").mkdir()
     (folder / "in" / "f.txt").write_bytes(data)
