@@ -4,14 +4,18 @@ This module is the one place that reads launcher variables. Sources, in order:
 
 1. ``distribArgs`` from the config or command line ("selective node": emulate
    node 3 of 5 on one machine). Keys: ``node_count``, ``node_rank``,
-   ``local_size``, ``local_rank``, ``global_rank``, ``world_size``.
+   ``local_size``, ``local_rank``, ``global_rank``, ``world_size``. Refused
+   when a launcher reports a world of more than one process
+   (``OMPI_COMM_WORLD_SIZE``, ``WORLD_SIZE`` or ``AZUREML_NODE_COUNT`` > 1).
 2. OpenMPI, as ``mpirun`` and Azure ML's MPI distribution set it:
    ``OMPI_COMM_WORLD_RANK``, ``OMPI_COMM_WORLD_SIZE``,
    ``OMPI_COMM_WORLD_LOCAL_RANK``, ``OMPI_COMM_WORLD_LOCAL_SIZE``.
 3. torchrun and Azure ML's PyTorch distribution: ``RANK``, ``WORLD_SIZE``,
    ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``NODE_RANK`` (or ``GROUP_RANK``).
+   Set together with OpenMPI's, ``RANK`` and ``WORLD_SIZE`` must agree with it.
 4. Azure ML node variables, where a multi-node job runs without a launcher:
-   ``AZUREML_NODE_COUNT`` with ``AZ_BATCHAI_TASK_INDEX`` (one rank per node).
+   ``AZUREML_NODE_COUNT`` with ``AZ_BATCHAI_TASK_INDEX`` (one rank per node;
+   a node count above 1 without the index is an error).
 5. Otherwise a single rank that takes every file.
 
 ``run_type: local`` skips 2-4. The unit of sharding is the rank:
@@ -93,6 +97,9 @@ def from_distrib_args(args: Mapping[str, object], source: str = "distribArgs") -
 
     node_count = _integer(key("node_count"), args.get("node_count", 1), 1)
     local_size = _integer(key("local_size"), args.get("local_size", 1), 1)
+    if node_count > 1 and args.get("node_rank") is None and args.get("global_rank") is None:
+        raise RankError(f"{key('node_count')}={node_count} is set without {key('node_rank')}: "
+                        f"say which node this is ({key('node_rank')} 0..{node_count - 1})")
     local_rank = _integer(key("local_rank"), args.get("local_rank", 0))
     global_rank = _integer(key("global_rank"), args.get("global_rank", 0))
     _integer(key("world_size"), args.get("world_size", 1), 1)
@@ -127,28 +134,68 @@ def _from_world(environ: Mapping[str, str], rank_var: str, size_var: str,
     return Rank(rank // local_size, size // local_size, rank % local_size, local_size, source)
 
 
+def _agree(environ: Mapping[str, str], ours: str, theirs: str) -> None:
+    """Both launchers' variables set: they must say the same."""
+    if theirs in environ and environ[theirs].strip() != environ[ours].strip():
+        raise RankError(f"{ours}={environ[ours]} and {theirs}={environ[theirs]} disagree: "
+                        "two launchers' variables are set; unset the stale ones")
+
+
 def from_environment(environ: Mapping[str, str]) -> Rank:
     """Rank from the launcher's environment variables; a single rank where none are set."""
     if any(name in environ for name in OMPI_VARS):
-        return _from_world(environ, *OMPI_VARS, source="OpenMPI (OMPI_COMM_WORLD_*)")
+        rank = _from_world(environ, *OMPI_VARS, source="OpenMPI (OMPI_COMM_WORLD_*)")
+        _agree(environ, "OMPI_COMM_WORLD_RANK", "RANK")
+        _agree(environ, "OMPI_COMM_WORLD_SIZE", "WORLD_SIZE")
+        return rank
     if "RANK" in environ or "WORLD_SIZE" in environ:
         rank = _from_world(environ, *TORCH_VARS, source="torchrun (RANK, WORLD_SIZE, ...)")
         for name in ("NODE_RANK", "GROUP_RANK"):
             if name in environ:
                 _below(name, _integer(name, environ[name]), "node count", rank.node_count)
         return rank
-    if all(name in environ for name in AZUREML_NODE_VARS):
-        node_count = _integer("AZUREML_NODE_COUNT", environ["AZUREML_NODE_COUNT"], 1)
+    if any(name in environ for name in AZUREML_NODE_VARS):
+        node_count = _integer("AZUREML_NODE_COUNT", environ.get("AZUREML_NODE_COUNT", "1"), 1)
+        if "AZ_BATCHAI_TASK_INDEX" not in environ:
+            if node_count > 1:
+                raise RankError(f"AZUREML_NODE_COUNT={node_count} is set without "
+                                "AZ_BATCHAI_TASK_INDEX: which node this is cannot be known; "
+                                "run under a launcher (MPI or PyTorch distribution)")
+            return Rank()
         node_rank = _integer("AZ_BATCHAI_TASK_INDEX", environ["AZ_BATCHAI_TASK_INDEX"])
         _below("AZ_BATCHAI_TASK_INDEX", node_rank, "AZUREML_NODE_COUNT", node_count)
         return Rank(node_rank, node_count, 0, 1, "Azure ML node variables (AZ_BATCHAI_TASK_INDEX)")
     return Rank()
 
 
+def launcher_world_size(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """The first launcher variable that reports a world of more than one process, and its value."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "WORLD_SIZE", "AZUREML_NODE_COUNT"):
+        try:
+            size = int(environ.get(name, "").strip())
+        except ValueError:
+            continue
+        if size > 1:
+            return name, size
+    return None
+
+
 def resolve(distrib_args: Mapping[str, object] | None, environ: Mapping[str, str],
             run_type: str = "") -> Rank:
-    """The rank of this process: ``distribArgs`` > launcher variables > single rank."""
+    """The rank of this process: ``distribArgs`` > launcher variables > single rank.
+
+    ``distribArgs`` under a launcher that started more than one process is a
+    contradiction (every process would take the same shard): a
+    :class:`RankError` naming both. With ``run_type: local`` the launcher's
+    variables are not read at all.
+    """
     if distrib_args is not None:
+        world = launcher_world_size(environ) if run_type != "local" else None
+        if world is not None:
+            raise RankError(f"distribArgs is set, but {world[0]}={world[1]} says a launcher "
+                            f"started {world[1]} processes, which would all take the same shard: "
+                            "remove distribArgs to shard by the launcher's ranks, or run one "
+                            "process per selective node")
         return from_distrib_args(distrib_args)
     if run_type == "local":
         return Rank(source="single rank (run_type: local)")

@@ -25,9 +25,19 @@ def test_no_launcher_is_one_rank():
 def test_selective_node_from_distrib_args():
     seed = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count": 5,
             "local_size": 1, "node_rank": 3}
-    rank = ranks.resolve(seed, OMPI)  # distribArgs win over launcher variables
+    one_process = {**OMPI, "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1",
+                   "OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_LOCAL_SIZE": "1"}
+    rank = ranks.resolve(seed, one_process)  # one Azure ML node running a selective node
     assert shard(rank) == (3, 5)
     assert rank.source == "distribArgs"
+
+
+@pytest.mark.parametrize("variable", ["OMPI_COMM_WORLD_SIZE", "WORLD_SIZE", "AZUREML_NODE_COUNT"])
+def test_distrib_args_under_a_launcher_of_several_processes_is_refused(variable):
+    seed = {"node_count": 5, "node_rank": 3}
+    with pytest.raises(ranks.RankError, match=f"distribArgs.*{variable}=5"):
+        ranks.resolve(seed, {variable: "5"})
+    assert shard(ranks.resolve(seed, {variable: "5"}, "local")) == (3, 5)
 
 
 def test_distrib_args_several_ranks_per_node_each_get_their_own_shard():
@@ -51,7 +61,17 @@ def test_openmpi_variables():
 
 
 def test_openmpi_wins_over_torch_variables():
-    assert "OpenMPI" in ranks.resolve(None, {**TORCH, **OMPI}).source
+    agreeing = {**TORCH, "RANK": "5", "WORLD_SIZE": "8", **OMPI}
+    assert "OpenMPI" in ranks.resolve(None, agreeing).source
+
+
+@pytest.mark.parametrize("changes, names", [
+    ({"RANK": "3"}, "OMPI_COMM_WORLD_RANK=5 and RANK=3"),
+    ({"WORLD_SIZE": "4"}, "OMPI_COMM_WORLD_SIZE=8 and WORLD_SIZE=4"),
+])
+def test_openmpi_and_torch_variables_that_disagree_are_refused(changes, names):
+    with pytest.raises(ranks.RankError, match=names):
+        ranks.resolve(None, {"RANK": "5", "WORLD_SIZE": "8", **OMPI, **changes})
 
 
 def test_torchrun_variables():
@@ -63,6 +83,10 @@ def test_torchrun_variables():
 
 def test_torchrun_minimal_variables():
     assert shard(ranks.resolve(None, {"RANK": "2", "WORLD_SIZE": "3"})) == (2, 3)
+
+
+def test_one_azureml_node_without_a_task_index_is_one_rank():
+    assert shard(ranks.resolve(None, {"AZUREML_NODE_COUNT": "1"})) == (0, 1)
 
 
 def test_azureml_node_variables_without_launcher():
@@ -90,6 +114,7 @@ def test_run_type_local_ignores_launcher_variables():
     ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK"),
     ({**TORCH, "NODE_RANK": "7"}, "NODE_RANK"),
     ({"AZUREML_NODE_COUNT": "2", "AZ_BATCHAI_TASK_INDEX": "2"}, "AZ_BATCHAI_TASK_INDEX"),
+    ({"AZUREML_NODE_COUNT": "3"}, "AZUREML_NODE_COUNT=3 is set without AZ_BATCHAI_TASK_INDEX"),
 ])
 def test_bad_environment_names_the_variable(environ, name):
     with pytest.raises(ranks.RankError, match=name):
@@ -103,6 +128,7 @@ def test_bad_environment_names_the_variable(environ, name):
     ({"local_size": 2, "local_rank": 2}, "distribArgs.local_rank"),
     ({"node_count": "two"}, "distribArgs.node_count"),
     ({"global_rank": 4, "local_size": 2, "node_count": 2}, "distribArgs.global_rank"),
+    ({"node_count": 5}, "distribArgs.node_count=5 is set without distribArgs.node_rank"),
 ])
 def test_bad_distrib_args_names_the_key(args, name):
     with pytest.raises(ranks.RankError, match=name):
