@@ -9,9 +9,12 @@ value as written. Every key is checked for name and type; any error is a
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
+
+from .listing import InputDirError, compile_pattern
 
 
 DEFAULT_PROCESSOR = "job.tokens:TokenSplitter"
@@ -60,19 +63,23 @@ def _number(allow_none: bool = True):
     def check(name: str, value: Any) -> Any:
         if value is None and allow_none:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+                or not math.isfinite(value)):
             allowed = " or null" if allow_none else ""
             raise ConfigError(f"{name} must be a positive number of seconds{allowed}, got {value!r}")
         return float(value)
     return check
 
 
-def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper: bool = False):
+def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper: bool = False,
+          path: bool = False):
     def check(name: str, value: Any) -> Any:
         if value is None and allow_none:
             return None
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be text, got {value!r}")
+        if path and not value.strip():
+            raise ConfigError(f"{name} is empty: give a folder path")
         if upper:
             value = value.upper()
         if choices is not None and value not in choices:
@@ -96,6 +103,16 @@ def _processor(name: str, value: Any) -> str:
     return value
 
 
+def _pattern(name: str, value: Any) -> str | None:
+    value = _text(allow_none=True)(name, value)
+    if value is not None:
+        try:
+            compile_pattern(value)
+        except InputDirError as error:
+            raise ConfigError(str(error)) from None
+    return value
+
+
 def _distrib(name: str, value: Any) -> dict | None:
     if value is None:
         return None
@@ -112,8 +129,10 @@ def _distrib(name: str, value: Any) -> dict | None:
 
 
 SCHEMA: tuple[Key, ...] = (
-    Key("input_dir", "text", None, "folder of input files (required)", _text(allow_none=True)),
-    Key("out_dir", "text", "out", "where outputs go (created)", _text()),
+    Key("input_dir", "text", None, "folder of input files (required)",
+        _text(allow_none=True, path=True)),
+    Key("out_dir", "text", "out", "where outputs go (created; input_dir may not be inside it)",
+        _text(path=True)),
     Key("process_count", "integer", None,
         "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
         _int(1, allow_none=True)),
@@ -130,8 +149,8 @@ SCHEMA: tuple[Key, ...] = (
         "'contiguous' (blocks of the sorted list) or 'size' (balance total bytes)",
         _text(SHARD_STRATEGIES)),
     Key("pattern", "text", None,
-        "glob on paths relative to input_dir, e.g. '*.txt' (null: every file)",
-        _text(allow_none=True)),
+        "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
+        "('**/' is zero or more folders) (null: every file)", _pattern),
     Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged", _bool),
     Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any number)",
         _int(-1)),

@@ -9,8 +9,14 @@ is safe). Records:
 ``input`` and ``output`` (paths relative to ``input_dir`` and ``out_dir``, so a
 journal stays valid when the folders are mounted elsewhere), ``status``
 (``ok`` | ``failed`` | ``skipped``), ``bytes_in``, ``tokens``, ``seconds``,
-``attempts``, ``error``, and ``mtime_ns`` of the input, which resume compares.
-When the rank ends, ``shard-IIIII-of-NNNNN.json`` holds
+``attempts``, ``error``, ``mtime_ns`` of the input, which resume compares,
+``processor`` (``module:Class``, with ``@VERSION`` when the class declares a
+``version``: a file made by another processor is done again), and ``time``
+(Unix seconds when the record was written: across journals the newest record
+of a file wins, so resume and ``job.check`` work after the rank layout
+changed). Names that are not UTF-8 are kept exactly: their undecodable bytes
+are written as ``\\udcXX`` escapes, which ``json.loads`` and
+``os.fsencode`` turn back into the same bytes. When the rank ends, ``shard-IIIII-of-NNNNN.json`` holds
 ``{"files": [records in listing order], "totals": {...}, "rank": {...}, ...}``.
 """
 
@@ -18,16 +24,40 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from typing import Any, Iterable
 
 MANIFEST_DIR = "_manifest"
 DONE = ("ok", "skipped")
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_string = json.encoder.encode_basestring  # ensure_ascii=False, as _encode
+_encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 FIELDS = ("input", "output", "status", "bytes_in", "tokens", "seconds", "attempts", "error",
-          "mtime_ns")
+          "mtime_ns", "processor", "time")
 _WHOLE = (int, type(None))
+_REAL = (float, type(None))
+
+
+def _encode(value: Any) -> str:
+    """Compact JSON, UTF-8 where it can be; escaped where a string holds undecodable bytes."""
+    text = _encode_utf8(value)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: a file name that is not UTF-8
+        return _encode_ascii(value)
+    return text
+
+
+def _string(text: str) -> str:
+    """A JSON string as :func:`_encode` writes it."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.encoder.encode_basestring_ascii(text)
+    return json.encoder.encode_basestring(text)
 
 
 def encode_record(record: dict[str, Any]) -> str:
@@ -36,16 +66,22 @@ def encode_record(record: dict[str, Any]) -> str:
             or record["seconds"] - record["seconds"] != 0  # inf or nan
             or type(record["status"]) is not str or not record["status"].isalpha()
             or not all(type(record[k]) in _WHOLE
-                       for k in ("bytes_in", "tokens", "attempts", "mtime_ns"))):
+                       for k in ("bytes_in", "tokens", "attempts", "mtime_ns"))
+            or type(record["time"]) not in _REAL
+            or (record["time"] is not None and record["time"] - record["time"] != 0)
+            or type(record["processor"]) not in (str, type(None))):
         return _encode(record)
-    output, error = record["output"], record["error"]
+    output, error, processor, stamp = (record["output"], record["error"], record["processor"],
+                                       record["time"])
     return (f'{{"input":{_string(record["input"])},'
             f'"output":{"null" if output is None else _string(output)},'
             f'"status":"{record["status"]}","bytes_in":{_number(record["bytes_in"])},'
             f'"tokens":{_number(record["tokens"])},"seconds":{record["seconds"]!r},'
             f'"attempts":{_number(record["attempts"])},'
             f'"error":{"null" if error is None else _string(error)},'
-            f'"mtime_ns":{_number(record["mtime_ns"])}}}')
+            f'"mtime_ns":{_number(record["mtime_ns"])},'
+            f'"processor":{"null" if processor is None else _string(processor)},'
+            f'"time":{"null" if stamp is None else repr(stamp)}}}')
 
 
 def _number(value: int | None) -> str:
@@ -54,6 +90,10 @@ def _number(value: int | None) -> str:
 
 class JournalError(OSError):
     """The journal or manifest could not be written (disk full, folder gone...)."""
+
+
+JOURNAL_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.jsonl")
+MANIFEST_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.json")
 
 
 def shard_name(index: int, count: int) -> str:
@@ -78,22 +118,42 @@ def read_records(path: str) -> list[dict[str, Any]]:
     return records
 
 
-def finished_records(out_dir: str) -> dict[str, dict[str, Any]]:
-    """Per input, its ``ok``/``skipped`` record from any journal in ``out_dir`` that ends so.
+def journal_names(out_dir: str) -> list[str]:
+    """The names of every rank's journal in ``out_dir/_manifest``, sorted."""
+    try:
+        names = os.listdir(os.path.join(out_dir, MANIFEST_DIR))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(n for n in names if JOURNAL_NAME.fullmatch(n))
 
-    Within a journal the last record of an input counts. Every shard's
-    journal is read, so resume works after the rank count changed.
+
+def newest_records(out_dir: str) -> dict[str, tuple[dict[str, Any], str]]:
+    """Per input, its newest record in any journal of ``out_dir``, and that journal's name.
+
+    Records are ordered by their ``time``; a record without one (written by
+    an older version) takes its journal's modification time. Within a
+    journal a later line wins a tie. Every journal is read, whatever rank
+    layout wrote it, so the newest word on a file wins after the layout
+    changed (5 ranks, then 3, then 3 x 2 processes).
     """
     folder = os.path.join(out_dir, MANIFEST_DIR)
-    try:
-        names = sorted(n for n in os.listdir(folder) if n.endswith(".jsonl"))
-    except FileNotFoundError:
-        return {}
-    done: dict[str, dict[str, Any]] = {}
-    for name in names:
-        latest = {r["input"]: r for r in read_records(os.path.join(folder, name))}
-        done.update((k, r) for k, r in latest.items() if r.get("status") in DONE)
-    return done
+    newest: dict[str, tuple[dict[str, Any], str]] = {}
+    stamps: dict[str, float] = {}
+    for name in journal_names(out_dir):
+        path = os.path.join(folder, name)
+        try:
+            fallback = os.stat(path).st_mtime
+        except OSError:
+            continue
+        for record in read_records(path):
+            stamp = record.get("time")
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or stamp != stamp:
+                stamp = fallback
+            rel = record["input"]
+            if stamp >= stamps.get(rel, stamp):
+                newest[rel] = record, name
+                stamps[rel] = stamp
+    return newest
 
 
 def totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -127,13 +187,17 @@ class Journal:
         """Replace the journal, atomically, by ``carried`` records (the skipped files)."""
         os.makedirs(self.folder, exist_ok=True)
         temp = f"{self.path}.{os.getpid()}.partial"
-        with open(temp, "w", encoding="utf-8") as stream:
-            for record in carried:
-                line = encode_record(record)
-                self.records.append(record)
-                self._lines.append(line)
-                stream.write(line + "\n")
-        os.replace(temp, self.path)
+        try:
+            with open(temp, "w", encoding="utf-8") as stream:
+                for record in carried:
+                    line = encode_record(record)
+                    self.records.append(record)
+                    self._lines.append(line)
+                    stream.write(line + "\n")
+            os.replace(temp, self.path)
+        except BaseException:
+            _remove(temp)
+            raise
         self._stream = open(self.path, "a", encoding="utf-8")
 
     def append(self, record: dict[str, Any]) -> None:
@@ -184,10 +248,14 @@ class Journal:
                 stream.write("]," + rest[1:] + "\n")
             os.replace(temp, self.manifest_path)
         except OSError as error:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
+            _remove(temp)
             raise JournalError(f"cannot write the manifest {self.manifest_path}: "
                                f"{error.strerror}") from None
         return manifest
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

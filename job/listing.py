@@ -1,65 +1,145 @@
 """The input listing every rank computes identically.
 
 Files are listed recursively under ``input_dir``: regular files and symbolic
-links to them; names beginning with ``.`` (files or folders) and anything under
-``out_dir`` are skipped; the result is sorted by relative POSIX path.
+links to them. Skipped: names beginning with ``.`` (files or folders),
+anything under ``out_dir``, and a top-level ``_manifest/`` folder (the
+journals of an earlier stage whose ``out_dir`` is this ``input_dir``: reserved,
+never listed, never touched). Other kinds of entries (FIFOs, sockets, devices,
+links to folders) are not inputs. The result is sorted by relative path.
+
+Nothing is skipped in silence: a folder that cannot be listed (``sub/``,
+with a trailing slash) or an entry that cannot be examined (a broken link, a
+link loop, an I/O error) is listed with its ``error``, so that the rank whose
+shard holds it records it as failed. Any name the file system allows is
+listed, UTF-8 or not (undecodable bytes as ``os.fsdecode`` gives them).
 """
 
 from __future__ import annotations
 
-import fnmatch
+import errno
+import hashlib
 import os
+import re
 import stat
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
+
+RESERVED = "_manifest"
 
 
 class InputFile(NamedTuple):
-    """One planned input: its path relative to ``input_dir`` (POSIX), size and modification time."""
+    """One planned input: its path relative to ``input_dir`` (POSIX), size and modification time.
+
+    ``error`` is set when the entry could not be listed or examined: it is
+    recorded as failed, never processed.
+    """
 
     rel: str
     size: int
     mtime_ns: int | None = None
+    error: str | None = None
 
 
 class InputDirError(ValueError):
-    """The input folder is missing, not a folder, or unreadable."""
+    """The input folder is missing, not a folder, or unreadable; or a pattern is not a glob."""
 
 
-def _matches(rel: str, pattern: str) -> bool:
-    return PurePosixPath(rel).match(pattern) or fnmatch.fnmatchcase(rel, pattern)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The regular expression of the glob ``pattern`` on a relative POSIX path.
+
+    ``*`` and ``?`` match within one folder name, ``[...]`` a character of
+    a set, ``**/`` zero or more folders, a final ``/**`` everything below.
+    A pattern without ``/`` matches a file name in any folder (``*.txt``);
+    one that ends with ``/`` matches everything in that folder.
+    :class:`InputDirError` if it is not a usable glob.
+
+    >>> bool(compile_pattern("**/*.txt").fullmatch("top.txt"))
+    True
+    >>> bool(compile_pattern("a/*.txt").fullmatch("a/b/c.txt"))
+    False
+    """
+    if not pattern:
+        raise InputDirError("pattern is empty: give a glob such as '*.txt', or null for every file")
+    if pattern.startswith("/"):
+        raise InputDirError(f"pattern {pattern!r} must be relative to input_dir")
+    glob = "**/" + pattern if "/" not in pattern else pattern + "**" if pattern.endswith("/") \
+        else pattern
+    parts = glob.split("/")
+    regex = []
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        if part == "**":
+            regex.append(".*" if last else "(?:[^/]*/)*")
+            continue
+        if "**" in part:
+            raise InputDirError(f"pattern {pattern!r}: '**' must be a whole folder name, "
+                                "as in 'a/**/b.txt'")
+        if not part and not last:
+            raise InputDirError(f"pattern {pattern!r} has an empty folder name ('//')")
+        regex.append(_translate_name(part, pattern) + ("" if last else "/"))
+    return re.compile("".join(regex), re.DOTALL)
+
+
+def _translate_name(part: str, pattern: str) -> str:
+    out, k = [], 0
+    while k < len(part):
+        char = part[k]
+        k += 1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = k + 1 if part[k:k + 1] in ("!", "]") else k
+            end = part.find("]", end + (part[end:end + 1] == "]"))
+            if end < 0:
+                raise InputDirError(f"pattern {pattern!r}: '[' without its closing ']'")
+            body = part[k:end]
+            k = end + 1
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            body = body.replace("\\", "\\\\").replace("^", "\\^")
+            out.append(f"[^/{body}]" if negate else f"[{body}]")
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
 
 
 def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                 pattern: str | None = None) -> list[InputFile]:
     """Every input file under ``input_dir`` with its size, sorted by relative path.
 
-    ``pattern`` is a glob on the relative POSIX path (``*.txt``, ``part1/**``);
-    ``None`` takes every file. A broken link is listed with size 0, so that
-    the rank that takes it records it as failed rather than losing it quietly.
+    ``pattern`` is a glob on the relative POSIX path (see
+    :func:`compile_pattern`); ``None`` takes every file. Entries that cannot
+    be listed or examined carry their ``error`` (see the module docstring).
     """
-    root = Path(input_dir)
+    root = os.fspath(input_dir)
     try:
-        if not root.is_dir():
-            raise InputDirError(f"input_dir {str(root)!r} is not a folder" if root.exists()
-                                else f"input_dir {str(root)!r} does not exist")
+        if not os.path.isdir(root):
+            raise InputDirError(f"input_dir {root!r} is not a folder" if os.path.exists(root)
+                                else f"input_dir {root!r} does not exist")
         os.listdir(root)
-    except PermissionError as error:
-        raise InputDirError(f"input_dir {str(root)!r} cannot be read: {error.strerror}") from None
+    except OSError as error:
+        raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
     skip = os.path.realpath(out_dir) if out_dir is not None else None
+    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
     found: list[InputFile] = []
-    _scan(os.fspath(root), "", skip, pattern, found)
+    _scan(root, "", skip, matches, found)
     found.sort()
     return found
 
 
-def _scan(folder: str, prefix: str, skip: str | None, pattern: str | None,
-          found: list[InputFile]) -> None:
+def _failed(rel: str, what: str, error: OSError) -> InputFile:
+    return InputFile(rel, 0, None, f"{what}: {error.strerror or error}")
+
+
+def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[InputFile]) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return  # a folder that vanished or cannot be read, as os.walk does
+    except OSError as error:
+        if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
+            found.append(_failed(prefix, "cannot list the folder", error))
+        return
     try:
         with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd: cheaper
             for entry in entries:
@@ -69,25 +149,38 @@ def _scan(folder: str, prefix: str, skip: str | None, pattern: str | None,
                 rel = prefix + name
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
-                except OSError:
+                except OSError as error:
+                    found.append(_failed(rel, "cannot examine", error))
                     continue
                 if is_folder:
+                    if not prefix and name == RESERVED:
+                        continue
                     path = os.path.join(folder, name)
                     if skip is None or os.path.realpath(path) != skip:
-                        _scan(path, rel + "/", skip, pattern, found)
+                        _scan(path, rel + "/", skip, matches, found)
                     continue
-                if pattern is not None and not _matches(rel, pattern):
+                if matches is not None and not matches(rel):
                     continue
                 try:
                     info = entry.stat()  # follows a link to its target
-                except OSError:
-                    # A broken link is listed so that processing records it as failed.
-                    if entry.is_symlink():
-                        found.append(InputFile(rel, 0))
+                except OSError as error:
+                    link = entry.is_symlink()
+                    if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
+                        found.append(_failed(rel, "broken symbolic link" if link
+                                             else "cannot examine", error))
                     continue
                 if stat.S_ISREG(info.st_mode):
                     found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
-    except OSError:
-        pass  # the folder went away while being read
+    except OSError as error:  # reading the folder failed part way
+        if error.errno != errno.ENOENT:
+            found.append(_failed(prefix, "cannot list the folder", error))
     finally:
         os.close(fd)
+
+
+def digest(listing: Iterable[InputFile]) -> str:
+    """A digest of a listing's paths, sizes and errors: ranks that listed alike agree on it."""
+    hasher = hashlib.sha256()
+    for item in listing:
+        hasher.update(os.fsencode(item.rel) + b"\0%d\0%s\n" % (item.size, (item.error or "").encode()))
+    return hasher.hexdigest()

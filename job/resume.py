@@ -1,9 +1,9 @@
 """Resume: which files an earlier run finished, and what a killed run left behind.
 
-A file is done when a journal in ``out_dir/_manifest`` ends with an ``ok`` or
-``skipped`` record for it, its input has the size and modification time that
-record holds, and its output (if the processor names one) exists. Anything
-else is done again.
+A file is done when its newest record in any journal of ``out_dir/_manifest``
+says ``ok`` or ``skipped``, was made by the same processor, holds the input's
+current size and modification time, and its output (if the processor names
+one) exists. Anything else is done again.
 """
 
 from __future__ import annotations
@@ -11,20 +11,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any, Mapping, Sequence
 
 from . import atomic, journal
 from .config import JobConfig
 from .listing import InputFile
 from .processor import DataProcessor
-from .tasks import output_of
+from .tasks import known_output_of, landing_error
 
 log = logging.getLogger("job")
 
 
-def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | None) -> bool:
-    """Whether ``record`` (from a journal) still describes ``item`` as done."""
-    if record is None:
+def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | None,
+               processor: str) -> bool:
+    """Whether ``record`` (a file's newest journal record) still describes ``item`` as done.
+
+    It must say ``ok`` or ``skipped``, name the same ``processor`` (identity
+    and version), hold the input's current size and modification time, and
+    its output (if it names one) must exist.
+    """
+    if record is None or record.get("status") not in journal.DONE or item.error is not None:
+        return False
+    if record.get("processor") != processor:
         return False
     try:
         info = os.stat(os.path.join(config.input_dir, item.rel))
@@ -33,19 +42,28 @@ def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | N
     if record.get("bytes_in") != info.st_size or record.get("mtime_ns") != info.st_mtime_ns:
         return False
     output = record.get("output")
-    return output is None or os.path.isfile(os.path.join(config.out_dir, output))
+    return output is None or (isinstance(output, str)
+                              and os.path.isfile(os.path.join(config.out_dir, output)))
 
 
-def split_done(config: JobConfig, files: Sequence[InputFile]
+def split_done(config: JobConfig, files: Sequence[InputFile], processor: str
                ) -> tuple[list[dict[str, Any]], list[InputFile]]:
-    """The ``skipped`` records carried over from earlier runs, and the files still to do."""
-    done = journal.finished_records(config.out_dir) if config.resume else {}
+    """The ``skipped`` records carried over from earlier runs, and the files still to do.
+
+    For each file the newest record in any journal of ``out_dir`` decides,
+    whatever rank layout wrote it (see :func:`journal.newest_records`).
+    """
+    newest = journal.newest_records(config.out_dir) if config.resume else {}
     carried, todo = [], []
+    now = time.time()
     for item in files:
-        record = done.get(item.rel)
-        if still_done(config, item, record):
-            carried.append({**record, "status": "skipped", "seconds": 0.0, "attempts": 0,
-                            "error": None})
+        record = newest.get(item.rel, (None,))[0]
+        if still_done(config, item, record, processor):
+            carried.append({"input": item.rel, "output": record.get("output"),
+                            "status": "skipped", "bytes_in": record.get("bytes_in"),
+                            "tokens": record.get("tokens"), "seconds": 0.0, "attempts": 0,
+                            "error": None, "mtime_ns": record.get("mtime_ns"),
+                            "processor": processor, "time": now})
         else:
             todo.append(item)
     return carried, todo
@@ -67,9 +85,10 @@ def remove_stale_temps(config: JobConfig, processor: DataProcessor,
     """Remove the temporary files of rank ``tag``'s outputs that a killed run left."""
     folders = set()
     for item in files:
-        output = output_of(processor, config.input_dir, item.rel)
+        output = known_output_of(processor, config.input_dir, item.rel)
         if output is not None:
             folders.add(os.path.dirname(output))
+    folders = {f for f in folders if landing_error(f, config.input_dir, config.out_dir) is None}
     removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)

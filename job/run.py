@@ -21,11 +21,14 @@ from typing import Any, Mapping
 from . import atomic, journal, ranks, resume, sharding, tasks
 from .config import JobConfig
 from .listing import InputDirError, InputFile, list_inputs
+from .listing import digest as listing_digest
+from .lock import RankBusy, RankLock
 from .pool import WorkerPool
 from .processor import DataProcessor
 from .progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LOGGED_FAILURES = 10
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 log = logging.getLogger("job")
@@ -83,8 +86,14 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
         rank = ranks.resolve(config.distribArgs, environ, config.run_type)
     except ranks.RankError as error:
         raise UsageError(str(error)) from None
-    if os.path.realpath(config.input_dir) == os.path.realpath(config.out_dir):
+    inputs, outputs = os.path.realpath(config.input_dir), os.path.realpath(config.out_dir)
+    if inputs == outputs:
         raise UsageError(f"out_dir {config.out_dir!r} must differ from input_dir")
+    if inputs.startswith(os.path.join(outputs, "")):
+        raise UsageError(f"input_dir {config.input_dir!r} is inside out_dir {config.out_dir!r}: "
+                         "outputs could land on inputs; choose an out_dir outside input_dir")
+    if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
+        raise UsageError(f"out_dir {config.out_dir!r} exists and is not a folder")
     try:
         listing = list_inputs(config.input_dir, config.out_dir, config.pattern)
     except InputDirError as error:
@@ -100,14 +109,34 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     return Plan(config, rank, listing, files, processor)
 
 
-def _record(plan: Plan, item: InputFile, result: tasks.FileResult) -> dict[str, Any]:
-    tokens = result.value.get("tokens") if isinstance(result.value, dict) else None
+def processor_identity(processor: DataProcessor) -> str:
+    """``module:Class``, with ``@VERSION`` when the class declares a ``version``.
+
+    Journal records carry it: a file made by another processor, or another
+    version of it, is done again on resume.
+    """
+    cls = type(processor)
+    version = getattr(cls, "version", None)
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    return name if version is None else f"{name}@{version}"
+
+
+def _record(plan: Plan, identity: str, item: InputFile,
+            result: tasks.FileResult) -> dict[str, Any]:
     output = result.output if result.ok else tasks.output_rel(
         plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
     return {"input": item.rel, "output": output,
             "status": "ok" if result.ok else "failed", "bytes_in": result.size,
-            "tokens": tokens, "seconds": round(result.seconds, 6), "attempts": result.attempts,
-            "error": result.error, "mtime_ns": result.mtime_ns}
+            "tokens": result.tokens, "seconds": round(result.seconds, 6),
+            "attempts": result.attempts, "error": result.error, "mtime_ns": result.mtime_ns,
+            "processor": identity, "time": time.time()}
+
+
+def _unlisted(plan: Plan, identity: str, item: InputFile) -> dict[str, Any]:
+    """The record of a listing entry that could not be listed or examined."""
+    return {"input": item.rel, "output": None, "status": "failed", "bytes_in": item.size,
+            "tokens": None, "seconds": 0.0, "attempts": 0, "error": item.error,
+            "mtime_ns": item.mtime_ns, "processor": identity, "time": time.time()}
 
 
 def _batch_size(task_count: int, workers: int) -> int:
@@ -119,32 +148,67 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
+def _lock_rank(plan: Plan) -> RankLock:
+    """Create ``out_dir/_manifest`` and take this rank's lock there (see :mod:`job.lock`)."""
+    out_dir, rank = plan.config.out_dir, plan.rank
+    folder = os.path.join(out_dir, journal.MANIFEST_DIR)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        lock = RankLock(folder, journal.shard_name(rank.shard_index, rank.shard_count),
+                        f"rank {rank.shard_index} of {rank.shard_count}")
+        lock.acquire()
+    except RankBusy as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"out_dir {out_dir!r} cannot be written: "
+                         f"{error.strerror or error}") from None
+    if lock.took_over:
+        log.warning("took over the lock of a run that is gone: %s", lock.took_over)
+    return lock
+
+
 def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any]]) -> str:
-    """Create out_dir, start the journal; return this rank's fresh folder for range parts."""
+    """Start the journal; return this rank's fresh folder for range parts."""
     out_dir, rank = plan.config.out_dir, plan.rank
     shard = journal.shard_name(rank.shard_index, rank.shard_count)
     temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
     try:
-        os.makedirs(os.path.join(out_dir, journal.MANIFEST_DIR), exist_ok=True)
         shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
         os.makedirs(temp_dir)
         book.start(carried)
     except OSError as error:
+        shutil.rmtree(temp_dir, ignore_errors=True)
         raise UsageError(f"out_dir {out_dir!r} cannot be written: {error.strerror}") from None
     return temp_dir
 
 
 def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: tasks.Task) -> None:
     """Remove what a killed worker was writing for ``task``."""
-    output = tasks.output_of(plan.processor, plan.config.input_dir, todo[task.index].rel)
+    output = tasks.known_output_of(plan.processor, plan.config.input_dir, todo[task.index].rel)
     if output is not None:
         atomic.remove_temps(os.path.dirname(output), os.path.basename(output), tag, pid)
 
 
 def execute(plan: Plan) -> int:
-    """Process the plan; returns the exit code. Writes only under ``out_dir``."""
+    """Process the plan; returns the exit code. Writes only under ``out_dir``.
+
+    The rank's lock is held from before anything is written until the end;
+    a second run of the same rank is refused (:class:`UsageError`).
+    """
+    lock = _lock_rank(plan)
+    try:
+        return _execute(plan)
+    finally:
+        lock.release()
+
+
+def _execute(plan: Plan) -> int:
     config, rank = plan.config, plan.rank
-    carried, todo = resume.split_done(config, plan.files)
+    identity = processor_identity(plan.processor)
+    carried, todo = resume.split_done(config, plan.files, identity)
+    unlisted = [item for item in todo if item.error is not None]
+    if unlisted:
+        todo = [item for item in todo if item.error is None]
     tag = f"{rank.shard_index}of{rank.shard_count}"
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
@@ -167,7 +231,11 @@ def execute(plan: Plan) -> int:
     interrupted: Interrupted | None = None
     started = time.monotonic()
     assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
+    failures = _FailureLog(progress)
     try:
+        for item in unlisted:
+            book.append(_unlisted(plan, identity, item))
+            failures.add(item.rel, item.error, 0)
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir,
                                  config.out_dir, temp_dir)
         lost = functools.partial(_worker_lost, plan, todo, tag)
@@ -181,11 +249,9 @@ def execute(plan: Plan) -> int:
                 if result is None:
                     continue
                 item = todo[result.index]
-                book.append(_record(plan, item, result))
+                book.append(_record(plan, identity, item, result))
                 if not result.ok:
-                    progress.clear()
-                    log.warning("failed: %s: %s (after %d attempt(s))",
-                                item.rel, result.error, result.attempts)
+                    failures.add(item.rel, result.error, result.attempts)
                 progress.update(item.size, failed=not result.ok)
     except Interrupted as signal_caught:
         progress.clear()
@@ -213,6 +279,9 @@ def execute(plan: Plan) -> int:
                       "local_rank": rank.local_rank, "local_size": rank.local_size,
                       "source": rank.source},
              "complete": interrupted is None,
+             "processor": identity,
+             "listing": {"files": len(plan.listing), "digest": listing_digest(plan.listing),
+                         "unlisted": sum(1 for item in plan.listing if item.error is not None)},
              "wall_seconds": round(time.monotonic() - started, 3)}
     if interrupted is not None:
         extra["interrupted_by"] = str(interrupted)
@@ -222,6 +291,28 @@ def execute(plan: Plan) -> int:
         log.error("%s", error)
         return EXIT_FAILED
     return _summarize(plan, book.manifest_path, manifest, interrupted)
+
+
+class _FailureLog:
+    """Logs the first :data:`LOGGED_FAILURES` failed files as they fail, then only says that
+    more follow: the journal and the manifest hold every one."""
+
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self.count = 0
+
+    def add(self, rel: str, error: str | None, attempts: int) -> None:
+        self.count += 1
+        if self.count > LOGGED_FAILURES + 1:
+            return
+        self._progress.clear()
+        if self.count > LOGGED_FAILURES:
+            log.warning("more files failed: they are not logged one by one (the journal and "
+                        "the manifest list them all)")
+        elif attempts:
+            log.warning("failed: %s: %s (after %d attempt(s))", rel, error, attempts)
+        else:
+            log.warning("failed: %s: %s", rel, error)
 
 
 def _size(count: float) -> str:
@@ -239,8 +330,11 @@ def _summarize(plan: Plan, manifest_path: str, manifest: dict, interrupted) -> i
              "%s in, %d tokens, %.1f s", totals["files"], totals["ok"], totals["skipped"],
              totals["failed"], _size(totals["bytes_in"]), totals["tokens"],
              manifest["wall_seconds"])
-    for record in failed:
+    for record in failed[:LOGGED_FAILURES]:
         log.error("failed: %s: %s", record["input"], record["error"])
+    if len(failed) > LOGGED_FAILURES:
+        log.error("... and %d more failed files: the manifest lists them all",
+                  len(failed) - LOGGED_FAILURES)
     log.info("manifest: %s", manifest_path)
     if interrupted is not None:
         log.error("interrupted by %s: stopped the workers, removed partial outputs; "
@@ -249,7 +343,8 @@ def _summarize(plan: Plan, manifest_path: str, manifest: dict, interrupted) -> i
     threshold = plan.config.error_threshold
     if failed and threshold != -1 and len(failed) > threshold:
         log.error("%d file(s) failed, more than error_threshold=%d: %s", len(failed), threshold,
-                  ", ".join(r["input"] for r in failed[:10]) + (" ..." if len(failed) > 10 else ""))
+                  ", ".join(r["input"] for r in failed[:LOGGED_FAILURES])
+                  + (" ..." if len(failed) > LOGGED_FAILURES else ""))
         return EXIT_FAILED
     return EXIT_OK
 

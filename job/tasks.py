@@ -15,9 +15,10 @@ import functools
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from .atomic import AtomicWriter, append_file
+from .journal import MANIFEST_DIR
 from .listing import InputFile
 from .pool import Outcome
 
@@ -48,7 +49,7 @@ class FileResult:
     ok: bool
     size: int = 0
     mtime_ns: int | None = None
-    value: Any = None
+    tokens: int | None = None
     error: str | None = None
     seconds: float = 0.0
     attempts: int = 1
@@ -94,24 +95,90 @@ def _folder_prefix(folder: str) -> str:
 
 
 def output_of(processor, input_dir: str, rel: str) -> str | None:
-    """The processor's output path for input ``rel`` (None if it names none)."""
-    return processor.output_path(_folder_prefix(input_dir) + rel)
+    """The processor's output path for input ``rel`` (None if it names none).
+
+    A ``pathlib.Path`` (any ``os.PathLike``) is taken as its path; anything
+    else that is not text is a :class:`TypeError` that says so.
+    """
+    output = processor.output_path(_folder_prefix(input_dir) + rel)
+    if output is None or type(output) is str:
+        return output
+    try:
+        return os.fsdecode(output)
+    except TypeError:
+        raise TypeError(f"output_path() returned {type(output).__name__} {output!r:.60}, "
+                        "not a path") from None
 
 
-def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
-    """The processor's output for input ``rel``, relative to ``out_dir`` (None if it names none)."""
-    output = output_of(processor, input_dir, rel)
+def known_output_of(processor, input_dir: str, rel: str) -> str | None:
+    """:func:`output_of`, or None when the processor cannot say (for the rank's bookkeeping)."""
+    try:
+        return output_of(processor, input_dir, rel)
+    except Exception:  # noqa: BLE001 - the worker reports it against the file
+        return None
+
+
+def tokens_of(value: Any) -> int | None:
+    """The ``tokens`` count of a processor's return value; :class:`TypeError` if unusable.
+
+    ``process`` returns None, or a mapping whose ``tokens`` (if any) is a
+    non-negative integer; other keys are the processor's own.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"process() returned {type(value).__name__} {value!r:.60}: the runner "
+                        "takes None or a dict of counts, such as {'tokens': 12}")
+    tokens = value.get("tokens")
+    if tokens is None or (type(tokens) is int and tokens >= 0):
+        return tokens
+    raise TypeError(f"process() returned tokens={tokens!r:.60}: not a count "
+                    "(a non-negative integer)")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(_folder_prefix(folder))
+
+
+@functools.lru_cache(maxsize=1024)
+def landing_error(folder: str, input_dir: str, out_dir: str) -> str | None:
+    """Why an output may not be written in ``folder``, or None: never onto an input, never
+    into ``out_dir/_manifest`` (links followed)."""
+    real = os.path.realpath(folder or ".")
+    inputs, outputs = os.path.realpath(input_dir), os.path.realpath(out_dir)
+    if _inside(real, os.path.join(outputs, MANIFEST_DIR)):
+        return f"its output folder {folder!r} is inside out_dir/{MANIFEST_DIR}, the journals' folder"
+    if _inside(real, inputs) and not _inside(real, outputs):
+        return f"its output folder {folder!r} is inside input_dir: outputs never land on inputs"
+    return None
+
+
+def _check_landing(output: str | None, input_dir: str, out_dir: str) -> None:
+    if output is not None:
+        error = landing_error(os.path.dirname(output), input_dir, out_dir)
+        if error is not None:
+            raise ValueError(f"refused to process: {error}")
+
+
+def _relative(output: str | None, out_dir: str) -> str | None:
     if output is None:
         return None
     prefix = _folder_prefix(out_dir)
     return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
 
 
+def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
+    """The processor's output for input ``rel``, relative to ``out_dir`` (None if unknown)."""
+    return _relative(known_output_of(processor, input_dir, rel), out_dir)
+
+
 def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
              *fields: int) -> tuple:
     """Worker side: process the file or its range, the :class:`Task` of ``fields``.
 
-    Returns ``(size, mtime_ns, value, output)``, ``output`` as :func:`output_rel`.
+    Returns ``(size, mtime_ns, tokens, output)``, ``tokens`` as :func:`tokens_of`
+    and ``output`` relative to ``out_dir``. A file whose output would land on
+    an input or among the journals fails (see :func:`landing_error`).
     A whole file keeps the fingerprint (size, modification time) the listing
     took, before it was processed: a file changed since is redone on resume.
     The ranges of a file each take it again, so that a file changed between
@@ -119,13 +186,17 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
     """
     task = Task(*fields)
     path = _folder_prefix(input_dir) + rel
-    output = output_rel(processor, input_dir, out_dir, rel) if task.part == 0 else None
+    output = None
+    if task.part == 0:
+        absolute = output_of(processor, input_dir, rel)
+        _check_landing(absolute, input_dir, out_dir)
+        output = _relative(absolute, out_dir)
     if task.parts == 1:
-        return None, None, processor.process(path), output
+        return None, None, tokens_of(processor.process(path)), output
     info = os.stat(path)
     end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
     value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
-    return info.st_size, info.st_mtime_ns, value, output
+    return info.st_size, info.st_mtime_ns, tokens_of(value), output
 
 
 @dataclass
@@ -228,8 +299,8 @@ class Assembler:
                           output=outcomes[0].value[3])
 
 
-def _sum_tokens(values: list[Any]) -> dict[str, Any]:
-    return {"tokens": sum(v.get("tokens") or 0 for v in values if isinstance(v, dict))}
+def _sum_tokens(values: list[int | None]) -> int | None:
+    return None if all(v is None for v in values) else sum(v or 0 for v in values)
 
 
 def _remove(path: str) -> None:

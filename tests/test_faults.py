@@ -147,7 +147,8 @@ def test_ctrl_c_to_the_process_group(inputs, tmp_path):
     assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).stdout == b""
     records = journal_records(out)  # every line parses: the journal stays valid
     assert 2 <= len(records) < 8 and {r["status"] for r in records} == {"ok"}
-    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out),
+                    "--processor", "fault_processors:Slow")  # the same processor: it resumes
     assert rerun.returncode == 0
     statuses = [r["status"] for r in journal_records(out)]
     assert statuses.count("skipped") == len(records) and statuses.count("ok") == 8 - len(records)

@@ -1,0 +1,141 @@
+"""One run of a rank at a time per out_dir: ``_manifest/shard-IIIII-of-NNNNN.lock``.
+
+A second run of the same rank into the same ``out_dir`` (a job resubmitted
+while the first still runs) would replace the first's journal and remove its
+temporary files, so it is refused at once with :class:`RankBusy`, whose
+message names the holder: host, pid and since when.
+
+On one host the lock is an ``flock`` on the file, which the kernel releases
+when the holder dies however it dies (SIGKILL included): a holder that is
+provably dead is taken over. The file also says who holds it (JSON: ``host``,
+``pid``, ``since``, ``heartbeat``), rewritten every :data:`HEARTBEAT_SECONDS`
+by a thread of the holder, because a holder on another host (another node
+with the same blob container mounted) cannot be seen through ``flock``: its
+lock is taken over only when its heartbeat is older than
+:data:`STALE_SECONDS` (a preempted node), and refused otherwise. The file is
+removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+
+HEARTBEAT_SECONDS = 30.0
+STALE_SECONDS = 120.0
+
+
+class RankBusy(Exception):
+    """Another live run holds this rank's lock; the message names it."""
+
+
+def _describe(holder: dict, now: float) -> str:
+    since = holder.get("since")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
+        since, (int, float)) else "an unknown time"
+    beat = holder.get("heartbeat")
+    age = f", last heard of {now - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since {when}{age}"
+
+
+class RankLock:
+    """The lock of one rank in ``folder`` (``out_dir/_manifest``), named ``name``.
+
+    :meth:`acquire` takes it or raises :class:`RankBusy`; :meth:`release`
+    removes it. ``OSError`` when the folder cannot be written.
+    """
+
+    def __init__(self, folder: str, name: str, rank: str):
+        self.path = os.path.join(folder, name + ".lock")
+        self.rank = rank
+        self._fd: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._info = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        self.took_over: str | None = None  # the dead holder this run replaced, described
+
+    def acquire(self) -> None:
+        for _ in range(10):  # the file may be removed or replaced while we lock it
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = _read(fd)
+                os.close(fd)
+                if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    raise RankBusy(f"{self.rank} is already running into this out_dir: held by "
+                                   f"{_describe(holder, time.time())} (lock {self.path})") from None
+                raise
+            if not _same_file(fd, self.path):
+                os.close(fd)
+                continue
+            holder = _read(fd)
+            now = time.time()
+            if holder and holder.get("host") != self._info["host"]:
+                beat = holder.get("heartbeat", holder.get("since"))
+                if isinstance(beat, (int, float)) and now - beat < STALE_SECONDS:
+                    os.close(fd)
+                    raise RankBusy(f"{self.rank} is held by {_describe(holder, now)} (lock "
+                                   f"{self.path}); a holder on another host is presumed dead "
+                                   f"{STALE_SECONDS:.0f} s after it was last heard of: run "
+                                   "again then if that run is gone")
+            if holder:
+                self.took_over = _describe(holder, now)
+            self._fd = fd
+            self._write()
+            self._thread = threading.Thread(target=self._beat, name="rank-lock", daemon=True)
+            self._thread.start()
+            return
+        raise OSError(errno.EAGAIN, f"cannot settle the lock {self.path}")
+
+    def _write(self) -> None:
+        """Say who holds the lock; written through a fresh descriptor, so that a mount that
+        uploads on close (blobfuse) shows it to other hosts."""
+        data = json.dumps({**self._info, "heartbeat": time.time()}).encode() + b"\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write()
+            except OSError:
+                pass  # a full disk or a vanished mount: the run itself reports it
+
+    def release(self) -> None:
+        """Stop the heartbeat, remove the lock file and unlock."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _read(fd: int) -> dict:
+    try:
+        data = os.pread(fd, 4096, 0)
+        holder = json.loads(data) if data.strip() else {}
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
