@@ -47,7 +47,68 @@ CASES = {
                                       {}, "not a DataProcessor subclass"),
     "positional argument": (lambda t, i: ["--input_dir", i, "extra"], {},
                             "unexpected argument 'extra'"),
+    "infinite file_timeout": (lambda t, i: ["--input_dir", i, "--file_timeout", ".inf"], {},
+                              "file_timeout must be a positive number"),
+    "nan file_timeout": (lambda t, i: ["--input_dir", i, "--file_timeout", ".nan"], {},
+                         "file_timeout must be a positive number"),
+    "empty input_dir": (lambda t, i: ["--input_dir", ""], {}, "input_dir is empty"),
+    "unclosed bracket in pattern": (lambda t, i: ["--input_dir", i, "--pattern", "[ab.txt"], {},
+                                    "'[' without its closing ']'"),
+    "empty pattern": (lambda t, i: ["--input_dir", i, "--pattern", ""], {}, "pattern is empty"),
+    "absolute pattern": (lambda t, i: ["--input_dir", i, "--pattern", "/etc/*"], {},
+                         "must be relative to input_dir"),
+    "node_count without node_rank": (lambda t, i: ["--input_dir", i,
+                                                   "--distribArgs.node_count", "5"], {},
+                                     "distribArgs.node_count=5 is set without "
+                                     "distribArgs.node_rank"),
+    "OMPI and RANK disagree": (lambda t, i: ["--input_dir", i],
+                               {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2",
+                                "RANK": "0", "WORLD_SIZE": "2"},
+                               "OMPI_COMM_WORLD_RANK=1 and RANK=0 disagree"),
+    "AZUREML_NODE_COUNT without task index": (lambda t, i: ["--input_dir", i],
+                                              {"AZUREML_NODE_COUNT": "4"},
+                                              "AZUREML_NODE_COUNT=4 is set without "
+                                              "AZ_BATCHAI_TASK_INDEX"),
+    "distribArgs under a launcher": (lambda t, i: ["--input_dir", i,
+                                                   "--distribArgs.node_count", "5",
+                                                   "--distribArgs.node_rank", "3"],
+                                     {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "5"},
+                                     "distribArgs is set, but OMPI_COMM_WORLD_SIZE=5"),
 }
+
+
+def test_empty_out_dir_is_refused(tmp_path, inputs):
+    before = sorted(tmp_path.rglob("*"))
+    result = run_job("--input_dir", str(inputs), "--out_dir", "", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "out_dir is empty" in lines[0], result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_input_dir_inside_out_dir_is_refused(tmp_path):
+    out = tmp_path / "o"
+    data = out / "data"
+    data.mkdir(parents=True)
+    (data / "b.txt").write_bytes(b"keep me\n")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    result = run_job("--input_dir", str(data), "--out_dir", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is inside out_dir" in lines[0], result.stderr
+    assert (data / "b.txt").read_bytes() == b"keep me\n"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written
+
+
+def test_out_dir_that_is_a_file_is_refused(tmp_path, inputs):
+    target = tmp_path / "out"
+    target.write_bytes(b"not a folder")
+    for resume in ("true", "false"):
+        result = run_job("--input_dir", str(inputs), "--out_dir", str(target), "--resume", resume)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "exists and is not a folder" in lines[0], result.stderr
+    assert target.read_bytes() == b"not a folder"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
