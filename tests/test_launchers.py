@@ -9,7 +9,7 @@ import sys
 from job import sharding
 from job.listing import list_inputs
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job
+from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job, seed_config
 
 MPIRUN = shutil.which("mpirun")
 
@@ -98,3 +98,25 @@ def test_seed_example_node_3_of_5_takes_files_18_to_23(tmp_path):
                      "--distribArgs.node_count", "5", "--distribArgs.node_rank", "3")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("*.txt")) == [f"f{i:02d}.txt" for i in range(18, 24)]
+
+
+def test_seed_config_with_distrib_args_under_mpirun_is_refused(tmp_path):
+    """All five ranks would take node 3's shard: 22 of 27 files never processed, exit 0."""
+    require(MPIRUN is not None, "mpirun (apt-get install openmpi-bin)")
+    source = tmp_path / "data"
+    source.mkdir()
+    for i in range(27):
+        (source / f"wiki_{i:02d}.txt").write_text(f"text of part {i}\n")
+    config = tmp_path / "config_prod.yaml"
+    config.write_text(seed_config(input_dir=str(source), process_count=1))
+    environ = clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    result = subprocess.run(
+        [MPIRUN, "-np", "5", "--oversubscribe", sys.executable, "-m", "job",
+         "--config", str(config)],
+        env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode != 0
+    refusals = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(refusals) == 5, result.stderr
+    assert all("distribArgs is set, but OMPI_COMM_WORLD_SIZE=5" in line for line in refusals)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

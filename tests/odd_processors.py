@@ -1,0 +1,53 @@
+"""Processors that do unusual but legal (or plainly wrong) things, for the runner's tests."""
+
+import os
+import pathlib
+
+from job import TokenSplitter
+from job.atomic import atomic_output
+
+
+class Upper(TokenSplitter):
+    """Another processor: the tokens in upper case."""
+
+    def process(self, path):
+        counts = super().process(path)
+        output = self.output_path(path)
+        with open(output, "rb") as source, atomic_output(output) as sink:
+            sink.write(source.read().upper())
+        return counts
+
+
+class Versioned(TokenSplitter):
+    """The token splitter at the version ``$FAULT_PROCESSOR_VERSION`` (default 1)."""
+
+    version = os.environ.get("FAULT_PROCESSOR_VERSION", "1")
+
+
+class Returns(TokenSplitter):
+    """Returns ``eval($FAULT_RETURN)`` after writing its output."""
+
+    def process(self, path):
+        super().process(path)
+        return eval(os.environ["FAULT_RETURN"])  # noqa: S307 - the tests' own expressions
+
+
+class PathOutput(TokenSplitter):
+    """Names its outputs with ``pathlib.Path``."""
+
+    def output_path(self, path):
+        return pathlib.Path(super().output_path(path))
+
+
+class InPlace(TokenSplitter):
+    """Would write each output onto its input."""
+
+    def output_path(self, path):
+        return path
+
+
+class Raises(TokenSplitter):
+    """Fails every file."""
+
+    def process(self, path):
+        raise ValueError(f"cannot process {os.path.basename(path)}")
