@@ -9,7 +9,7 @@ from typing import Sequence
 
 from . import config as config_module
 from .config import ConfigError
-from .run import EXIT_USAGE, UsageError, configure_logging, execute, log, prepare
+from .run import EXIT_USAGE, UsageError, configure_logging, execute, prepare
 
 USAGE = """\
 usage: python -m job [--config PATH] [--KEY VALUE ...] [--SECTION.KEY VALUE ...]
@@ -88,8 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(job_config.log_level)
         plan = prepare(job_config, os.environ)
         configure_logging(job_config.log_level, plan.rank)
-        log.info("%s", plan.rank.describe())
-        log.info("config: %s", job_config.as_dict())
         return execute(plan)
     except (ConfigError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)

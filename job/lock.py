@@ -6,8 +6,9 @@ temporary files, so it is refused at once with :class:`RankBusy`, whose
 message names the holder: host, pid and since when.
 
 On one host the lock is an ``flock`` on the file, which the kernel releases
-when the holder dies however it dies (SIGKILL included): a holder that is
-provably dead is taken over. The file also says who holds it (JSON: ``host``,
+when the holder and the worker processes it forked (they share the open
+file) are all gone, however they died (SIGKILL included): a holder that is
+provably dead is taken over, never one whose workers still write. The file also says who holds it (JSON: ``host``,
 ``pid``, ``since``, ``heartbeat``), rewritten every :data:`HEARTBEAT_SECONDS`
 by a thread of the holder, because a holder on another host (another node
 with the same blob container mounted) cannot be seen through ``flock``: its
@@ -68,8 +69,13 @@ class RankLock:
                 holder = _read(fd)
                 os.close(fd)
                 if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                    orphans = ""
+                    if holder.get("host") == self._info["host"] and not _alive(holder.get("pid")):
+                        orphans = ("; that pid is gone, but processes it started still hold "
+                                   "the lock: they stop within seconds")
                     raise RankBusy(f"{self.rank} is already running into this out_dir: held by "
-                                   f"{_describe(holder, time.time())} (lock {self.path})") from None
+                                   f"{_describe(holder, time.time())}{orphans} "
+                                   f"(lock {self.path})") from None
                 raise
             if not _same_file(fd, self.path):
                 os.close(fd)
@@ -122,6 +128,18 @@ class RankLock:
                 pass
             os.close(self._fd)
             self._fd = None
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _same_file(fd: int, path: str) -> bool:

@@ -162,8 +162,6 @@ def _lock_rank(plan: Plan) -> RankLock:
     except OSError as error:
         raise UsageError(f"out_dir {out_dir!r} cannot be written: "
                          f"{error.strerror or error}") from None
-    if lock.took_over:
-        log.warning("took over the lock of a run that is gone: %s", lock.took_over)
     return lock
 
 
@@ -192,11 +190,16 @@ def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: ta
 def execute(plan: Plan) -> int:
     """Process the plan; returns the exit code. Writes only under ``out_dir``.
 
-    The rank's lock is held from before anything is written until the end;
-    a second run of the same rank is refused (:class:`UsageError`).
+    The rank's lock is taken before anything is written or logged, and held
+    until the end: a second run of the same rank is refused with a
+    :class:`UsageError` (see :mod:`job.lock`).
     """
     lock = _lock_rank(plan)
     try:
+        log.info("%s", plan.rank.describe())
+        log.info("config: %s", plan.config.as_dict())
+        if lock.took_over:
+            log.warning("took over the lock of a run that is gone: %s", lock.took_over)
         return _execute(plan)
     finally:
         lock.release()

@@ -1,6 +1,7 @@
 """The listing rule every rank applies: recursive, sorted, dotfiles and out_dir skipped."""
 
 import os
+import re
 
 import pytest
 
@@ -52,3 +53,63 @@ def test_seed_get_file_names_joins_input_dir(tree):
     names = DataInterface().get_file_names(str(tree))
     assert names[0] == os.path.join(str(tree), "A.txt")
     assert os.path.join(str(tree), "out/old.txt") in names  # no out_dir given: nothing to skip
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    ("**/*.txt", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
+    ("a/**/*.txt", ["a/b/c.txt", "a/z.txt"]),
+    ("a/*.txt", ["a/z.txt"]),
+    ("*.txt", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
+    ("a/", ["a/b/c.txt", "a/z.txt"]),
+    ("[ab].txt", ["b.txt"]),
+    ("[!ab].txt", ["A.txt", "a/b/c.txt", "a/z.txt"]),
+    ("?.txt", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt"]),
+    ("**", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
+])
+def test_double_star_matches_zero_or_more_folders(tree, pattern, expected):
+    assert [f.rel for f in list_inputs(tree, tree / "out", pattern)] == expected
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("", "pattern is empty"), ("/abs/*.txt", "relative to input_dir"),
+    ("a**.txt", "'**' must be a whole folder name"), ("[ab.txt", "without its closing"),
+    ("a//b", "empty folder name"),
+])
+def test_unusable_globs_are_refused(tree, pattern, message):
+    with pytest.raises(InputDirError, match=re.escape(message)):
+        list_inputs(tree, tree / "out", pattern)
+
+
+def test_a_top_level_manifest_folder_is_reserved(tree):
+    (tree / "_manifest").mkdir()
+    (tree / "_manifest" / "shard-00000-of-00001.jsonl").write_text("{}\n")
+    (tree / "a" / "_manifest").mkdir()
+    (tree / "a" / "_manifest" / "kept.txt").write_text("an ordinary folder below the top")
+    rels = [f.rel for f in list_inputs(tree, tree / "out")]
+    assert not any(rel.startswith("_manifest") for rel in rels)
+    assert "a/_manifest/kept.txt" in rels
+
+
+def test_entries_that_cannot_be_examined_carry_their_error(tree):
+    os.symlink(tree / "gone", tree / "broken.txt")
+    os.symlink("loop.txt", tree / "loop.txt")
+    failed = {f.rel: f.error for f in list_inputs(tree, tree / "out") if f.error}
+    assert failed == {"broken.txt": "broken symbolic link: No such file or directory",
+                      "loop.txt": "broken symbolic link: Too many levels of symbolic links"}
+
+
+def test_any_name_the_file_system_allows_is_listed(tmp_path):
+    root = os.fsencode(tmp_path)
+    for name in (b"caf\xe9.txt", b"\xff.txt", b"ok.txt"):
+        with open(os.path.join(root, name), "wb") as stream:
+            stream.write(b"x")
+    rels = {os.fsencode(f.rel) for f in list_inputs(tmp_path)}
+    assert rels == {b"caf\xe9.txt", b"\xff.txt", b"ok.txt"}
+
+
+def test_the_digest_tells_listings_apart(tree):
+    from job.listing import digest
+    first = list_inputs(tree, tree / "out")
+    assert digest(first) == digest(list_inputs(tree, tree / "out"))
+    (tree / "new.txt").write_text("n")
+    assert digest(list_inputs(tree, tree / "out")) != digest(first)

@@ -1,0 +1,138 @@
+"""One run of a rank at a time per out_dir: a second is refused, a dead holder taken over."""
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+
+LOCK = "shard-00000-of-00001.lock"
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(8):
+        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
+    return source
+
+
+def start_slow(inputs, out):
+    return subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(inputs),
+                             "--out_dir", str(out), "--processor", "fault_processors:Slow",
+                             "--process_count", "1"],
+                            env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_records(out, count, timeout=30):
+    journal = out / "_manifest" / "shard-00000-of-00001.jsonl"
+    deadline = time.monotonic() + timeout
+    while not journal.exists() or len(journal.read_bytes().splitlines()) < count:
+        assert time.monotonic() < deadline, "the first run never got going"
+        time.sleep(0.05)
+
+
+def wait_until_unlocked(path, seconds):
+    deadline = time.monotonic() + seconds
+    with open(path, "rb") as stream:
+        while True:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(stream, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"still locked after {seconds} s"
+                time.sleep(0.05)
+
+
+def journal_statuses(out):
+    journal = out / "_manifest" / "shard-00000-of-00001.jsonl"
+    return [json.loads(line)["status"] for line in journal.read_bytes().splitlines()]
+
+
+def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
+    out = tmp_path / "out"
+    first = start_slow(inputs, out)
+    try:
+        wait_for_records(out, 1)
+        started = time.monotonic()
+        second = run_job("--input_dir", str(inputs), "--out_dir", str(out),
+                         "--processor", "fault_processors:Slow")
+        assert time.monotonic() - started < 10
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr
+        assert f"pid {first.pid} on host {socket.gethostname()} since " in lines[0]
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 0, stderr
+    finally:
+        first.kill()
+        first.wait()
+    assert journal_statuses(out) == ["ok"] * 8  # the first run's journal was left alone
+    assert_outputs_exact(inputs, out)
+    assert not (out / "_manifest" / LOCK).exists()
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(inputs, tmp_path):
+    out = tmp_path / "out"
+    first = start_slow(inputs, out)
+    try:
+        wait_for_records(out, 2)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+        first.wait()
+    assert (out / "_manifest" / LOCK).exists()
+    wait_until_unlocked(out / "_manifest" / LOCK, 5)  # its workers exit within 5 s of its death
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out),
+                    "--processor", "fault_processors:Slow")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"took over the lock of a run that is gone: pid {first.pid}" in rerun.stderr
+    statuses = journal_statuses(out)
+    assert len(statuses) == 8 and statuses.count("skipped") >= 2
+    assert_outputs_exact(inputs, out)
+    assert not (out / "_manifest" / LOCK).exists()
+
+
+@pytest.mark.parametrize("age, refused", [(5, True), (3600, False)])
+def test_a_holder_on_another_host_is_refused_until_its_heartbeat_is_stale(inputs, tmp_path,
+                                                                         age, refused):
+    out = tmp_path / "out"
+    (out / "_manifest").mkdir(parents=True)
+    now = time.time()
+    (out / "_manifest" / LOCK).write_text(json.dumps(
+        {"host": "node-7-that-was-preempted", "pid": 4242, "since": now - age - 60,
+         "heartbeat": now - age}))
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    if refused:
+        assert result.returncode == 2, result.stderr
+        assert "pid 4242 on host node-7-that-was-preempted" in result.stderr
+        assert not list(out.glob("*.txt"))
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "took over the lock of a run that is gone: pid 4242" in result.stderr
+        assert_outputs_exact(inputs, out)
+        assert not (out / "_manifest" / LOCK).exists()
+
+
+def test_ranks_of_one_layout_do_not_block_each_other(inputs, tmp_path):
+    out = tmp_path / "out"
+    ranks = [subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(inputs),
+                               "--out_dir", str(out), "--distribArgs.node_count", "2",
+                               "--distribArgs.node_rank", str(node)],
+                              env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for node in range(2)]
+    for rank in ranks:
+        _, stderr = rank.communicate(timeout=60)
+        assert rank.returncode == 0, stderr
+    assert not list((out / "_manifest").glob("*.lock"))
+    assert os.listdir(out / "_manifest")
