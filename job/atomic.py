@@ -42,7 +42,6 @@ _COUNT_DIGITS = 20  # writes by one process: fewer than 2**64
 NAME_KEPT = NAME_MAX - len(f".{MARK}--") - TAG_KEPT - _PID_DIGITS - _COUNT_DIGITS
 _tag = "x"
 _counter = itertools.count()
-_made_dirs: set[str] = set()
 _pid = os.getpid()
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _no_tmpfile: set[int] = set()  # devices whose file system refused O_TMPFILE
@@ -108,12 +107,6 @@ def _temp_name(final: str) -> str:
     return f"{final[:cut]}.{_short_name(final[cut:])}{MARK}{_tag}-{_pid}-{next(_counter)}"
 
 
-def _make_dirs(folder: str) -> None:
-    if folder not in _made_dirs:
-        os.makedirs(folder or ".", exist_ok=True)
-        _made_dirs.add(folder)
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -152,13 +145,20 @@ class AtomicWriter:
 
     ``stream`` is the open file. :meth:`abort` (or any failure of ``commit``)
     removes what was written and leaves ``final`` untouched. The parent
-    folders of ``final`` are created.
+    folders of ``final`` are created when missing, also when they were
+    removed after an earlier output of this process.
     """
 
     def __init__(self, final: str | os.PathLike, buffering: int = -1):
         self.final = os.fspath(final)
         folder = os.path.dirname(self.final)
-        _make_dirs(folder)
+        try:
+            self._open(folder, buffering)
+        except FileNotFoundError:  # the folder is new, or was removed since the last output
+            os.makedirs(folder or ".", exist_ok=True)
+            self._open(folder, buffering)
+
+    def _open(self, folder: str, buffering: int) -> None:
         unnamed = _open_unnamed(folder)
         self.temp = None if unnamed is not None else _temp_name(self.final)
         self.stream: BinaryIO = open(self.temp if unnamed is None else unnamed, "wb",
@@ -199,7 +199,7 @@ def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[Bin
     """Open a binary file that appears at ``final`` only if the block completes.
 
     On any exception the temporary file is removed and ``final`` is untouched.
-    The parent folders of ``final`` are created.
+    The parent folders of ``final`` are created when missing.
     """
     writer = AtomicWriter(final, buffering)
     try:

@@ -3,6 +3,7 @@
 import errno
 import itertools
 import os
+import shutil
 import signal
 
 import pytest
@@ -212,3 +213,14 @@ def test_a_tag_that_would_break_temporary_names_is_refused(tag, monkeypatch):
     monkeypatch.setattr(atomic, "_tag", atomic._tag)
     with pytest.raises(ValueError, match="temporary-name tag"):
         atomic.use_tag(tag)
+
+
+@pytest.mark.parametrize("removed", ["sub", "sub/deeper"])
+def test_a_folder_removed_after_a_write_is_made_again(tmp_path, any_way, removed):
+    final = tmp_path / "sub" / "deeper" / "out.txt"
+    for content in (b"first", b"second"):
+        with atomic.atomic_output(final) as sink:
+            sink.write(content)
+        assert final.read_bytes() == content
+        assert names(final.parent) == ["out.txt"]
+        shutil.rmtree(tmp_path / removed)
