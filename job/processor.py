@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
@@ -49,10 +49,16 @@ class DataProcessor:
         return None
 
     def rank(self) -> ranks.Rank:
-        """This process's rank: from ``distrib_args``, else from the launcher's environment."""
-        if self.distrib_args is None:
+        """This process's rank: from ``distrib_args``, else from the launcher's environment.
+
+        ``distrib_args`` is a mapping or an object with the seed's fields
+        (``DistributedPreprocessArguments``); a field that is ``None`` or
+        absent is not given, and with none given the environment decides.
+        """
+        given = _given(self.distrib_args)
+        if not given:
             return ranks.from_environment(os.environ)
-        return ranks.from_distrib_args(_as_mapping(self.distrib_args))
+        return ranks.from_distrib_args(given)
 
     def multi_process_data(self, *args, process_count: int | None = 1) -> list:
         """Call :meth:`process` over this rank's share of the list arguments.
@@ -85,10 +91,15 @@ class DataProcessor:
         return flat
 
 
-def _as_mapping(distrib_args) -> dict:
-    if isinstance(distrib_args, dict):
-        return distrib_args
-    return {key: getattr(distrib_args, key) for key in DISTRIB_KEYS if hasattr(distrib_args, key)}
+def _given(distrib_args) -> dict:
+    """The fields of ``distrib_args`` (a mapping, an object or ``None``) that are not ``None``."""
+    if distrib_args is None:
+        return {}
+    if isinstance(distrib_args, Mapping):
+        fields = distrib_args.items()
+    else:
+        fields = ((key, getattr(distrib_args, key, None)) for key in DISTRIB_KEYS)
+    return {key: value for key, value in fields if value is not None}
 
 
 def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:
