@@ -67,7 +67,7 @@ class DataInterface:
         return result
 
     def multi_process_data(self, data_processor: DataProcessor, *args,
-                           process_count: int | None = 1) -> list:
+                           process_count: int | str | None = 1) -> list:
         if data_processor.distrib_args is None:
             data_processor.distrib_args = self.distrib_args
         return data_processor.multi_process_data(*args, process_count=process_count)

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from job import (CustomArgParser, DataProcessor, DistributedPreprocessArguments,
-                 ProcessingFailed, ranks, sharding)
+from job import (CustomArgParser, DataInterface, DataProcessor, DistributedPreprocessArguments,
+                 ProcessingFailed, processor, ranks, sharding)
+from job.config import usable_cpus
+from job.pool import WorkerPool
 from job.listing import list_inputs
 
 from conftest import LAUNCHER_VARIABLES, clean_environ, reference, seed_config
@@ -135,3 +137,36 @@ def test_multi_process_data_reports_failed_calls_after_finishing_the_rest():
 def test_multi_process_data_needs_a_list():
     with pytest.raises(ValueError, match="at least one list"):
         Doubler().multi_process_data(1, 2)
+
+
+@pytest.mark.parametrize("count", [2, "2", " 2\n", "1"])
+def test_process_count_is_an_integer_or_the_text_of_one(count):
+    doubled = Doubler({"node_count": 1}).multi_process_data(list(range(6)), 2,
+                                                            process_count=count)
+    assert doubled == [v * 2 for v in range(6)]
+    assert DataInterface().multi_process_data(Doubler({"node_count": 1}), [1, 2], 3,
+                                              process_count=count) == [3, 6]
+
+
+def test_process_count_none_means_the_usable_cpus(monkeypatch):
+    started = []
+
+    def recording_pool(function, workers):
+        started.append(workers)
+        return WorkerPool(function, workers)
+
+    monkeypatch.setattr(processor, "WorkerPool", recording_pool)
+    assert Doubler({"node_count": 1}).multi_process_data(list(range(8)), 1,
+                                                         process_count=None) == list(range(8))
+    assert started == [min(8, usable_cpus())]
+
+
+@pytest.mark.parametrize("count", [0, -1, "0", "-2", "two", "", "2.5", "²", 2.5, 2.0, True, False,
+                                   [2]])
+def test_a_bad_process_count_is_a_clear_error(count):
+    for call in (lambda: Doubler({"node_count": 1}).multi_process_data([1, 2], 1,
+                                                                       process_count=count),
+                 lambda: DataInterface().multi_process_data(Doubler({"node_count": 1}), [1, 2], 1,
+                                                            process_count=count)):
+        with pytest.raises(ValueError, match=r"^process_count must be a positive integer"):
+            call()
