@@ -139,8 +139,12 @@ def _compile(compiler: list[str], target: Path) -> None:
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]
             raise Unavailable(f"{shlex.join(command)} failed (exit {done.returncode}): {first}")
-        os.chmod(temporary, 0o755)
-        os.replace(temporary, target)
+        try:
+            os.chmod(temporary, 0o755)
+            os.replace(temporary, target)
+        except OSError as error:
+            raise Unavailable(f"cannot write {str(target)!r}: {error.strerror} "
+                              "(remove it, or set AMLSHARD_CACHE)") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)

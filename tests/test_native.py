@@ -141,3 +141,15 @@ def test_the_self_test_expects_what_the_token_splitter_defines():
     from job.tokens import split_bytes
     assert native.SELF_TEST_OUTPUT == split_bytes(native.SELF_TEST_INPUT)
     assert set(b" \t\n\v\f\r") <= set(native.SELF_TEST_INPUT)
+
+
+def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh, caplog):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    path.unlink()
+    path.mkdir()  # neither loaded nor replaced by a rename
+    with caplog.at_level(logging.WARNING, logger="job"):
+        assert native.kernel() is None
+    [warning] = caplog.records
+    assert f"cannot write {str(path)!r}: Is a directory" in warning.getMessage()
+    assert sorted(os.listdir(fresh)) == [path.name]  # no temporary file left
