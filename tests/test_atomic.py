@@ -224,3 +224,30 @@ def test_a_folder_removed_after_a_write_is_made_again(tmp_path, any_way, removed
         assert final.read_bytes() == content
         assert names(final.parent) == ["out.txt"]
         shutil.rmtree(tmp_path / removed)
+
+
+@pytest.mark.parametrize("unit", [b"a", "é".encode(), "語".encode(), "😀".encode(), b"\xff",
+                                  b"\x80"])
+def test_every_name_length_up_to_name_max_has_a_temporary_name(tmp_path, monkeypatch, unit):
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    monkeypatch.setattr(atomic, "_pid", 4194304)
+    monkeypatch.setattr(atomic, "_counter", itertools.count(10 ** 19))
+    atomic.use_tag("t" * 31)  # the longest tag kept whole
+    for length in range(170, 256):
+        count = (length - 1) // len(unit)
+        raw = unit * count + b"z" * (length - len(unit) * count)  # `length` bytes
+        name = os.fsdecode(raw)
+        writer = atomic.AtomicWriter(os.path.join(tmp_path, name))
+        temp = os.fsencode(os.path.basename(writer.temp))
+        assert len(temp) <= 255
+        kept = temp.partition(os.fsencode(atomic.MARK))[0][1:]
+        if length < atomic.NAME_KEPT:
+            assert kept == raw
+        else:
+            assert len(kept) == atomic.NAME_KEPT
+            if unit[0] < 0x80 or len(unit) > 1:  # the name is UTF-8: so is what is kept of it
+                assert kept.decode().endswith(tuple("0123456789abcdef"))
+        assert atomic.remove_temps(str(tmp_path), name=name, tag="t" * 31, pid=4194304) == 1
+        writer.stream.close()
+    assert os.listdir(tmp_path) == []
