@@ -70,8 +70,9 @@ class DataProcessor:
         one; ``None``: the usable CPUs; anything else is a ``ValueError``); a
         list of length 1 and any non-list argument go to every call. Each
         call's result is flattened into one list (lists and tuples are
-        extended, anything else appended), in the order of the calls. Raises :class:`ProcessingFailed` if any call
-        raised or its worker died, after every other call finished.
+        extended, anything else appended), in the order of the calls.
+        Raises :class:`ProcessingFailed` if any call raised or its worker
+        died, after every other call finished.
         """
         wanted = _worker_count(process_count)
         calls = _shard_calls(args, self.rank())

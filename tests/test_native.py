@@ -98,7 +98,8 @@ if squeeze is None:
     print("pure Python")
 else:
     sample = b" a\\vb\\tc\\x1c\\x85\\xa0d \\r\\n"
-    out, state, count = ctypes.create_string_buffer(len(sample)), ctypes.c_int(1), ctypes.c_size_t(0)
+    out = ctypes.create_string_buffer(len(sample))
+    state, count = ctypes.c_int(1), ctypes.c_size_t(0)
     size = squeeze(sample, len(sample), out, ctypes.byref(state), ctypes.byref(count))
     print("compiled", out.raw[:size] == split_bytes(sample))
 """

@@ -78,10 +78,11 @@ def test_seed_parser_gives_an_empty_mapping_without_distrib_args(tmp_path, corpu
 
 
 def test_distrib_arguments_given_in_part_take_the_seeds_defaults_for_the_rest():
-    assert DistributedPreprocessArguments(node_count=5, node_rank=3) == DistributedPreprocessArguments(
+    arguments = DistributedPreprocessArguments
+    assert arguments(node_count=5, node_rank=3) == arguments(
         local_rank=0, global_rank=0, world_size=1, node_count=5, local_size=1, node_rank=3)
-    assert DistributedPreprocessArguments(global_rank=3, local_size=2, node_count=2).node_rank is None
-    rank = Doubler(DistributedPreprocessArguments(global_rank=3, local_size=2, node_count=2)).rank()
+    assert arguments(global_rank=3, local_size=2, node_count=2).node_rank is None
+    rank = Doubler(arguments(global_rank=3, local_size=2, node_count=2)).rank()
     assert (rank.node_rank, rank.local_rank, rank.shard_index, rank.shard_count) == (1, 0, 2, 4)
 
 
