@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
 MARK = ".partial-"
-NAME_MAX = 255  # bytes in one file name, on Linux's file systems and blobfuse
+NAME_MAX = 255  # bytes in one file name: Linux's NAME_MAX
 #: Longest tag kept whole is one byte less; longer tags are shortened to this many bytes.
 TAG_KEPT = 32
 _PID_DIGITS = 10  # Linux pids have at most 7

@@ -21,6 +21,29 @@ def way(request, monkeypatch):
     return request.param
 
 
+def _refuse_o_tmpfile(monkeypatch):
+    """Make every O_TMPFILE open fail as blobfuse and NFS answer it."""
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "_no_tmpfile", set())
+    monkeypatch.setattr(atomic.os, "open", refusing_open)
+
+
+@pytest.fixture(params=["unnamed", "named", "refused"])
+def any_way(request, monkeypatch):
+    """Every way of writing: O_TMPFILE, no O_TMPFILE, and a file system that refuses it."""
+    if request.param == "named":
+        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    elif request.param == "refused":
+        _refuse_o_tmpfile(monkeypatch)
+    return request.param
+
+
 def names(folder):
     return sorted(os.listdir(folder))
 
@@ -67,15 +90,7 @@ def test_a_process_killed_mid_write_leaves_nothing_with_o_tmpfile(tmp_path):
 
 
 def test_a_file_system_that_refuses_o_tmpfile_gets_a_temporary_name(tmp_path, monkeypatch):
-    real_open = os.open
-
-    def refusing_open(path, flags, *args, **kwargs):  # as blobfuse and NFS answer
-        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(atomic, "_no_tmpfile", set())
-    monkeypatch.setattr(atomic.os, "open", refusing_open)
+    _refuse_o_tmpfile(monkeypatch)
     for name in ("a.txt", "b.txt"):
         with atomic.atomic_output(tmp_path / name) as sink:
             sink.write(name.encode())
@@ -118,29 +133,6 @@ LONG_NAMES = {
 @pytest.fixture(params=sorted(LONG_NAMES))
 def long_name(request) -> str:
     return os.fsdecode(LONG_NAMES[request.param])
-
-
-def _refuse_o_tmpfile(monkeypatch):
-    """Make every O_TMPFILE open fail as blobfuse and NFS answer it."""
-    real_open = os.open
-
-    def refusing_open(path, flags, *args, **kwargs):
-        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(atomic, "_no_tmpfile", set())
-    monkeypatch.setattr(atomic.os, "open", refusing_open)
-
-
-@pytest.fixture(params=["unnamed", "named", "refused"])
-def any_way(request, monkeypatch):
-    """Every way of writing: O_TMPFILE, no O_TMPFILE, and a file system that refuses it."""
-    if request.param == "named":
-        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
-    elif request.param == "refused":
-        _refuse_o_tmpfile(monkeypatch)
-    return request.param
 
 
 def test_a_long_name_is_written_then_replaced(tmp_path, any_way, long_name, monkeypatch):
