@@ -20,16 +20,34 @@ from .listing import list_inputs
 from .processor import DataProcessor
 
 
+#: The seed's value of each field of :class:`DistributedPreprocessArguments` not given.
+SEED_DEFAULTS = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count": 1,
+                 "local_size": 1, "node_rank": None}
+
+
 @dataclass
 class DistributedPreprocessArguments:
-    """The seed's rank description; ``node_rank=None`` means ``global_rank // local_size``."""
+    """The seed's rank description, as ``distribArgs`` gives it (``None``: not given).
 
-    local_rank: int = 0
-    global_rank: int = 0
-    world_size: int = 1
-    node_count: int = 1
-    local_size: int = 1
+    With no field given, a processor takes its rank from the launcher's
+    environment, as with ``distrib_args=None``; ``DistributedPreprocessArguments(
+    **config["distribArgs"])`` means that when the config has no ``distribArgs``.
+    With some given, the others take the seed's defaults (:data:`SEED_DEFAULTS`);
+    ``node_rank=None`` then means ``global_rank // local_size``.
+    """
+
+    local_rank: int | None = None
+    global_rank: int | None = None
+    world_size: int | None = None
+    node_count: int | None = None
+    local_size: int | None = None
     node_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if any(getattr(self, key) is not None for key in SEED_DEFAULTS):
+            for key, default in SEED_DEFAULTS.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, default)
 
 
 class DataInterface:
@@ -49,7 +67,7 @@ class DataInterface:
         return result
 
     def multi_process_data(self, data_processor: DataProcessor, *args,
-                           process_count: int | None = 1) -> list:
+                           process_count: int | str | None = 1) -> list:
         if data_processor.distrib_args is None:
             data_processor.distrib_args = self.distrib_args
         return data_processor.multi_process_data(*args, process_count=process_count)
@@ -61,7 +79,9 @@ class CustomArgParser:
     The file is ``--config_path`` (or ``--config``), else ``default_yamlfile``.
     Keys of ``python -m job`` are checked and get their defaults; other keys of
     the file are kept as they are, so a processor can read its own settings.
-    On a bad file or key, :meth:`parse` prints one line and exits with code 2.
+    ``distribArgs`` is a mapping, empty when neither the file nor the command
+    line gives it. On a bad file or key, :meth:`parse` prints one line and
+    exits with code 2.
     """
 
     def __init__(self, yaml_file_arg_key: str = "config_path",
@@ -95,4 +115,6 @@ class CustomArgParser:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        if checked["distribArgs"] is None:
+            checked["distribArgs"] = {}
         return {**checked, **own}

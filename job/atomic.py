@@ -13,11 +13,19 @@ file-system-wide lock (a rename across folders does, and serializes the
 workers). Dotfiles are never listed as inputs. ``TAG`` names the rank (set by
 the runner with :func:`use_tag`) and ``PID`` the writing process, so that
 :func:`remove_temps` can clear what a killed worker or rank left behind.
+
+A temporary name always fits ``NAME_MAX`` (255 bytes), whatever the output's
+name: a ``NAME`` of :data:`NAME_KEPT` bytes or more is cut to its first bytes
+(never inside a UTF-8 character), ``~`` and a hash of the whole name,
+:data:`NAME_KEPT` bytes in all, and so is a ``TAG`` of :data:`TAG_KEPT` bytes
+or more. Names shorter than that are kept whole, so no two names share a
+temporary name (short of a 128-bit hash collision).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import os
 import shutil
@@ -25,9 +33,15 @@ from contextlib import contextmanager
 from typing import BinaryIO, Iterator
 
 MARK = ".partial-"
+NAME_MAX = 255  # bytes in one file name: Linux's NAME_MAX
+#: Longest tag kept whole is one byte less; longer tags are shortened to this many bytes.
+TAG_KEPT = 32
+_PID_DIGITS = 10  # Linux pids have at most 7
+_COUNT_DIGITS = 20  # writes by one process: fewer than 2**64
+#: Longest output name kept whole in a temporary name is one byte less (180 bytes).
+NAME_KEPT = NAME_MAX - len(f".{MARK}--") - TAG_KEPT - _PID_DIGITS - _COUNT_DIGITS
 _tag = "x"
 _counter = itertools.count()
-_made_dirs: set[str] = set()
 _pid = os.getpid()
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 _no_tmpfile: set[int] = set()  # devices whose file system refused O_TMPFILE
@@ -47,20 +61,50 @@ if hasattr(os, "register_at_fork"):  # a spawned child imports this module afres
 
 
 def use_tag(tag: str) -> None:
-    """Tag this process's temporary names (and its workers') with ``tag``, e.g. the rank."""
+    """Tag this process's temporary names (and its workers') with ``tag``, e.g. the rank.
+
+    ``tag`` is not empty and holds no ``/``, NUL or ``.partial-``; raises ``ValueError``.
+    """
     global _tag
-    _tag = tag
+    if not tag or os.sep in tag or "\0" in tag or MARK in tag:
+        raise ValueError(f"a temporary-name tag must be a non-empty name without {os.sep!r}, "
+                         f"NUL or {MARK!r}; got {tag!r}")
+    _tag = _short_tag(tag)
+
+
+def _fit(name: str, kept: int, digits: int) -> str:
+    """``name`` if shorter than ``kept`` bytes; else ``kept`` bytes: its start, ``~``, a hash.
+
+    The hash (``digits`` hex digits or a few more) is of all of ``name``'s
+    bytes, so names that differ only past the cut stay apart; the cut backs
+    off to the start of a UTF-8 character. Bytes that are not UTF-8 come and
+    go as ``os.fsdecode`` / ``os.fsencode`` map them, so the result round-trips.
+    """
+    if len(name) * 4 < kept:  # at most 4 bytes per character: short, whatever it holds
+        return name
+    raw = os.fsencode(name)
+    if len(raw) < kept:
+        return name
+    cut = kept - 1 - digits
+    for _ in range(3):
+        if raw[cut] & 0xC0 != 0x80:  # not a UTF-8 continuation byte
+            break
+        cut -= 1
+    digest = hashlib.sha256(raw).hexdigest()[:kept - 1 - cut]
+    return os.fsdecode(raw[:cut] + b"~" + digest.encode())
+
+
+def _short_name(name: str) -> str:
+    return _fit(name, NAME_KEPT, 32)
+
+
+def _short_tag(tag: str) -> str:
+    return _fit(tag, TAG_KEPT, 16)
 
 
 def _temp_name(final: str) -> str:
     cut = final.rfind(os.sep) + 1
-    return f"{final[:cut]}.{final[cut:]}{MARK}{_tag}-{_pid}-{next(_counter)}"
-
-
-def _make_dirs(folder: str) -> None:
-    if folder not in _made_dirs:
-        os.makedirs(folder or ".", exist_ok=True)
-        _made_dirs.add(folder)
+    return f"{final[:cut]}.{_short_name(final[cut:])}{MARK}{_tag}-{_pid}-{next(_counter)}"
 
 
 def _unlink(path: str) -> None:
@@ -101,13 +145,20 @@ class AtomicWriter:
 
     ``stream`` is the open file. :meth:`abort` (or any failure of ``commit``)
     removes what was written and leaves ``final`` untouched. The parent
-    folders of ``final`` are created.
+    folders of ``final`` are created when missing, also when they were
+    removed after an earlier output of this process.
     """
 
     def __init__(self, final: str | os.PathLike, buffering: int = -1):
         self.final = os.fspath(final)
         folder = os.path.dirname(self.final)
-        _make_dirs(folder)
+        try:
+            self._open(folder, buffering)
+        except FileNotFoundError:  # the folder is new, or was removed since the last output
+            os.makedirs(folder or ".", exist_ok=True)
+            self._open(folder, buffering)
+
+    def _open(self, folder: str, buffering: int) -> None:
         unnamed = _open_unnamed(folder)
         self.temp = None if unnamed is not None else _temp_name(self.final)
         self.stream: BinaryIO = open(self.temp if unnamed is None else unnamed, "wb",
@@ -148,7 +199,7 @@ def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[Bin
     """Open a binary file that appears at ``final`` only if the block completes.
 
     On any exception the temporary file is removed and ``final`` is untouched.
-    The parent folders of ``final`` are created.
+    The parent folders of ``final`` are created when missing.
     """
     writer = AtomicWriter(final, buffering)
     try:
@@ -163,19 +214,24 @@ def remove_temps(folder: str, name: str | None = None, tag: str | None = None,
                  pid: int | None = None) -> int:
     """Remove temporary files in ``folder``: of output ``name``, rank ``tag``, process ``pid``.
 
-    Each filter applies only when given. Returns how many were removed.
+    Each filter applies only when given; ``name`` and ``tag`` are the output's
+    name and the tag as given to :func:`use_tag`, before any shortening.
+    Returns how many were removed.
     """
     try:
         entries = os.listdir(folder or ".")
     except OSError:
         return 0
+    base_wanted = None if name is None else "." + _short_name(name)
+    tag_wanted = None if tag is None else _short_tag(tag)
     removed = 0
     for entry in entries:
         base, mark, owner = entry.rpartition(MARK)
         if not mark or not base.startswith("."):
             continue
         owner_tag, _, rest = owner.rpartition("-")[0].rpartition("-")
-        if ((name is not None and base != "." + name) or (tag is not None and owner_tag != tag)
+        if ((base_wanted is not None and base != base_wanted)
+                or (tag_wanted is not None and owner_tag != tag_wanted)
                 or (pid is not None and rest != str(pid))):
             continue
         _unlink(os.path.join(folder, entry))

@@ -10,11 +10,15 @@ The library is cached under ``$AMLSHARD_CACHE`` (default
 ``$XDG_CACHE_HOME/amlshard``, else ``~/.cache/amlshard``), named by a digest
 of the source, the compiler command and the machine, and written under a
 temporary name then renamed, so ranks that start together on one node may
-build it at once. Set ``AMLSHARD_NATIVE=0`` to use the pure-Python kernel.
+build it at once. A loaded kernel must pass a self-test (:data:`SELF_TEST_INPUT`
+must give :data:`SELF_TEST_OUTPUT`); a cached library that cannot be loaded
+or fails it (a truncated or corrupt file) is compiled once more, replacing
+it. Set ``AMLSHARD_NATIVE=0`` to use the pure-Python kernel.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import functools
 import hashlib
@@ -37,6 +41,12 @@ log = logging.getLogger("job")
 #: ``(in, n, out, after_whitespace*, newlines*) -> bytes written``; see squeeze.c.
 Squeeze = Callable[..., int]
 
+#: Every ASCII whitespace byte, alone and in runs, at both ends and between tokens
+#: that hold bytes other splitters take for whitespace (0x1c-0x1f, 0x85, 0xa0), NUL, 0xff.
+SELF_TEST_INPUT = b"\r\n a\x00b\t\tc\x1c\x1d\x1e\x1fd\ve\f\x85\xa0f \xff\x80\n\v\f\r\t "
+#: Its output as ``job.tokens.split_bytes`` defines it (each token, then a newline).
+SELF_TEST_OUTPUT = b"".join(token + b"\n" for token in SELF_TEST_INPUT.split())
+
 
 class Unavailable(Exception):
     """Why the compiled kernel cannot be used; the message is one line."""
@@ -54,11 +64,24 @@ def kernel() -> Optional[Squeeze]:
         log.debug("token kernel: pure Python (AMLSHARD_NATIVE=0)")
         return None
     try:
-        return _load(build())
+        return _obtain()
     except Unavailable as reason:
         log.warning("token kernel: pure Python, about 2.5x slower than the compiled one: %s",
                     reason)
         return None
+
+
+def _obtain() -> Squeeze:
+    """The cached kernel, or a freshly compiled one where there is none or it is unusable."""
+    compiler = _compiler()
+    target = _target(compiler)
+    if target.exists():
+        try:
+            return _load(target)
+        except Unavailable as reason:
+            log.info("token kernel: %s; compiling it again", reason)
+    _compile(compiler, target)
+    return _load(target)
 
 
 def cache_dir() -> Path:
@@ -71,19 +94,34 @@ def cache_dir() -> Path:
 
 def build() -> Path:
     """The path of the compiled kernel, compiling it first if it is not cached."""
+    compiler = _compiler()
+    target = _target(compiler)
+    if not target.exists():
+        _compile(compiler, target)
+    return target
+
+
+def _compiler() -> list[str]:
     compiler = shlex.split(os.environ.get("CC") or "cc")
     if not compiler or shutil.which(compiler[0]) is None:
         raise Unavailable(f"no C compiler {' '.join(compiler) or 'cc'!r} on PATH "
                           "(install gcc, or set CC)")
+    return compiler
+
+
+def _target(compiler: list[str]) -> Path:
+    """Where the kernel built by ``compiler`` from the current source is cached."""
     try:
         source = SOURCE.read_bytes()
     except OSError as error:
         raise Unavailable(f"cannot read {SOURCE}: {error.strerror}") from None
     digest = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(),
                                         platform.machine().encode()])).hexdigest()[:16]
-    target = cache_dir() / f"squeeze-{digest}.so"
-    if target.exists():
-        return target
+    return cache_dir() / f"squeeze-{digest}.so"
+
+
+def _compile(compiler: list[str], target: Path) -> None:
+    """Compile the kernel to a temporary file, then rename it to ``target`` (replacing it)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -101,22 +139,59 @@ def build() -> Path:
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no message"])[0]
             raise Unavailable(f"{shlex.join(command)} failed (exit {done.returncode}): {first}")
-        os.chmod(temporary, 0o755)
-        os.replace(temporary, target)
+        try:
+            os.chmod(temporary, 0o755)
+            os.replace(temporary, target)
+        except OSError as error:
+            raise Unavailable(f"cannot write {str(target)!r}: {error.strerror} "
+                              "(remove it, or set AMLSHARD_CACHE)") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
     log.debug("token kernel: compiled %s", target)
-    return target
 
 
 def _load(path: Path) -> Squeeze:
+    """The kernel of the library ``path``, once it passed the self-test."""
     try:
         library = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
+    try:
         function = library.amlshard_squeeze
-    except (OSError, AttributeError) as error:
+    except AttributeError as error:
+        _unload(library)
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
     function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                          ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t)]
     function.restype = ctypes.c_size_t
+    if not _passes_self_test(function):
+        _unload(library)
+        raise Unavailable(f"{str(path)!r} fails its self-test: its tokens differ from "
+                          "bytes.split()'s")
     return function
+
+
+def _unload(library: ctypes.CDLL) -> None:
+    """Close ``library``, so that loading its path again reads the file anew.
+
+    The dynamic loader hands out a library already loaded under the same
+    path without looking at the file, even when the file was replaced.
+    """
+    close = getattr(_ctypes, "dlclose", None)  # POSIX only
+    if close is not None:
+        close(library._handle)
+
+
+def _passes_self_test(squeeze: Squeeze) -> bool:
+    """Whether ``squeeze`` gives :data:`SELF_TEST_OUTPUT`, whole and cut in two anywhere."""
+    data = SELF_TEST_INPUT
+    out = ctypes.create_string_buffer(len(data))
+    for cut in range(len(data) + 1):
+        state, newlines, written = ctypes.c_int(1), ctypes.c_size_t(0), b""
+        for piece in (data[:cut], data[cut:]):
+            size = squeeze(piece, len(piece), out, ctypes.byref(state), ctypes.byref(newlines))
+            written += out.raw[:size]
+        if (written, newlines.value, state.value) != (SELF_TEST_OUTPUT, len(data.split()), 1):
+            return False
+    return True

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import os
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
@@ -49,26 +50,35 @@ class DataProcessor:
         return None
 
     def rank(self) -> ranks.Rank:
-        """This process's rank: from ``distrib_args``, else from the launcher's environment."""
-        if self.distrib_args is None:
-            return ranks.from_environment(os.environ)
-        return ranks.from_distrib_args(_as_mapping(self.distrib_args))
+        """This process's rank: from ``distrib_args``, else from the launcher's environment.
 
-    def multi_process_data(self, *args, process_count: int | None = 1) -> list:
+        ``distrib_args`` is a mapping or an object with the seed's fields
+        (``DistributedPreprocessArguments``); a field that is ``None`` or
+        absent is not given, and with none given the environment decides.
+        """
+        given = _given(self.distrib_args)
+        if not given:
+            return ranks.from_environment(os.environ)
+        return ranks.from_distrib_args(given)
+
+    def multi_process_data(self, *args, process_count: int | str | None = 1) -> list:
         """Call :meth:`process` over this rank's share of the list arguments.
 
         List arguments (all of one length) are sharded across ranks
         (contiguous blocks, as ``shard_strategy: contiguous``), then spread
-        over ``process_count`` worker processes; a list of length 1 and any
-        non-list argument go to every call. Each call's result is flattened
-        into one list (lists and tuples are extended, anything else appended),
-        in the order of the calls. Raises :class:`ProcessingFailed` if any call
-        raised or its worker died, after every other call finished.
+        over ``process_count`` worker processes (an integer, or the text of
+        one; ``None``: the usable CPUs; anything else is a ``ValueError``); a
+        list of length 1 and any non-list argument go to every call. Each
+        call's result is flattened into one list (lists and tuples are
+        extended, anything else appended), in the order of the calls.
+        Raises :class:`ProcessingFailed` if any call raised or its worker
+        died, after every other call finished.
         """
+        wanted = _worker_count(process_count)
         calls = _shard_calls(args, self.rank())
         results: dict[int, Any] = {}
         failures: dict[int, str] = {}
-        workers = min(process_count or usable_cpus(), max(1, len(calls)))
+        workers = min(wanted, max(1, len(calls)))
         with WorkerPool(self.process, workers) as pool:
             for outcome in pool.imap(enumerate(calls)):
                 if outcome.ok:
@@ -85,10 +95,35 @@ class DataProcessor:
         return flat
 
 
-def _as_mapping(distrib_args) -> dict:
-    if isinstance(distrib_args, dict):
-        return distrib_args
-    return {key: getattr(distrib_args, key) for key in DISTRIB_KEYS if hasattr(distrib_args, key)}
+def _worker_count(process_count: Any) -> int:
+    """``process_count`` as a number of workers: an integer >= 1 or its text; ``None``: the CPUs."""
+    if process_count is None:
+        return usable_cpus()
+    count = 0
+    if isinstance(process_count, str):
+        text = process_count.strip()
+        if text.isascii() and text.isdigit():
+            count = int(text)
+    elif not isinstance(process_count, bool):
+        try:
+            count = operator.index(process_count)  # int, or an integer type such as numpy's
+        except TypeError:
+            pass
+    if count < 1:
+        raise ValueError(f"process_count must be a positive integer (or None: the usable CPUs), "
+                         f"got {process_count!r}")
+    return count
+
+
+def _given(distrib_args) -> dict:
+    """The fields of ``distrib_args`` (a mapping, an object or ``None``) that are not ``None``."""
+    if distrib_args is None:
+        return {}
+    if isinstance(distrib_args, Mapping):
+        fields = distrib_args.items()
+    else:
+        fields = ((key, getattr(distrib_args, key, None)) for key in DISTRIB_KEYS)
+    return {key: value for key, value in fields if value is not None}
 
 
 def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:

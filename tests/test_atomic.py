@@ -1,7 +1,9 @@
 """Outputs appear whole or not at all, with an unnamed file or with a temporary name."""
 
 import errno
+import itertools
 import os
+import shutil
 import signal
 
 import pytest
@@ -16,6 +18,29 @@ def way(request, monkeypatch):
         monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
     else:
         assert atomic._O_TMPFILE, "Linux has O_TMPFILE"
+    return request.param
+
+
+def _refuse_o_tmpfile(monkeypatch):
+    """Make every O_TMPFILE open fail as blobfuse and NFS answer it."""
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "_no_tmpfile", set())
+    monkeypatch.setattr(atomic.os, "open", refusing_open)
+
+
+@pytest.fixture(params=["unnamed", "named", "refused"])
+def any_way(request, monkeypatch):
+    """Every way of writing: O_TMPFILE, no O_TMPFILE, and a file system that refuses it."""
+    if request.param == "named":
+        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    elif request.param == "refused":
+        _refuse_o_tmpfile(monkeypatch)
     return request.param
 
 
@@ -65,15 +90,7 @@ def test_a_process_killed_mid_write_leaves_nothing_with_o_tmpfile(tmp_path):
 
 
 def test_a_file_system_that_refuses_o_tmpfile_gets_a_temporary_name(tmp_path, monkeypatch):
-    real_open = os.open
-
-    def refusing_open(path, flags, *args, **kwargs):  # as blobfuse and NFS answer
-        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(atomic, "_no_tmpfile", set())
-    monkeypatch.setattr(atomic.os, "open", refusing_open)
+    _refuse_o_tmpfile(monkeypatch)
     for name in ("a.txt", "b.txt"):
         with atomic.atomic_output(tmp_path / name) as sink:
             sink.write(name.encode())
@@ -98,3 +115,131 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Long names: the Linux NAME_MAX is 255 bytes, and a temporary name must fit it too.
+LONG_NAMES = {
+    "ascii-200": b"a" * 196 + b".txt",
+    "ascii-235": b"b" * 231 + b".txt",
+    "ascii-255": b"c" * 251 + b".txt",
+    "utf8-2byte-255": "é".encode() * 126 + b"abc",       # a cut may fall inside a character
+    "utf8-3byte-254": "語".encode() * 84 + b".tx",
+    "utf8-4byte-255": "😀".encode() * 63 + b"end",
+    "invalid-utf8-255": b"\xff\xfe" * 100 + b"\x80" * 50 + b"\xc3.txt",
+    "invalid-utf8-201": b"\xe9t\xe9" * 67,
+}
+
+
+@pytest.fixture(params=sorted(LONG_NAMES))
+def long_name(request) -> str:
+    return os.fsdecode(LONG_NAMES[request.param])
+
+
+def test_a_long_name_is_written_then_replaced(tmp_path, any_way, long_name, monkeypatch):
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    atomic.use_tag("12345of99999")
+    final = os.path.join(tmp_path, long_name)
+    for content in (b"first", b"second", b"third"):
+        writer = atomic.AtomicWriter(final, buffering=0)
+        writer.stream.write(content)
+        if writer.temp is not None:  # the temporary name is there now, and fits NAME_MAX
+            temp = os.path.basename(writer.temp)
+            assert len(os.fsencode(temp)) <= 255 and temp in os.listdir(tmp_path)
+        writer.commit()
+        assert os.listdir(tmp_path) == [long_name]
+        with open(final, "rb") as stream:
+            assert stream.read() == content
+
+
+def test_remove_temps_finds_the_temporary_files_of_a_long_name(tmp_path, long_name, monkeypatch):
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    atomic.use_tag("3of5")
+    neighbour = os.fsdecode(os.fsencode(long_name)[:-1] + b"_")  # differs in its last byte
+    writers = [atomic.AtomicWriter(os.path.join(tmp_path, n)) for n in (long_name, neighbour)]
+    assert atomic.remove_temps(str(tmp_path), name=long_name, tag="4of5") == 0
+    assert atomic.remove_temps(str(tmp_path), name=long_name, pid=os.getpid() + 1) == 0
+    assert atomic.remove_temps(str(tmp_path), name=long_name, tag="3of5", pid=os.getpid()) == 1
+    assert os.listdir(tmp_path) == [os.path.basename(writers[1].temp)]
+    assert atomic.remove_temps(str(tmp_path), tag="3of5") == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_temporary_names_fit_name_max_with_the_longest_tag_pid_and_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    monkeypatch.setattr(atomic, "_pid", 4194304)  # the largest pid_max Linux allows
+    monkeypatch.setattr(atomic, "_counter", itertools.count(10 ** 19))
+    tag = "9" * 200  # tags longer than a temporary name can hold are shortened too
+    atomic.use_tag(tag)
+    base = b"x" * 240
+    names = [os.fsdecode(base + end) for end in (b"a" * 15, b"b" * 15, b"\xff" * 15)]
+    temps = set()
+    for name in names:  # differ only past where a temporary name cuts them
+        writer = atomic.AtomicWriter(os.path.join(tmp_path, name))
+        temp = os.path.basename(writer.temp)
+        assert len(os.fsencode(temp)) <= 255 and os.fsdecode(os.fsencode(temp)) == temp
+        temps.add(temp.partition(atomic.MARK)[0])
+    assert len(temps) == 3  # three outputs, three temporary names
+    for name in names:
+        assert atomic.remove_temps(str(tmp_path), name=name, tag=tag, pid=4194304) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_shortened_name_never_stands_for_a_name_kept_whole(tmp_path, monkeypatch):
+    """A name as long as a shortened one is shortened too, so no two outputs share one."""
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    long_name = "L" * 250
+    writer = atomic.AtomicWriter(os.path.join(tmp_path, long_name))
+    lookalike = os.path.basename(writer.temp).partition(atomic.MARK)[0][1:]  # whatever fits
+    other = atomic.AtomicWriter(os.path.join(tmp_path, lookalike))
+    assert atomic.remove_temps(str(tmp_path), name=lookalike) == 1
+    assert os.listdir(tmp_path) == [os.path.basename(writer.temp)]
+    other.abort()
+    writer.abort()
+
+
+
+@pytest.mark.parametrize("tag", ["", "a/b", "a\0b", "x.partial-y"])
+def test_a_tag_that_would_break_temporary_names_is_refused(tag, monkeypatch):
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    with pytest.raises(ValueError, match="temporary-name tag"):
+        atomic.use_tag(tag)
+
+
+@pytest.mark.parametrize("removed", ["sub", "sub/deeper"])
+def test_a_folder_removed_after_a_write_is_made_again(tmp_path, any_way, removed):
+    final = tmp_path / "sub" / "deeper" / "out.txt"
+    for content in (b"first", b"second"):
+        with atomic.atomic_output(final) as sink:
+            sink.write(content)
+        assert final.read_bytes() == content
+        assert names(final.parent) == ["out.txt"]
+        shutil.rmtree(tmp_path / removed)
+
+
+@pytest.mark.parametrize("unit", [b"a", "é".encode(), "語".encode(), "😀".encode(), b"\xff",
+                                  b"\x80"])
+def test_every_name_length_up_to_name_max_has_a_temporary_name(tmp_path, monkeypatch, unit):
+    monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    monkeypatch.setattr(atomic, "_tag", atomic._tag)
+    monkeypatch.setattr(atomic, "_pid", 4194304)
+    monkeypatch.setattr(atomic, "_counter", itertools.count(10 ** 19))
+    atomic.use_tag("t" * 31)  # the longest tag kept whole
+    for length in range(170, 256):
+        count = (length - 1) // len(unit)
+        raw = unit * count + b"z" * (length - len(unit) * count)  # `length` bytes
+        name = os.fsdecode(raw)
+        writer = atomic.AtomicWriter(os.path.join(tmp_path, name))
+        temp = os.fsencode(os.path.basename(writer.temp))
+        assert len(temp) <= 255
+        kept = temp.partition(os.fsencode(atomic.MARK))[0][1:]
+        if length < atomic.NAME_KEPT:
+            assert kept == raw
+        else:
+            assert len(kept) == atomic.NAME_KEPT
+            if unit[0] < 0x80 or len(unit) > 1:  # the name is UTF-8: so is what is kept of it
+                assert kept.decode().endswith(tuple("0123456789abcdef"))
+        assert atomic.remove_temps(str(tmp_path), name=name, tag="t" * 31, pid=4194304) == 1
+        writer.stream.close()
+    assert os.listdir(tmp_path) == []

@@ -87,3 +87,70 @@ def test_the_job_is_byte_exact_with_either_kernel(tmp_path, corpus, setting):
         assert warned == []
     built = os.listdir(tmp_path / "cache") if (tmp_path / "cache").exists() else []
     assert len(built) == (0 if setting else 1)
+
+
+KERNEL = """
+import ctypes
+from job import native
+from job.tokens import split_bytes
+squeeze = native.kernel()
+if squeeze is None:
+    print("pure Python")
+else:
+    sample = b" a\\vb\\tc\\x1c\\x85\\xa0d \\r\\n"
+    out = ctypes.create_string_buffer(len(sample))
+    state, count = ctypes.c_int(1), ctypes.c_size_t(0)
+    size = squeeze(sample, len(sample), out, ctypes.byref(state), ctypes.byref(count))
+    print("compiled", out.raw[:size] == split_bytes(sample))
+"""
+
+
+def _kernel_in_a_fresh_process(cache, count=1):
+    starts = [subprocess.Popen([sys.executable, "-c", KERNEL], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True, env=clean_environ(AMLSHARD_CACHE=str(cache)))
+              for _ in range(count)]
+    answers = [start.communicate(timeout=120)[0].strip() for start in starts]
+    assert all(start.returncode == 0 for start in starts)
+    return answers
+
+
+@pytest.mark.parametrize("content", [b"", b"\x7fELF\x02\x01garbage", b"not a library at all\n"])
+@pytest.mark.parametrize("ranks", [1, 4])
+def test_a_corrupt_cached_kernel_is_built_again(fresh, content, ranks):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    path.write_bytes(content)
+    assert _kernel_in_a_fresh_process(fresh, ranks) == ["compiled True"] * ranks
+    assert os.listdir(fresh) == [path.name]  # rebuilt in place, no temporary file left
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x7fELF"
+    assert _kernel_in_a_fresh_process(fresh) == ["compiled True"]
+
+
+def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, tmp_path):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    wrong = tmp_path / "wrong.c"  # a library that loads, but takes \v for a token byte
+    wrong.write_text(native.SOURCE.read_text().replace("['\\v'] = 1, ", ""))
+    assert wrong.read_text() != native.SOURCE.read_text()
+    subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(wrong)], check=True)
+    built = path.read_bytes()
+    assert _kernel_in_a_fresh_process(fresh, 2) == ["compiled True"] * 2
+    assert path.read_bytes() != built and os.listdir(fresh) == [path.name]
+
+
+def test_the_self_test_expects_what_the_token_splitter_defines():
+    from job.tokens import split_bytes
+    assert native.SELF_TEST_OUTPUT == split_bytes(native.SELF_TEST_INPUT)
+    assert set(b" \t\n\v\f\r") <= set(native.SELF_TEST_INPUT)
+
+
+def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh, caplog):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    path.unlink()
+    path.mkdir()  # neither loaded nor replaced by a rename
+    with caplog.at_level(logging.WARNING, logger="job"):
+        assert native.kernel() is None
+    [warning] = caplog.records
+    assert f"cannot write {str(path)!r}: Is a directory" in warning.getMessage()
+    assert sorted(os.listdir(fresh)) == [path.name]  # no temporary file left

@@ -1,15 +1,19 @@
 """The seed's (PyMarlin's) Python usage, as a user's script run in a subprocess."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from job import DataProcessor, ProcessingFailed, sharding
+from job import (CustomArgParser, DataInterface, DataProcessor, DistributedPreprocessArguments,
+                 ProcessingFailed, processor, ranks, sharding)
+from job.config import usable_cpus
+from job.pool import WorkerPool
 from job.listing import list_inputs
 
-from conftest import clean_environ, reference, seed_config
+from conftest import LAUNCHER_VARIABLES, clean_environ, reference, seed_config
 
 SCRIPT = '''
 import json, os
@@ -51,6 +55,55 @@ def test_seed_script_processes_its_shard(tmp_path, corpus, extra, node):
         assert (tmp_path / "out" / name).read_bytes() == reference((corpus / name).read_bytes())
 
 
+@pytest.mark.parametrize("launcher, shard, shards", [({}, 0, 1),
+                                                     ({"RANK": "1", "WORLD_SIZE": "2"}, 1, 2)])
+def test_seed_script_without_distrib_args_takes_its_rank_from_the_launcher(tmp_path, corpus,
+                                                                          launcher, shard, shards):
+    config = seed_config(corpus, process_count=2).partition("distribArgs:")[0]
+    (tmp_path / "config_prod.yaml").write_text(config)
+    (tmp_path / "preprocess.py").write_text(SCRIPT)
+    result = subprocess.run([sys.executable, "preprocess.py"], cwd=tmp_path,
+                            env=clean_environ(**launcher), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    listing = [f.rel for f in list_inputs(corpus)]
+    assert json.loads(result.stdout) == sharding.plan(listing, None, shard, shards)
+
+
+def test_seed_parser_gives_an_empty_mapping_without_distrib_args(tmp_path, corpus):
+    (tmp_path / "config_prod.yaml").write_text(seed_config(corpus).partition("distribArgs:")[0])
+    parser = CustomArgParser(default_yamlfile=str(tmp_path / "config_prod.yaml"))
+    assert parser.parse([])["distribArgs"] == {}
+    assert parser.parse(["--distribArgs.node_count", "2"])["distribArgs"] == {"node_count": 2}
+
+
+def test_distrib_arguments_given_in_part_take_the_seeds_defaults_for_the_rest():
+    arguments = DistributedPreprocessArguments
+    assert arguments(node_count=5, node_rank=3) == arguments(
+        local_rank=0, global_rank=0, world_size=1, node_count=5, local_size=1, node_rank=3)
+    assert arguments(global_rank=3, local_size=2, node_count=2).node_rank is None
+    rank = Doubler(arguments(global_rank=3, local_size=2, node_count=2)).rank()
+    assert (rank.node_rank, rank.local_rank, rank.shard_index, rank.shard_count) == (1, 0, 2, 4)
+
+
+@pytest.mark.parametrize("environ, shard, shards", [
+    ({}, 0, 1), ({"RANK": "1", "WORLD_SIZE": "2"}, 1, 2),
+    ({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3"}, 2, 3)])
+def test_distrib_arguments_given_nothing_mean_the_launchers_rank(monkeypatch, environ, shard,
+                                                                 shards):
+    for name in list(os.environ):
+        if name.startswith(LAUNCHER_VARIABLES):
+            monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    nothing = DistributedPreprocessArguments()
+    assert all(value is None for value in vars(nothing).values())
+    for processor in (Doubler(nothing), Doubler(None), Doubler({})):
+        rank = processor.rank()
+        assert (rank.shard_index, rank.shard_count) == (shard, shards)
+        assert rank == ranks.from_environment(os.environ)
+
+
 def test_seed_parser_refuses_a_bad_override(tmp_path, corpus):
     (tmp_path / "config_prod.yaml").write_text(seed_config(corpus, process_count=3))
     (tmp_path / "preprocess.py").write_text(SCRIPT)
@@ -85,3 +138,36 @@ def test_multi_process_data_reports_failed_calls_after_finishing_the_rest():
 def test_multi_process_data_needs_a_list():
     with pytest.raises(ValueError, match="at least one list"):
         Doubler().multi_process_data(1, 2)
+
+
+@pytest.mark.parametrize("count", [2, "2", " 2\n", "1"])
+def test_process_count_is_an_integer_or_the_text_of_one(count):
+    doubled = Doubler({"node_count": 1}).multi_process_data(list(range(6)), 2,
+                                                            process_count=count)
+    assert doubled == [v * 2 for v in range(6)]
+    assert DataInterface().multi_process_data(Doubler({"node_count": 1}), [1, 2], 3,
+                                              process_count=count) == [3, 6]
+
+
+def test_process_count_none_means_the_usable_cpus(monkeypatch):
+    started = []
+
+    def recording_pool(function, workers):
+        started.append(workers)
+        return WorkerPool(function, workers)
+
+    monkeypatch.setattr(processor, "WorkerPool", recording_pool)
+    assert Doubler({"node_count": 1}).multi_process_data(list(range(8)), 1,
+                                                         process_count=None) == list(range(8))
+    assert started == [min(8, usable_cpus())]
+
+
+@pytest.mark.parametrize("count", [0, -1, "0", "-2", "two", "", "2.5", "²", 2.5, 2.0, True, False,
+                                   [2]])
+def test_a_bad_process_count_is_a_clear_error(count):
+    for call in (lambda: Doubler({"node_count": 1}).multi_process_data([1, 2], 1,
+                                                                       process_count=count),
+                 lambda: DataInterface().multi_process_data(Doubler({"node_count": 1}), [1, 2], 1,
+                                                            process_count=count)):
+        with pytest.raises(ValueError, match=r"^process_count must be a positive integer"):
+            call()
