@@ -114,7 +114,9 @@ def _pattern(name: str, value: Any) -> str | None:
 
 
 def _distrib(name: str, value: Any) -> dict | None:
-    if value is None:
+    """``distribArgs``; an empty mapping is none given (the rank then comes from the launcher,
+    as ``DistributedPreprocessArguments()`` means in the seed's API)."""
+    if value is None or (isinstance(value, Mapping) and not value):
         return None
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must be a mapping of {', '.join(DISTRIB_KEYS)}; got {value!r}")

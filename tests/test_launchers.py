@@ -120,3 +120,15 @@ def test_seed_config_with_distrib_args_under_mpirun_is_refused(tmp_path):
     assert all("distribArgs is set, but OMPI_COMM_WORLD_SIZE=5" in line for line in refusals)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_distrib_args_takes_the_rank_from_the_launcher(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(4):
+        (source / f"f{i}.txt").write_text(f"file {i}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"input_dir: {source}\nout_dir: {tmp_path / 'out'}\ndistribArgs: {{}}\n")
+    result = run_job("--config", str(config), env=clean_environ(RANK="1", WORLD_SIZE="2"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.txt")) == ["f2.txt", "f3.txt"]
