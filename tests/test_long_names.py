@@ -10,7 +10,8 @@ NAMES = [b"a" * 251 + b".txt",                      # ASCII, 255 bytes
          "é".encode() * 126 + b"abc",               # 2-byte UTF-8, 255 bytes
          "😀".encode() * 63 + b"end",               # 4-byte UTF-8, 255 bytes
          b"b" * 235,
-         b"c" * 200]
+         b"c" * 200,
+         b"\xff\xfe" * 125 + b"x.txt"]             # not UTF-8, 255 bytes
 
 NO_O_TMPFILE = '''
 from job import TokenSplitter, atomic
@@ -52,6 +53,6 @@ def test_long_names_are_written_then_replaced(tmp_path, long_inputs, unnamed_fil
             path.write_bytes(b"second run, longer than the first\n")
     second = run_job(*command, env=environ)
     assert second.returncode == 0, second.stderr
-    assert "10 done, 0 skipped" in second.stderr
+    assert "12 done, 0 skipped" in second.stderr
     assert_outputs_exact(long_inputs, out)
     assert temporary_files(out) == []
