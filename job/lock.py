@@ -14,7 +14,8 @@ by a thread of the holder, because a holder on another host (another node
 with the same blob container mounted) cannot be seen through ``flock``: its
 lock is taken over only when its heartbeat is older than
 :data:`STALE_SECONDS` (a preempted node), and refused otherwise. The file is
-removed when the run ends.
+removed when the run ends. A run is also refused while a rank of another
+layout (another shard count) holds its lock in the same ``out_dir``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,25 @@ class RankLock:
             return
         raise OSError(errno.EAGAIN, f"cannot settle the lock {self.path}")
 
+    def refuse_other_layouts(self) -> None:
+        """:class:`RankBusy` if a rank of another layout (shard count) runs into this out_dir.
+
+        Two layouts at once would both take files the other one takes.
+        """
+        folder, own = os.path.split(self.path)
+        count = own.rpartition("-of-")[2]
+        for name in sorted(os.listdir(folder)):
+            if not (name.startswith("shard-") and name.endswith(".lock")) \
+                    or name.rpartition("-of-")[2] == count:
+                continue
+            holder = _live_holder(os.path.join(folder, name), self._info["host"])
+            if holder is not None:
+                self.release()
+                raise RankBusy(f"a run of another rank layout is writing into this out_dir "
+                               f"({name[:-5]}, held by {_describe(holder, time.time())}): "
+                               f"two layouts at once would both take the same files; wait for "
+                               f"it to end, or use another out_dir")
+
     def _write(self) -> None:
         """Say who holds the lock; written through a fresh descriptor, so that a mount that
         uploads on close (blobfuse) shows it to other hosts."""
@@ -128,6 +148,27 @@ class RankLock:
                 pass
             os.close(self._fd)
             self._fd = None
+
+
+def _live_holder(path: str, host: str) -> dict | None:
+    """Who holds the lock ``path``, if anyone alive does (as :meth:`RankLock.acquire` judges)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        holder = _read(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return holder or {}
+        if holder and holder.get("host") != host:
+            beat = holder.get("heartbeat", holder.get("since"))
+            if isinstance(beat, (int, float)) and time.time() - beat < STALE_SECONDS:
+                return holder
+        return None
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: object) -> bool:

@@ -136,3 +136,28 @@ def test_ranks_of_one_layout_do_not_block_each_other(inputs, tmp_path):
         assert rank.returncode == 0, stderr
     assert not list((out / "_manifest").glob("*.lock"))
     assert os.listdir(out / "_manifest")
+
+
+def test_a_run_of_another_layout_is_refused_while_one_runs(inputs, tmp_path):
+    out = tmp_path / "out"
+    first = start_slow(inputs, out)
+    try:
+        wait_for_records(out, 1)
+        other = run_job("--input_dir", str(inputs), "--out_dir", str(out),
+                        "--processor", "fault_processors:Slow",
+                        "--distribArgs.node_count", "2", "--distribArgs.node_rank", "1")
+        assert other.returncode == 2, other.stderr
+        lines = other.stderr.strip().splitlines()
+        assert len(lines) == 1 and "a run of another rank layout" in lines[0], other.stderr
+        assert f"pid {first.pid}" in lines[0]
+        assert not (out / "_manifest" / "shard-00001-of-00002.lock").exists()
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 0, stderr
+    finally:
+        first.kill()
+        first.wait()
+    after = run_job("--input_dir", str(inputs), "--out_dir", str(out),
+                    "--processor", "fault_processors:Slow",
+                    "--distribArgs.node_count", "2", "--distribArgs.node_rank", "1")
+    assert after.returncode == 0, after.stderr
+    assert "4 skipped" in after.stderr
