@@ -463,14 +463,14 @@ def check_layout(report: Report, shards: dict[tuple[int, int], Shard], count: in
                                        f"run did not finish{running or ' (killed?)'}")
             if shard.journal is None:
                 report.problems.append(f"{name} has a manifest but no journal")
-        if shard.cut and shard.journal:
+        if shard.cut and shard.journal and not shard.running:  # else: a line being written
             report.problems.append(f"{shard.journal}: its last line is cut short (the rank was "
                                    "killed while writing it)")
     older = [s for s in shards.values() if s.count != count]
     cut = sorted(s.journal for s in older if s.cut and s.journal)
     if cut:
-        report.notes.append(f"{len(cut)} journal(s) of older layouts end in a cut line (killed "
-                            f"ranks; newer records replace theirs): {cut[0]}"
+        report.notes.append(f"{len(cut)} journal(s) of older layouts end in a cut line (a rank "
+                            f"killed while writing; that record is lost): {cut[0]}"
                             + (" ..." if len(cut) > 1 else ""))
     for shard in sorted(older, key=lambda s: (s.count, s.index)):
         if shard.running:
@@ -589,8 +589,12 @@ def _say(stream: TextIO, line: str) -> None:
 
 def summary(report: Report) -> str:
     """The verdict line of a run that passed."""
-    exact = ", outputs byte-exact" if report.content else ", outputs exist (contents not compared)"
-    line = f"OK: {report.inputs} input files, each done (its newest record ok or skipped){exact}"
+    line = f"OK: {report.inputs} input files, each done (its newest record ok or skipped)"
+    others = sum(report.other_processors.values())
+    if not report.content:
+        line += ", outputs exist (contents not compared)"
+    elif report.inputs > others:
+        line += ", outputs byte-exact" if not others else f", {report.inputs - others} byte-exact"
     for processor, files in sorted(report.other_processors.items()):
         line += f"; {files} made by {processor}: outputs only checked to exist"
     return line
@@ -601,7 +605,8 @@ def print_report(report: Report, stream: TextIO) -> int:
     for line in report.ranks:
         _say(stream, line)
     if len(report.layouts) > 1:
-        _say(stream, "older layouts: " + ", ".join(f"{c} shards" for c in report.layouts[:-1])
+        _say(stream, "older layouts: " + ", ".join(f"{c} shard{'s' * (c != 1)}"
+                                                   for c in report.layouts[:-1])
              + " (their records count where they are an input's newest)")
     for note in report.notes[:SHOWN]:
         _say(stream, f"note: {note}")
