@@ -77,12 +77,24 @@ class BadFile(Exception):
 # --- reading the bookkeeping ------------------------------------------------------------------
 
 @dataclass
+class Manifest:
+    """What check keeps of a manifest: its records summed up, not kept (a layout of a
+    million files would hold a million dicts per layout)."""
+
+    totals: dict[str, Any]
+    inputs: list[str]  # every record's input
+    complete: bool | None
+    interrupted_by: str | None
+    listing: tuple[int, str] | None  # the rank's listing: file count and digest
+
+
+@dataclass
 class Shard:
     """What ``out_dir/_manifest`` holds for shard ``index`` of ``count``."""
 
     index: int
     count: int
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     journal: str | None = None  # the journal's path, if it has one
     claims: set[str] = field(default_factory=set)  # inputs its journal or manifest says done
     journal_newest: float | None = None  # the newest record time in the journal
@@ -174,11 +186,15 @@ def read_manifest(path: str, shard: Shard) -> None:
     problem = manifest_error(manifest, shard.index, shard.count)
     if problem is not None:
         raise BadFile(f"{path}: {problem}: not a manifest")
-    for record in manifest["files"]:
+    records = manifest["files"]
+    for record in records:
         shard.manifest_newest = _newer(shard.manifest_newest, _stamp(record))
         if record["status"] in journal.DONE:
             shard.claims.add(record["input"])
-    shard.manifest = manifest
+    listed, by = manifest.get("listing"), manifest.get("interrupted_by")
+    shard.manifest = Manifest(journal.totals(records), [r["input"] for r in records],
+                              manifest.get("complete"), by if isinstance(by, str) else None,
+                              (listed["files"], listed["digest"]) if listed else None)
 
 
 def manifest_error(manifest: Any, index: int, count: int) -> str | None:
@@ -448,15 +464,14 @@ def check_layout(report: Report, shards: dict[tuple[int, int], Shard], count: in
                    else ": it has not run")
             report.problems.append(f"{name} has no manifest{why}")
         else:
-            totals = journal.totals(manifest["files"])
+            totals = manifest.totals
             report.ranks.append(
                 f"rank {index}/{count}: {totals['files']:4d} files "
                 f"{totals['bytes_in']:>10,d} bytes {totals['tokens']:>9,d} tokens  "
                 f"({totals['ok']} done, {totals['skipped']} skipped, {totals['failed']} failed)"
                 f"{running}")
-            if manifest.get("complete") is False:
-                by = manifest.get("interrupted_by")
-                by = f" by {by}" if isinstance(by, str) else ""
+            if manifest.complete is False:
+                by = f" by {manifest.interrupted_by}" if manifest.interrupted_by else ""
                 report.problems.append(f"{name} was interrupted{by}: run it again to finish")
             elif (shard.journal_newest or 0) > (shard.manifest_newest or 0):
                 report.problems.append(f"{name}: its journal is newer than its manifest: a later "
@@ -484,10 +499,10 @@ def check_unlisted(report: Report, shards: dict[tuple[int, int], Shard], count: 
     listed = {item.rel for item in listing}
     for index in range(count):
         shard = shards.get((index, count))
-        for record in shard.manifest["files"] if shard and shard.manifest else ():
-            if record["input"] not in listed:
-                report.problems.append(f"{record['input']}: in the manifest of rank {index} of "
-                                       f"{count} but not in the input listing")
+        for rel in shard.manifest.inputs if shard and shard.manifest else ():
+            if rel not in listed:
+                report.problems.append(f"{rel}: in the manifest of rank {index} of {count} but "
+                                       "not in the input listing")
 
 
 def check_claims(report: Report, shards: dict[tuple[int, int], Shard]) -> None:
@@ -511,9 +526,8 @@ def check_listings(report: Report, shards: dict[tuple[int, int], Shard], count: 
     seen = {}
     for index in range(count):
         shard = shards.get((index, count))
-        listed = shard.manifest.get("listing") if shard and shard.manifest else None
-        if listed is not None:
-            seen[index] = (listed["files"], listed["digest"])
+        if shard and shard.manifest and shard.manifest.listing:
+            seen[index] = shard.manifest.listing
     if seen:
         groups = Counter(seen.values())
         common = max(groups, key=lambda g: (groups[g], g == own, g))
