@@ -399,3 +399,30 @@ def test_an_input_that_became_a_fifo_does_not_block(tmp_path):
     worker.start()
     worker.join(10)
     assert found == [("input cannot be read: not a regular file", None)]
+
+
+def test_bookkeeping_that_is_no_file_or_too_deep(inputs, tmp_path):
+    out = tmp_path / "out"
+    run_layout(inputs, out, 1)
+    folder = out / "_manifest"
+    os.mkfifo(folder / "shard-00000-of-00002.jsonl")  # would block a plain open()
+    (folder / "shard-00001-of-00002.json").mkdir()
+    (folder / "shard-00000-of-00001.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run_check(inputs, out)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    deep, *rest = problems(result)
+    assert deep.startswith(f"problem: {folder / 'shard-00000-of-00001.json'}: not JSON (")
+    assert deep.endswith("): a truncated or foreign manifest")
+    assert rest == [
+        f"problem: {folder / 'shard-00000-of-00002.jsonl'}: cannot be read: not a regular file",
+        f"problem: {folder / 'shard-00001-of-00002.json'}: cannot be read: not a regular file"]
+
+
+def test_an_output_that_is_a_folder(inputs, tmp_path):
+    out = tmp_path / "out"
+    run_layout(inputs, out, 1)
+    (out / "f02.txt").unlink()
+    (out / "f02.txt").mkdir()
+    for extra in ((), ("--no-content",)):
+        result = run_check(inputs, out, *extra)
+        assert problems(result) == ["problem: f02.txt: output is not a regular file"]
