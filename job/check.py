@@ -110,14 +110,22 @@ _RECORD_TYPES = {"output": _TEXT, "bytes_in": _WHOLE, "tokens": _WHOLE, "attempt
                  "seconds": _NUMBER}  # each may also be null
 
 
+def _json_kind(value: Any) -> str:
+    """What JSON calls the type of ``value``."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "true or false",
+             int: "a number", float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def record_error(record: Any) -> str | None:
     """Why ``record`` is not a journal record, or None."""
     if not isinstance(record, dict):
-        return f"a record is a JSON object, not {type(record).__name__}"
+        return f"{_json_kind(record)} where a record (an object) belongs"
     if not isinstance(record.get("input"), str):
         return "a record without its 'input' path"
     if record.get("status") not in ("ok", "failed", "skipped"):
-        return f"{record['input']!r}: status {record.get('status')!r} is not ok, failed or skipped"
+        return (f"{record['input']!r}: status {record.get('status')!r:.40} is not ok, failed "
+                "or skipped")
     for key, (types, what) in _RECORD_TYPES.items():
         value = record.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
@@ -139,9 +147,19 @@ def open_regular(path: str, buffering: int = -1, follow: bool = True) -> BinaryI
         raise
 
 
+def _seconds(value: Any) -> float | None:
+    """``value`` as a finite number of seconds, or None (null, NaN, 1e999, 10**400, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _stamp(record: dict[str, Any]) -> float | None:
-    value = record.get("time")
-    return float(value) if value is not None and math.isfinite(value) else None
+    return _seconds(record.get("time"))
 
 
 def _newer(a: float | None, b: float | None) -> float | None:
@@ -200,7 +218,7 @@ def read_manifest(path: str, shard: Shard) -> None:
 def manifest_error(manifest: Any, index: int, count: int) -> str | None:
     """Why ``manifest`` is not the manifest of shard ``index`` of ``count``, or None."""
     if not isinstance(manifest, dict):
-        return f"a JSON {type(manifest).__name__}, not an object"
+        return f"{_json_kind(manifest)}, not an object"
     for key, kind in (("files", list), ("totals", dict)):
         if not isinstance(manifest.get(key), kind):
             return f"{key!r} is missing or not a {kind.__name__}"
@@ -244,8 +262,8 @@ def running_holder(path: str) -> str | None:
         except OSError:
             pass  # alive, another user's
     else:  # a rank on another node sharing the out_dir: alive while its heartbeat is
-        beat = holder.get("heartbeat", holder.get("since"))
-        if not isinstance(beat, (int, float)) or not time.time() - beat < STALE_SECONDS:
+        beat = _seconds(holder.get("heartbeat", holder.get("since")))
+        if beat is None or not time.time() - beat < STALE_SECONDS:
             return None
     return f"pid {pid} on host {host}"
 

@@ -287,7 +287,7 @@ def shard_files(out):
 
 @pytest.mark.parametrize("name, content, said", [
     ("shard-00000-of-00002.json", b'{"files": [{"input": "f00.txt", "sta', "not JSON"),
-    ("shard-00000-of-00002.json", b"[1, 2]\n", "a JSON list, not an object"),
+    ("shard-00000-of-00002.json", b"[1, 2]\n", "an array, not an object"),
     ("shard-00000-of-00002.json", b'{"files": []}\n', "'totals' is missing or not a dict"),
     ("shard-00000-of-00002.json", b'{"files": [{"input": "f00.txt", "status": "done"}], '
      b'"totals": {}}', "status 'done' is not ok, failed or skipped"),
@@ -296,7 +296,7 @@ def shard_files(out):
     ("shard-00001-of-00002.jsonl", b'{"input": "f00.txt", "status": "ok"}\nnot json\n{}\n',
      "line 2 is not JSON: not a journal"),
     ("shard-00001-of-00002.jsonl", b'{"input": "f00.txt", "status": "ok"}\n[]\n',
-     "line 2: a record is a JSON object, not list"),
+     "line 2: an array where a record (an object) belongs"),
     ("shard-00007-of-00002.json", b'{"files": [], "totals": {}}', "shard 7 of 2 cannot be"),
 ])
 def test_bookkeeping_that_is_not_a_journal_or_manifest(inputs, tmp_path, name, content, said):
