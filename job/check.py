@@ -654,7 +654,8 @@ def print_report(report: Report, stream: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m job.check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m job.check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_dir", "--input-dir", required=True)
     parser.add_argument("--out_dir", "--out-dir", required=True)
     parser.add_argument("--pattern", default=None, help="the glob the job ran with (default: all)")
