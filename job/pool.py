@@ -20,15 +20,23 @@ sentinel at once, so:
   its message; the worker goes on.
 
 Workers ignore SIGINT (Ctrl-C reaches the whole process group; the parent
-decides) and are killed when the pool closes, whatever the reason.
+decides) and are killed when the pool closes, whatever the reason. If the
+parent itself is killed (SIGKILL from the OOM killer or a preemption: no
+code of its own runs), its workers die with it: on Linux the kernel kills
+them (``PR_SET_PDEATHSIG``) when the *thread* that started them ends, which
+is the thread iterating :meth:`WorkerPool.imap`; elsewhere each worker
+checks its parent every :data:`WATCH_PARENT_SECONDS`.
 Results come back as :class:`Outcome` objects in completion order.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -39,6 +47,8 @@ from typing import Any, Callable, Iterable, Iterator
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
 BATCHES_AHEAD = 2
+WATCH_PARENT_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -89,8 +99,45 @@ def _send(conn: Connection, results: list[tuple]) -> None:
                 conn.send([(False, f"result not sendable: {_format_error(error)}", seconds)])
 
 
+def _set_parent_death_signal(signum: int) -> bool:
+    """Linux: have the kernel send ``signum`` to this process when its parent thread ends.
+
+    False where ``prctl`` is not available (another system, or refused).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_PARENT_SECONDS)
+    os._exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker as soon as process ``parent`` (the pool's owner) dies, however it dies.
+
+    On Linux the kernel SIGKILLs the worker when the thread that forked it
+    ends (``PR_SET_PDEATHSIG``); elsewhere a daemon thread checks the parent
+    every :data:`WATCH_PARENT_SECONDS`. Either way the worker exits at once
+    if the parent died before the watch began (it has been reparented).
+    """
+    if not _set_parent_death_signal(signal.SIGKILL):
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent",
+                         daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _worker_main(conn: Connection, function: Callable, initializer: Callable | None,
-                 position, since) -> None:
+                 position, since, parent: int) -> None:
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if initializer is not None:
@@ -125,7 +172,8 @@ class _Worker:
         self._position = context.RawValue("q", 0)  # items started before the one in flight
         self._since = context.RawValue("d", 0.0)  # time.monotonic() when that item started
         self.process = context.Process(
-            target=_worker_main, args=(child, function, initializer, self._position, self._since),
+            target=_worker_main,
+            args=(child, function, initializer, self._position, self._since, os.getpid()),
             daemon=True)
         self.process.start()
         child.close()
@@ -191,6 +239,10 @@ class WorkerPool:
     or was killed on item ``key``, before that item is retried (e.g. to
     remove the worker's temporary files). ``max_retries`` extra attempts are made after a failure, of any
     kind. Use as a context manager: leaving it kills every worker.
+
+    Iterate :meth:`imap` from one thread that outlives the pool: workers are
+    started from that thread, and on Linux they are killed when it ends
+    (see the module's notes); a worker lost that way counts as a worker died.
     """
 
     def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,61 @@ def require(available: bool, what: str) -> None:
 def temporary_files(out_dir: Path) -> list[Path]:
     """Temporary outputs left under ``out_dir`` (``.NAME.partial-…`` files, range folders)."""
     return [p for p in out_dir.rglob("*") if ".partial-" in p.name or p.name.startswith("partial-")]
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """Every process on the machine: pid -> (parent pid, state letter), from ``/proc/*/stat``."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # the name may hold spaces
+        except OSError:  # exited while listed
+            continue
+        table[int(name)] = (int(fields[1]), fields[0].decode())
+    return table
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` and that are running (not zombies)."""
+    return sorted(child for child, (parent, state) in process_table().items()
+                  if parent == pid and state != "Z")
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def end_processes(pids) -> None:
+    """SIGKILL each of ``pids`` still running, and reap those that are this process's children."""
+    for pid in pids:
+        if running(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not ours (reparented to init, or reaped already)
+            deadline = time.monotonic() + 5
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 @pytest.fixture
