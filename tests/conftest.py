@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+PR_SET_CHILD_SUBREAPER = 36
 LAUNCHER_VARIABLES = ("OMPI_", "PMI_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                       "NODE_RANK", "GROUP_RANK", "AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
 
@@ -134,6 +136,55 @@ def end_processes(pids) -> None:
             deadline = time.monotonic() + 5
             while running(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
+
+
+def _become_subreaper() -> bool:
+    """Linux: orphaned descendants of this process are reparented to it instead of to init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
+def _reap_zombies() -> None:
+    for pid, (parent, state) in process_table().items():
+        if parent == os.getpid() and state == "Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """The suite ends with no process of its own left running, or fails naming each one.
+
+    The test process becomes a child subreaper (Linux), so that a process orphaned
+    by a test (a worker whose rank was killed, a grandchild) is reparented
+    here rather than to init, where it could not be seen. At the end of the
+    session, after the other session fixtures have stopped their services,
+    every process still running whose parent is this one is reported (pid
+    and command line), then killed; zombies are reaped.
+    """
+    if not os.path.isdir("/proc"):  # nowhere to look
+        yield
+        return
+    _become_subreaper()  # without it, only the tests' own children can be checked
+    yield
+    deadline = time.monotonic() + 2  # a process killed just now may still be exiting
+    while children(os.getpid()) and time.monotonic() < deadline:
+        _reap_zombies()
+        time.sleep(0.05)
+    strays = {pid: command_line(pid) for pid in children(os.getpid())}
+    end_processes(strays)
+    _reap_zombies()
+    if strays:
+        pytest.fail("processes left running by the tests (killed now): " + "; ".join(
+            f"{pid}: {line}" for pid, line in strays.items()), pytrace=False)
 
 
 @pytest.fixture
