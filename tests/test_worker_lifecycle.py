@@ -1,4 +1,4 @@
-"""Workers live and die with their rank, for real: SIGKILL of the rank.
+"""Workers live and die with their rank, for real: SIGKILL of the rank, orphaned pipes.
 
 Each test runs ``python -m job`` (or the processor) on real files, with real
 signals, and finds processes through ``/proc``.
@@ -116,3 +116,36 @@ def test_a_worker_whose_parent_is_already_gone_exits_at_once():
         os._exit(0)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 1
+
+
+@pytest.mark.parametrize("marker, error", [(b"ORPHAN_EXIT", "worker died (exit code 1)"),
+                                           (b"ORPHAN_KILL", "worker died (signal 9, SIGKILL)")])
+def test_a_worker_whose_child_holds_its_pipes_is_seen_dead_at_once(tmp_path, marker, error):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(6):
+        (inputs / f"f{i}.txt").write_bytes(b"alpha beta\n" * (i + 1))
+    (inputs / "orphan.txt").write_bytes(marker + b"\n")
+    with open(tmp_path / "stderr", "w") as stderr:  # the orphans inherit it: no pipe to wait on
+        rank = subprocess.Popen(job_command("--input_dir", str(inputs), "--out_dir", str(out),
+                                            "--processor", "fault_processors:Orphans",
+                                            "--process_count", "2"),
+                                env=clean_environ(), cwd=ROOT, stderr=stderr)
+    started = time.monotonic()
+    try:
+        rank.wait(timeout=20)
+        seconds = time.monotonic() - started
+    finally:
+        stop(rank)
+        orphans_file = out / "_manifest" / "orphans"
+        orphans = [int(p) for p in orphans_file.read_text().split()] if orphans_file.exists() else []
+        end_processes(orphans)  # they ignore SIGTERM and would sleep for a minute
+    log = (tmp_path / "stderr").read_text()
+    assert rank.returncode == 1, log
+    assert seconds < 10, log
+    assert len(orphans) == 2  # the first attempt and its retry
+    records = {r["input"]: r for r in journal_records(out)}
+    assert records["orphan.txt"]["status"] == "failed"
+    assert records["orphan.txt"]["error"] == error and records["orphan.txt"]["attempts"] == 2
+    assert all(records[f"f{i}.txt"]["status"] == "ok" for i in range(6))
+    assert f"failed: orphan.txt: {error}" in log
