@@ -262,7 +262,7 @@ class _Worker:
         return done
 
     def stop(self, patience: float = 0.0) -> None:
-        """Let the worker exit for up to ``patience`` s, else SIGKILL it; reap it, close its ends."""
+        """Let the worker exit within ``patience`` s, else SIGKILL it; reap it, close its ends."""
         if not self._wait_exit(patience):
             self.process.kill()
             self._wait_exit(KILL_GRACE_SECONDS)
