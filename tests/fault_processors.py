@@ -99,3 +99,14 @@ class Orphans(TokenSplitter):
                 os.kill(os.getpid(), signal.SIGKILL)
             os._exit(1)
         return super().process(path)
+
+
+class BecomesFifo(TokenSplitter):
+    """Replaces ``f5.txt`` by a named pipe while processing ``f0.txt``: after the listing."""
+
+    def process(self, path):
+        if os.path.basename(path) == "f0.txt":
+            later = os.path.join(self.input_dir, "f5.txt")
+            os.unlink(later)
+            os.mkfifo(later)
+        return super().process(path)

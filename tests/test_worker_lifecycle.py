@@ -1,4 +1,4 @@
-"""Workers live and die with their rank, for real: SIGKILL of the rank, orphaned pipes.
+"""Workers live and die with their rank, for real: SIGKILL of the rank, orphaned pipes, FIFOs.
 
 Each test runs ``python -m job`` (or the processor) on real files, with real
 signals, and finds processes through ``/proc``.
@@ -9,11 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from conftest import ROOT, children, clean_environ, command_line, end_processes, running
+from conftest import (ROOT, children, clean_environ, command_line, end_processes, running,
+                      temporary_files)
+from job import TokenSplitter
+from job.tasks import run_task
 
 
 def job_command(*args):
@@ -149,3 +153,85 @@ def test_a_worker_whose_child_holds_its_pipes_is_seen_dead_at_once(tmp_path, mar
     assert records["orphan.txt"]["error"] == error and records["orphan.txt"]["attempts"] == 2
     assert all(records[f"f{i}.txt"]["status"] == "ok" for i in range(6))
     assert f"failed: orphan.txt: {error}" in log
+
+
+@pytest.mark.parametrize("threshold, code", [("0", 1), ("-1", 0)])
+def test_an_input_swapped_for_a_fifo_fails_that_file_and_the_run_ends(tmp_path, threshold, code):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(8):
+        (inputs / f"f{i}.txt").write_bytes(b"alpha beta\n" * (i + 1))
+    started = time.monotonic()
+    with open(tmp_path / "stderr", "w") as stderr:
+        rank = subprocess.Popen(job_command("--input_dir", str(inputs), "--out_dir", str(out),
+                                            "--processor", "fault_processors:BecomesFifo",
+                                            "--process_count", "1", "--error_threshold", threshold),
+                                env=clean_environ(), cwd=ROOT, stderr=stderr)
+    try:
+        rank.wait(timeout=20)
+    finally:
+        stop(rank)
+    log = (tmp_path / "stderr").read_text()
+    assert time.monotonic() - started < 15
+    assert rank.returncode == code, log
+    assert "Traceback" not in log
+    records = {r["input"]: r for r in journal_records(out)}
+    assert records["f5.txt"]["status"] == "failed"
+    assert "not a regular file (FIFO)" in records["f5.txt"]["error"]
+    assert sum(r["status"] == "ok" for r in records.values()) == 7
+    assert not (out / "f5.txt").exists() and temporary_files(out) == []
+
+
+def call_with_a_fifo(tmp_path, call):
+    """``call(fifo_path)`` in a thread; its exception (the FIFO is unblocked if it hung there)."""
+    fifo = tmp_path / "in" / "pipe.txt"
+    fifo.parent.mkdir(exist_ok=True)
+    os.mkfifo(fifo)
+    caught = []
+
+    def target():
+        try:
+            call(str(fifo))
+        except Exception as error:  # noqa: BLE001 - what the test looks at
+            caught.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(5)
+    blocked = thread.is_alive()
+    if blocked:  # a writer that opens and closes releases the reader with an empty file
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+    assert not blocked, "blocked on opening a FIFO"
+    assert len(caught) == 1, "a FIFO was processed as a file"
+    return caught[0]
+
+
+def test_the_token_splitter_refuses_a_fifo_without_blocking(tmp_path):
+    splitter = TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
+    error = call_with_a_fifo(tmp_path, splitter.process)
+    assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_token_splitter_refuses_a_fifo_for_a_range_without_blocking(tmp_path):
+    splitter = TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
+    part = tmp_path / "part"
+    error = call_with_a_fifo(tmp_path, lambda path: splitter.process_range(path, 0, 10, str(part)))
+    assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
+    assert not part.exists()
+
+
+@pytest.mark.parametrize("fields", [(0,), (0, 0, 2, 0, 10)], ids=["whole", "range"])
+def test_a_task_on_a_fifo_fails_before_the_processor_opens_it(tmp_path, fields):
+    class Opens(TokenSplitter):
+        def process(self, *args):
+            raise AssertionError("the processor was called")
+
+        process_range = process
+
+    processor = Opens(str(tmp_path / "in"), str(tmp_path / "out"))
+    error = call_with_a_fifo(tmp_path, lambda path: run_task(
+        processor, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path), "pipe.txt",
+        *fields))
+    assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
