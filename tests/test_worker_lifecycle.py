@@ -74,7 +74,7 @@ def test_workers_exit_within_5_s_when_the_rank_is_sigkilled(tmp_path):
         alive = [f"{pid}: {command_line(pid)}" for pid in workers if running(pid)]
         assert not alive, f"workers still running 5 s after their rank was killed: {alive}"
         after = tree(out)
-        time.sleep(1.5)  # three workers of Slow would finish several files meanwhile
+        time.sleep(1)  # three workers of Slow would finish several files meanwhile
         assert tree(out) == after, "outputs changed after the workers were gone"
         assert len(journal_records(out)) < 60
     finally:
