@@ -168,7 +168,8 @@ def no_process_left_behind():
     here rather than to init, where it could not be seen. At the end of the
     session, after the other session fixtures have stopped their services,
     every process still running whose parent is this one is reported (pid
-    and command line), then killed; zombies are reaped.
+    and command line), then killed, and so are the children it leaves;
+    zombies are reaped.
     """
     if not os.path.isdir("/proc"):  # nowhere to look
         yield
@@ -179,8 +180,13 @@ def no_process_left_behind():
     while children(os.getpid()) and time.monotonic() < deadline:
         _reap_zombies()
         time.sleep(0.05)
-    strays = {pid: command_line(pid) for pid in children(os.getpid())}
-    end_processes(strays)
+    strays: dict[int, str] = {}
+    for _ in range(10):  # a stray's own children come here when it is killed: end them too
+        found = {pid: command_line(pid) for pid in children(os.getpid()) if pid not in strays}
+        if not found:
+            break
+        strays.update(found)
+        end_processes(found)
     _reap_zombies()
     if strays:
         pytest.fail("processes left running by the tests (killed now): " + "; ".join(
