@@ -141,9 +141,9 @@ def test_a_worker_whose_child_holds_its_pipes_is_seen_dead_at_once(tmp_path, mar
         seconds = time.monotonic() - started
     finally:
         stop(rank)
-        orphans_file = out / "_manifest" / "orphans"
+        orphans_file = out / "_manifest" / "orphans"  # they ignore SIGTERM and sleep a minute
         orphans = orphans_file.read_text().split() if orphans_file.exists() else []
-        end_processes([int(pid) for pid in orphans])  # they ignore SIGTERM and would sleep for a minute
+        end_processes([int(pid) for pid in orphans])
     log = (tmp_path / "stderr").read_text()
     assert rank.returncode == 1, log
     assert seconds < 10, log
