@@ -8,9 +8,13 @@ sends the results back, in order (at the end of a batch, or every
 that the workers finish together. In shared memory the worker keeps how many
 items it has started and when it started the last, so the parent always knows
 the item in flight. The parent waits on every pipe and every worker's exit
-sentinel at once, so:
+at once, so:
 
-- a worker that dies (the OOM killer's SIGKILL, a segfault) is seen at once;
+- a worker that dies (the OOM killer's SIGKILL, a segfault) is seen at once,
+  even while a child it forked still holds its pipes: on Linux the parent
+  waits on a pidfd of each worker, which reports that process's own exit;
+  elsewhere on the worker's sentinel, and it checks every
+  :data:`POLL_SECONDS` with ``waitpid`` for a sentinel a child keeps open;
   the item it was on is retried in a fresh worker or reported as
   ``worker died (signal 9, SIGKILL)``, and the rest of its batch (including
   items done but not yet reported) is handed out again, uncharged;
@@ -20,15 +24,23 @@ sentinel at once, so:
   its message; the worker goes on.
 
 Workers ignore SIGINT (Ctrl-C reaches the whole process group; the parent
-decides) and are killed when the pool closes, whatever the reason.
+decides) and are killed when the pool closes, whatever the reason. If the
+parent itself is killed (SIGKILL from the OOM killer or a preemption: no
+code of its own runs), its workers die with it: on Linux the kernel kills
+them (``PR_SET_PDEATHSIG``) when the *thread* that started them ends, which
+is the thread iterating :meth:`WorkerPool.imap`; elsewhere each worker
+checks its parent every :data:`WATCH_PARENT_SECONDS`.
 Results come back as :class:`Outcome` objects in completion order.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -39,6 +51,9 @@ from typing import Any, Callable, Iterable, Iterator
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
 BATCHES_AHEAD = 2
+WATCH_PARENT_SECONDS = 0.5
+POLL_SECONDS = 0.25
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -89,8 +104,45 @@ def _send(conn: Connection, results: list[tuple]) -> None:
                 conn.send([(False, f"result not sendable: {_format_error(error)}", seconds)])
 
 
+def _set_parent_death_signal(signum: int) -> bool:
+    """Linux: have the kernel send ``signum`` to this process when its parent thread ends.
+
+    False where ``prctl`` is not available (another system, or refused).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signum), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_PARENT_SECONDS)
+    os._exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker as soon as process ``parent`` (the pool's owner) dies, however it dies.
+
+    On Linux the kernel SIGKILLs the worker when the thread that forked it
+    ends (``PR_SET_PDEATHSIG``); elsewhere a daemon thread checks the parent
+    every :data:`WATCH_PARENT_SECONDS`. Either way the worker exits at once
+    if the parent died before the watch began (it has been reparented).
+    """
+    if not _set_parent_death_signal(signal.SIGKILL):
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent",
+                         daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _worker_main(conn: Connection, function: Callable, initializer: Callable | None,
-                 position, since) -> None:
+                 position, since, parent: int) -> None:
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if initializer is not None:
@@ -119,16 +171,31 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
         _send(conn, results)
 
 
+def _open_pidfd(process) -> int | None:
+    """A descriptor that becomes readable when ``process`` exits (Linux 5.3+), else None."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not on this system, or refused
+        return None
+    if process.exitcode is not None:  # reaped before it was opened: the pid may be another's now
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
 class _Worker:
     def __init__(self, context, function: Callable, initializer: Callable | None):
         self.conn, child = context.Pipe(duplex=True)
         self._position = context.RawValue("q", 0)  # items started before the one in flight
         self._since = context.RawValue("d", 0.0)  # time.monotonic() when that item started
         self.process = context.Process(
-            target=_worker_main, args=(child, function, initializer, self._position, self._since),
+            target=_worker_main,
+            args=(child, function, initializer, self._position, self._since, os.getpid()),
             daemon=True)
         self.process.start()
         child.close()
+        self._pidfd = _open_pidfd(self.process)
+        self.hung_up = False  # its pipe is closed: it will never report again
         self.batch: deque[_Item] = deque()  # handed out, not yet reported (all batches)
         self._reported = 0  # results received since the worker started
         self._ends: deque[int] = deque()  # where each batch handed out ends, in items
@@ -141,6 +208,22 @@ class _Worker:
     def batches(self) -> int:
         """Batches handed out and not yet wholly reported."""
         return len(self._ends)
+
+    @property
+    def exit_handle(self):
+        """What :func:`wait` finds ready when the worker exits: its pidfd, else its sentinel."""
+        return self.process.sentinel if self._pidfd is None else self._pidfd
+
+    @property
+    def polled(self) -> bool:
+        """Without a pidfd, a child the worker forked can hold its sentinel: poll its exit."""
+        return self._pidfd is None
+
+    def exited(self, ready) -> bool:
+        """Whether the worker has ended, given the handles :func:`wait` found ``ready``."""
+        if self._pidfd is not None:
+            return self._pidfd in ready
+        return self.process.sentinel in ready or not self.process.is_alive()
 
     @property
     def started(self) -> float:
@@ -159,7 +242,7 @@ class _Worker:
         try:
             self.conn.send([item.args for item in batch])
         except OSError:
-            pass  # the worker just died: its sentinel reports it
+            pass  # the worker just died: its exit is seen while waiting
 
     def reported(self) -> list[tuple[_Item, tuple]]:
         """Items with the results the worker has sent so far, in order."""
@@ -170,6 +253,7 @@ class _Worker:
                     break
                 results = self.conn.recv()
             except (EOFError, OSError):
+                self.hung_up = True
                 break
             self._reported += len(results)
             while self._ends and self._ends[0] <= self._reported:
@@ -177,11 +261,29 @@ class _Worker:
             done += [(self.batch.popleft(), result) for result in results]
         return done
 
-    def kill(self) -> None:
-        if self.process.is_alive():
+    def stop(self, patience: float = 0.0) -> None:
+        """Let the worker exit within ``patience`` s, else SIGKILL it; reap it, close its ends."""
+        if not self._wait_exit(patience):
             self.process.kill()
-        self.process.join(KILL_GRACE_SECONDS)
+            self._wait_exit(KILL_GRACE_SECONDS)
         self.conn.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _wait_exit(self, timeout: float) -> bool:
+        """Whether the worker exits within ``timeout`` seconds; if so it is reaped."""
+        if self._pidfd is not None:
+            if not wait([self._pidfd], timeout):
+                return False
+            self.process.join()  # it has exited: waitpid returns at once
+            return True
+        deadline = time.monotonic() + timeout
+        while self.process.is_alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
 
 class WorkerPool:
@@ -191,6 +293,10 @@ class WorkerPool:
     or was killed on item ``key``, before that item is retried (e.g. to
     remove the worker's temporary files). ``max_retries`` extra attempts are made after a failure, of any
     kind. Use as a context manager: leaving it kills every worker.
+
+    Iterate :meth:`imap` from one thread that outlives the pool: workers are
+    started from that thread, and on Linux they are killed when it ends
+    (see the module's notes); a worker lost that way counts as a worker died.
     """
 
     def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,
@@ -217,17 +323,16 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker now (SIGKILL for the ones still busy)."""
         for worker in self._workers:
-            if not worker.busy:
+            if worker.busy:
+                worker.process.kill()
+            else:
                 try:
                     worker.conn.send(None)
                 except OSError:
                     pass
         deadline = time.monotonic() + 0.5
         for worker in self._workers:
-            if worker.busy:
-                worker.process.kill()
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            worker.kill()
+            worker.stop(max(0.0, deadline - time.monotonic()))
             if worker.busy and self._on_worker_lost is not None:
                 self._on_worker_lost(worker.process.pid, worker.batch[worker.in_flight()].key)
         self._workers.clear()
@@ -254,7 +359,7 @@ class WorkerPool:
         while done < total:
             for worker in [w for w in self._workers if not w.busy and not w.process.is_alive()]:
                 self._workers.remove(worker)  # died while idle: nothing to charge
-                worker.kill()
+                worker.stop()
             for ahead in range(1, BATCHES_AHEAD + 1):
                 ready = [w for w in self._workers if w.batches < ahead]
                 while pending and (ready or len(self._workers) < self._size):
@@ -287,17 +392,20 @@ class WorkerPool:
         if self._timeout is not None:
             now = time.monotonic()
             timeout = max(0.0, min(w.started + self._timeout for w in busy) - now)
-        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
+        if any(w.polled for w in busy):
+            timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
+        ready = set(wait([w.conn for w in busy] + [w.exit_handle for w in busy], timeout))
         for worker in busy:
             if worker.conn in ready:
                 yield from self._receive(worker, pending)
         for worker in busy:
-            if worker.process.sentinel in ready and worker.busy:
+            if not worker.busy:
+                continue
+            if worker.exited(ready) or worker.hung_up:
                 yield from self._receive(worker, pending)  # results sent before dying
                 if worker.busy:
-                    worker.process.join(KILL_GRACE_SECONDS)
-                    yield from self._lose(worker, pending, _describe_exit(worker.process.exitcode))
-            elif (self._timeout is not None and worker.busy
+                    yield from self._lose(worker, pending, patience=KILL_GRACE_SECONDS)
+            elif (self._timeout is not None
                   and time.monotonic() - worker.started >= self._timeout):
                 yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
 
@@ -316,15 +424,19 @@ class WorkerPool:
         else:
             yield Outcome(item.key, False, error=error, seconds=seconds, attempts=item.attempts)
 
-    def _lose(self, worker: _Worker, pending: deque[_Item], reason: str) -> Iterator[Outcome]:
-        """The worker died or hung: drop it, charge its item in flight, requeue the rest.
+    def _lose(self, worker: _Worker, pending: deque[_Item], reason: str | None = None,
+              patience: float = 0.0) -> Iterator[Outcome]:
+        """The worker died or hung: stop it, charge its item in flight, requeue the rest.
 
-        A fresh worker takes its place when there is work to hand out.
+        ``reason`` defaults to how the worker ended, given ``patience``
+        seconds to end by itself. A fresh worker takes its place when there
+        is work to hand out.
         """
         pid = worker.process.pid
         seconds = time.monotonic() - worker.started
         flight = worker.in_flight()
-        worker.kill()
+        worker.stop(patience)
+        reason = reason or _describe_exit(worker.process.exitcode)
         self._workers.remove(worker)
         batch = list(worker.batch)
         worker.batch.clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
@@ -25,6 +26,8 @@ from .pool import Outcome
 MIN_RANGE_BYTES = 32 << 20
 BATCH_BYTES = 4 << 20
 BATCH_FILES = 64
+_FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
+              stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
 
 
 class Task(NamedTuple):
@@ -183,9 +186,18 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
     took, before it was processed: a file changed since is redone on resume.
     The ranges of a file each take it again, so that a file changed between
     its ranges is caught. The other fingerprint is ``(None, None)``.
+
+    Raises :class:`OSError` ``not a regular file (FIFO)`` (or folder, socket,
+    device), without calling the processor, if the input is no longer a
+    regular file (or a link to one): opening a FIFO would block the worker
+    for as long as nothing writes to it.
     """
     task = Task(*fields)
     path = _folder_prefix(input_dir) + rel
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "unknown type")
+        raise OSError(f"not a regular file ({kind})")
     output = None
     if task.part == 0:
         absolute = output_of(processor, input_dir, rel)
@@ -193,7 +205,6 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
         output = _relative(absolute, out_dir)
     if task.parts == 1:
         return None, None, tokens_of(processor.process(path)), output
-    info = os.stat(path)
     end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
     value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
     return info.st_size, info.st_mtime_ns, tokens_of(value), output

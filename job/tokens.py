@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import stat
 import threading
 from typing import BinaryIO, Callable
 
@@ -196,6 +197,30 @@ class _Range:
         return size
 
 
+_FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
+               stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+_INPUT_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def _open_input(path: str):
+    """``path`` opened for unbuffered reading; :class:`OSError` unless it is a regular file.
+
+    Never blocks on the open: a FIFO (or device) put in place of an input
+    after the listing is refused, not waited on.
+    """
+    fd = os.open(path, _INPUT_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "unknown type")
+            raise OSError(f"not a regular file ({kind})")
+        os.set_blocking(fd, True)  # a read that may not wait could end the file early (EAGAIN)
+        return open(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class TokenSplitter(DataProcessor):
     """Writes ``out_dir/REL`` for each input ``input_dir/REL``: its tokens, one per line."""
 
@@ -216,7 +241,7 @@ class TokenSplitter(DataProcessor):
 
     def process(self, path: str) -> dict:
         """Split one file; returns ``{"tokens": count}``."""
-        with open(path, "rb", buffering=0) as source:
+        with _open_input(path) as source:
             with atomic_output(self.output_path(path), buffering=0) as sink:
                 tokens = split_stream(source, sink.write)
         return {"tokens": tokens}
@@ -228,7 +253,7 @@ class TokenSplitter(DataProcessor):
         runner appends each to the output as soon as the parts before it are
         done); ``end`` at or past the end of the file finishes the last token.
         """
-        with open(path, "rb", buffering=0) as source:
+        with _open_input(path) as source:
             after_whitespace = True
             if start > 0:
                 source.seek(start - 1)

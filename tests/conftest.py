@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+PR_SET_CHILD_SUBREAPER = 36
 LAUNCHER_VARIABLES = ("OMPI_", "PMI_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                       "NODE_RANK", "GROUP_RANK", "AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
 
@@ -77,6 +81,116 @@ def require(available: bool, what: str) -> None:
 def temporary_files(out_dir: Path) -> list[Path]:
     """Temporary outputs left under ``out_dir`` (``.NAME.partial-…`` files, range folders)."""
     return [p for p in out_dir.rglob("*") if ".partial-" in p.name or p.name.startswith("partial-")]
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """Every process on the machine: pid -> (parent pid, state letter), from ``/proc/*/stat``."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # the name may hold spaces
+        except OSError:  # exited while listed
+            continue
+        table[int(name)] = (int(fields[1]), fields[0].decode())
+    return table
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` and that are running (not zombies)."""
+    return sorted(child for child, (parent, state) in process_table().items()
+                  if parent == pid and state != "Z")
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def end_processes(pids) -> None:
+    """SIGKILL each of ``pids`` still running, and reap those that are this process's children."""
+    for pid in pids:
+        if running(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not ours (reparented to init, or reaped already)
+            deadline = time.monotonic() + 5
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+def _become_subreaper() -> bool:
+    """Linux: orphaned descendants of this process are reparented to it instead of to init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), ctypes.c_ulong(0),
+                 ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
+def _reap_zombies() -> None:
+    for pid, (parent, state) in process_table().items():
+        if parent == os.getpid() and state == "Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """The suite ends with no process of its own left running, or fails naming each one.
+
+    The test process becomes a child subreaper (Linux), so that a process orphaned
+    by a test (a worker whose rank was killed, a grandchild) is reparented
+    here rather than to init, where it could not be seen. At the end of the
+    session, after the other session fixtures have stopped their services,
+    every process still running whose parent is this one is reported (pid
+    and command line), then killed, and so are the children it leaves;
+    zombies are reaped.
+    """
+    if not os.path.isdir("/proc"):  # nowhere to look
+        yield
+        return
+    _become_subreaper()  # without it, only the tests' own children can be checked
+    yield
+    deadline = time.monotonic() + 2  # a process killed just now may still be exiting
+    while children(os.getpid()) and time.monotonic() < deadline:
+        _reap_zombies()
+        time.sleep(0.05)
+    strays: dict[int, str] = {}
+    for _ in range(10):  # a stray's own children come here when it is killed: end them too
+        found = {pid: command_line(pid) for pid in children(os.getpid()) if pid not in strays}
+        if not found:
+            break
+        strays.update(found)
+        end_processes(found)
+    _reap_zombies()
+    if strays:
+        pytest.fail("processes left running by the tests (killed now): " + "; ".join(
+            f"{pid}: {line}" for pid, line in strays.items()), pytrace=False)
 
 
 @pytest.fixture

@@ -76,3 +76,37 @@ class RangeFails(TokenSplitter):
         if start > 0:
             raise ValueError(f"bad range at {start}")
         return super().process_range(path, start, end, part)
+
+
+class Orphans(TokenSplitter):
+    """On files containing ``ORPHAN``: forks a child that sleeps 60 s, ignoring SIGTERM, holding
+    every descriptor of the worker (its pipes to the rank included), then the worker exits with
+    code 1 (``ORPHAN_EXIT``) or by SIGKILL (``ORPHAN_KILL``). Each child's pid is appended to
+    ``out_dir/_manifest/orphans``, so that the test can end it."""
+
+    def process(self, path):
+        with open(path, "rb") as stream:
+            data = stream.read()
+        if b"ORPHAN" in data:
+            child = os.fork()
+            if child == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                time.sleep(60)
+                os._exit(0)
+            with open(os.path.join(self.out_dir, "_manifest", "orphans"), "a") as pids:
+                pids.write(f"{child}\n")
+            if b"ORPHAN_KILL" in data:
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(1)
+        return super().process(path)
+
+
+class BecomesFifo(TokenSplitter):
+    """Replaces ``f5.txt`` by a named pipe while processing ``f0.txt``: after the listing."""
+
+    def process(self, path):
+        if os.path.basename(path) == "f0.txt":
+            later = os.path.join(self.input_dir, "f5.txt")
+            os.unlink(later)
+            os.mkfifo(later)
+        return super().process(path)

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from conftest import end_processes
+from job import pool
 from job.pool import WorkerPool
 
 
@@ -83,3 +85,44 @@ def test_a_queued_batch_does_not_run_the_clock_of_its_items():
 
 def test_no_items_starts_no_worker():
     assert run([]) == ({}, [])
+
+
+def orphan_then_die(folder, how):
+    """Fork a child that keeps every descriptor (the worker's pipes) for 60 s, then die."""
+    child = os.fork()
+    if child == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+        os._exit(0)
+    with open(os.path.join(folder, "orphans"), "a") as pids:
+        pids.write(f"{child}\n")
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(3)
+
+
+@pytest.mark.parametrize("exit_handle", ["pidfd", "sentinel, polled"])
+def test_a_worker_is_seen_dead_while_its_child_holds_its_pipes(tmp_path, monkeypatch, exit_handle):
+    if exit_handle == "pidfd" and not hasattr(os, "pidfd_open"):
+        pytest.skip("no os.pidfd_open here")
+    if exit_handle != "pidfd":
+        monkeypatch.setattr(pool, "_open_pidfd", lambda process: None)
+    started = time.monotonic()
+    try:
+        with WorkerPool(orphan_then_die, 2) as workers:
+            outcomes = {o.key: o for o in workers.imap([(0, (str(tmp_path), "exit")),
+                                                        (1, (str(tmp_path), "kill"))])}
+    finally:
+        orphans = tmp_path / "orphans"
+        end_processes([int(pid) for pid in orphans.read_text().split()] if orphans.exists() else [])
+    assert time.monotonic() - started < 10
+    assert outcomes[0].error == "worker died (exit code 3)"
+    assert outcomes[1].error == "worker died (signal 9, SIGKILL)"
+
+
+def test_no_pidfd_is_kept_for_a_worker_already_reaped():
+    import multiprocessing
+    process = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    process.start()
+    process.join()  # reaped: its pid is free for another process
+    assert pool._open_pidfd(process) is None
