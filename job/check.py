@@ -18,7 +18,8 @@ journal and manifest in ``OUT/_manifest``, whatever rank layouts wrote them
   flat whatever the file size). Records of another processor (or another
   version of the token splitter): only that the output they name exists.
   ``--no-content``: outputs are only checked to exist;
-- within each layout, no input claimed done by two shards (two ranks took it);
+- within each layout, no input made by two shards, unchanged and by the same
+  processor (two ranks took it);
 - the listing: ranks of the newest layout that listed other inputs than the
   rest (count and digest, as each manifest records them), or other inputs
   than check lists now; a listing entry that cannot be read (``sub/``: a
@@ -96,7 +97,7 @@ class Shard:
     count: int
     manifest: Manifest | None = None
     journal: str | None = None  # the journal's path, if it has one
-    claims: set[str] = field(default_factory=set)  # inputs its journal or manifest says done
+    claims: set[tuple] = field(default_factory=set)  # (input, size, mtime, processor) it made
     journal_newest: float | None = None  # the newest record time in the journal
     manifest_newest: float | None = None  # ... in the manifest
     mtime: float = 0.0  # of its newest file: orders layouts whose records carry no time
@@ -166,6 +167,14 @@ def _newer(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+def _claim(record: dict[str, Any]) -> tuple:
+    """What an ``ok`` record says was made: this input, at this size and time, by this
+    processor. Two shards of one layout that made the same are two ranks that took one file
+    (a file made again after it changed, or by another processor, is not)."""
+    return (record["input"], record.get("bytes_in"), record.get("mtime_ns"),
+            record.get("processor"))
+
+
 def read_journal(path: str, shard: Shard) -> None:
     """Add the journal at ``path`` to ``shard``; :class:`BadFile` if it is not a journal."""
     try:
@@ -185,8 +194,8 @@ def read_journal(path: str, shard: Shard) -> None:
                 if problem is not None:
                     raise BadFile(f"{path}: line {number}: {problem}: not a journal")
                 shard.journal_newest = _newer(shard.journal_newest, _stamp(record))
-                if record["status"] in journal.DONE:
-                    shard.claims.add(record["input"])
+                if record["status"] == "ok":
+                    shard.claims.add(_claim(record))
     except OSError as error:
         raise BadFile(f"{path}: cannot be read: {error.strerror or error}") from None
 
@@ -207,8 +216,8 @@ def read_manifest(path: str, shard: Shard) -> None:
     records = manifest["files"]
     for record in records:
         shard.manifest_newest = _newer(shard.manifest_newest, _stamp(record))
-        if record["status"] in journal.DONE:
-            shard.claims.add(record["input"])
+        if record["status"] == "ok":
+            shard.claims.add(_claim(record))
     listed, by = manifest.get("listing"), manifest.get("interrupted_by")
     shard.manifest = Manifest(journal.totals(records), [r["input"] for r in records],
                               manifest.get("complete"), by if isinstance(by, str) else None,
@@ -524,16 +533,17 @@ def check_unlisted(report: Report, shards: dict[tuple[int, int], Shard], count: 
 
 
 def check_claims(report: Report, shards: dict[tuple[int, int], Shard]) -> None:
-    """Within each layout, no input done by two shards."""
+    """Within each layout, no input made twice, unchanged, by the same processor."""
     for count in sorted({c for _, c in shards}):
-        owners: dict[str, list[int]] = defaultdict(list)
+        owners: dict[tuple, list[int]] = defaultdict(list)
         for (index, c), shard in sorted(shards.items()):
             if c == count:
-                for rel in shard.claims:
-                    owners[rel].append(index)
-        for rel in sorted(rel for rel, ranks in owners.items() if len(ranks) > 1):
-            ranks = owners[rel]
-            report.problems.append(f"{rel}: done by {len(ranks)} ranks of the {count}-shard "
+                for claim in shard.claims:
+                    owners[claim].append(index)
+        for claim in sorted((c for c, ranks in owners.items() if len(ranks) > 1),
+                            key=lambda c: c[0]):
+            ranks = owners[claim]
+            report.problems.append(f"{claim[0]}: done by {len(ranks)} ranks of the {count}-shard "
                                    f"layout ({', '.join(map(str, ranks))}): two ranks took it")
 
 

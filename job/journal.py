@@ -1,7 +1,8 @@
 """Each rank's journal and manifest under ``out_dir/_manifest``.
 
 ``shard-IIIII-of-NNNNN.jsonl`` holds one JSON record per file, appended as
-the file finishes and flushed to the operating system whenever the rank has
+the file finishes (every run of the shard appends to it; it is never
+rewritten, so no record another layout's ranks may need is lost) and flushed to the operating system whenever the rank has
 booked the results that arrived (before it waits for more), and when it ends
 or is interrupted. A crash of the rank loses at most the records it was
 booking; those files are redone on resume (outputs are atomic, so redoing
@@ -172,7 +173,7 @@ def totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Journal:
-    """The journal of one shard: started fresh with the records carried over, then appended."""
+    """The journal of one shard: appended to by each run of the shard, never rewritten."""
 
     def __init__(self, out_dir: str, index: int, count: int):
         self.folder = os.path.join(out_dir, MANIFEST_DIR)
@@ -183,22 +184,37 @@ class Journal:
         self._lines: list[str] = []  # the JSON of each record, written once, reused by the manifest
         self._stream = None
 
-    def start(self, carried: Iterable[dict[str, Any]]) -> None:
-        """Replace the journal, atomically, by ``carried`` records (the skipped files)."""
+    def start(self, carried: Iterable[dict[str, Any]],
+              journaled: Iterable[bool] | None = None) -> None:
+        """Open the journal to append to it; ``carried`` are the records of the skipped files.
+
+        The journal keeps every earlier run's records: it is never rewritten,
+        so no file's newest record is lost whichever rank takes the file next.
+        A carried record is written to it unless ``journaled`` says this
+        journal already holds that file's newest record (after a layout change
+        the new layout's journals so come to stand on their own); all go into
+        the manifest. A last line cut short by a crash is dropped first. The
+        journal is never opened through a symbolic link.
+        """
         os.makedirs(self.folder, exist_ok=True)
-        temp = f"{self.path}.{os.getpid()}.partial"
+        carried = list(carried)
+        journaled = [False] * len(carried) if journaled is None else list(journaled)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                     | os.O_NOFOLLOW, 0o644)
         try:
-            with open(temp, "w", encoding="utf-8") as stream:
-                for record in carried:
-                    line = encode_record(record)
-                    self.records.append(record)
-                    self._lines.append(line)
-                    stream.write(line + "\n")
-            os.replace(temp, self.path)
+            _drop_cut_line(fd)
+            stream = open(fd, "a", encoding="utf-8", closefd=True)
         except BaseException:
-            _remove(temp)
+            os.close(fd)
             raise
-        self._stream = open(self.path, "a", encoding="utf-8")
+        self._stream = stream
+        for record, written in zip(carried, journaled):
+            line = encode_record(record)
+            self.records.append(record)
+            self._lines.append(line)
+            if not written:
+                stream.write(line + "\n")
+        stream.flush()
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record (buffered: see :meth:`flush`); :class:`JournalError` if it fails."""
@@ -252,6 +268,22 @@ class Journal:
             raise JournalError(f"cannot write the manifest {self.manifest_path}: "
                                f"{error.strerror}") from None
         return manifest
+
+
+def _drop_cut_line(fd: int) -> None:
+    """Truncate the file ``fd`` after its last newline: a line cut short by a crash goes."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 16))
+        cut = os.pread(fd, end - start, start).rfind(b"\n")
+        if cut >= 0:
+            os.ftruncate(fd, start + cut + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
 
 
 def _remove(path: str) -> None:

@@ -94,7 +94,11 @@ class RankLock:
             if holder:
                 self.took_over = _describe(holder, now)
             self._fd = fd
-            self._write()
+            try:
+                self._write()
+            except BaseException:
+                self.release()
+                raise
             self._thread = threading.Thread(target=self._beat, name="rank-lock", daemon=True)
             self._thread.start()
             return

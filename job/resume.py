@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from . import atomic, journal
 from .config import JobConfig
@@ -46,20 +46,29 @@ def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | N
                               and os.path.isfile(os.path.join(config.out_dir, output)))
 
 
-def split_done(config: JobConfig, files: Sequence[InputFile], processor: str
-               ) -> tuple[list[dict[str, Any]], list[InputFile]]:
-    """The ``skipped`` records carried over from earlier runs, and the files still to do.
+class Carried(NamedTuple):
+    """The files an earlier run finished: their ``skipped`` records, and for each whether
+    ``journal`` (this shard's journal name) already holds the file's newest record."""
+
+    records: list[dict[str, Any]]
+    journaled: list[bool]
+
+
+def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
+               journal_name: str = "") -> tuple[Carried, list[InputFile]]:
+    """The files carried over from earlier runs, and the files still to do.
 
     For each file the newest record in any journal of ``out_dir`` decides,
     whatever rank layout wrote it (see :func:`journal.newest_records`).
     """
     newest = journal.newest_records(config.out_dir) if config.resume else {}
-    carried, todo = [], []
+    carried, todo = Carried([], []), []
     now = time.time()
     for item in files:
-        record = newest.get(item.rel, (None,))[0]
+        record, holder = newest.get(item.rel, (None, None))
         if still_done(config, item, record, processor):
-            carried.append({"input": item.rel, "output": record.get("output"),
+            carried.journaled.append(holder == journal_name)
+            carried.records.append({"input": item.rel, "output": record.get("output"),
                             "status": "skipped", "bytes_in": record.get("bytes_in"),
                             "tokens": record.get("tokens"), "seconds": 0.0, "attempts": 0,
                             "error": None, "mtime_ns": record.get("mtime_ns"),

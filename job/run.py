@@ -166,7 +166,7 @@ def _lock_rank(plan: Plan) -> RankLock:
     return lock
 
 
-def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any]]) -> str:
+def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) -> str:
     """Start the journal; return this rank's fresh folder for range parts."""
     out_dir, rank = plan.config.out_dir, plan.rank
     shard = journal.shard_name(rank.shard_index, rank.shard_count)
@@ -174,7 +174,7 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: list[dict[str, Any
     try:
         shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
         os.makedirs(temp_dir)
-        book.start(carried)
+        book.start(carried.records, carried.journaled)
     except OSError as error:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise UsageError(f"out_dir {out_dir!r} cannot be written: {error.strerror}") from None
@@ -209,7 +209,8 @@ def execute(plan: Plan) -> int:
 def _execute(plan: Plan) -> int:
     config, rank = plan.config, plan.rank
     identity = processor_identity(plan.processor)
-    carried, todo = resume.split_done(config, plan.files, identity)
+    shard = journal.shard_name(rank.shard_index, rank.shard_count)
+    carried, todo = resume.split_done(config, plan.files, identity, shard + ".jsonl")
     unlisted = [item for item in todo if item.error is not None]
     if unlisted:
         todo = [item for item in todo if item.error is None]
@@ -225,7 +226,7 @@ def _execute(plan: Plan) -> int:
     workers = min(wanted, max(1, len(work)))
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do "
              "in %d task(s) by %d worker process(es)", len(plan.files), len(plan.listing),
-             _size(sum(f.size for f in plan.files)), config.shard_strategy, len(carried),
+             _size(sum(f.size for f in plan.files)), config.shard_strategy, len(carried.records),
              len(todo), len(work), workers)
 
     previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}

@@ -32,6 +32,17 @@ def records(out):
     return found
 
 
+def newest(out, shard="shard-"):
+    """Per input, its last record in the journals of ``shard`` (a journal keeps every run's)."""
+    return {r["input"]: r for name, r in records(out) if name.startswith(shard)}
+
+
+def manifest_statuses(out, shard="shard-00000-of-00001"):
+    """The statuses of the last run of ``shard``, per input."""
+    manifest = json.loads((out / "_manifest" / f"{shard}.json").read_bytes())
+    return {r["input"]: r["status"] for r in manifest["files"]}
+
+
 def statuses(out, shard):
     return {r["input"]: r["status"] for name, r in records(out) if name.startswith(shard)}
 
@@ -106,11 +117,11 @@ def test_another_processor_redoes_every_file(tmp_path):
     assert upper.returncode == 0, upper.stderr
     assert set(statuses(out, "shard-00000").values()) == {"ok"}
     assert (out / "f00.txt").read_bytes() == reference((source / "f00.txt").read_bytes()).upper()
-    assert {r["processor"] for _, r in records(out)} == {"odd_processors:Upper@1"}  # its version is inherited
+    assert {r["processor"] for r in newest(out).values()} == {"odd_processors:Upper@1"}  # inherited
     again = run_job("--input_dir", str(source), "--out_dir", str(out))
     assert again.returncode == 0
     assert set(statuses(out, "shard-00000").values()) == {"ok"}
-    assert {r["processor"] for _, r in records(out)} == {"job.tokens:TokenSplitter@1"}
+    assert {r["processor"] for r in newest(out).values()} == {"job.tokens:TokenSplitter@1"}
     assert_exact(source, out)
 
 
@@ -124,7 +135,7 @@ def test_a_new_processor_version_redoes_every_file(tmp_path):
                      env=clean_environ(FAULT_PROCESSOR_VERSION="2"))
     assert second.returncode == 0, second.stderr
     assert set(statuses(out, "shard-00000").values()) == {"ok"}
-    assert {r["processor"] for _, r in records(out)} == {"odd_processors:Versioned@2"}
+    assert {r["processor"] for r in newest(out).values()} == {"odd_processors:Versioned@2"}
 
 
 def test_chained_stages_leave_the_earlier_stage_alone(tmp_path):
@@ -144,7 +155,7 @@ def test_chained_stages_leave_the_earlier_stage_alone(tmp_path):
     assert manifest["totals"]["ok"] == 5 and manifest["listing"]["files"] == 5
     again = run_job("--input_dir", str(stage1), "--out_dir", str(stage2))
     assert again.returncode == 0
-    assert set(statuses(stage2, "shard-00000").values()) == {"skipped"}
+    assert set(manifest_statuses(stage2).values()) == {"skipped"}
 
 
 def test_names_that_are_not_utf8_are_processed_and_journaled(tmp_path):
@@ -158,11 +169,11 @@ def test_names_that_are_not_utf8_are_processed_and_journaled(tmp_path):
         result = run_job("--input_dir", str(source), "--out_dir", str(out), "--process_count", "2")
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
-        assert set(statuses(out, "shard-00000").values()) == {attempt}
+        assert set(manifest_statuses(out).values()) == {attempt}
     for name in names:
         data = open(os.path.join(os.fsencode(source), name), "rb").read()
         assert open(os.path.join(os.fsencode(out), name), "rb").read() == reference(data)
-    journaled = {os.fsencode(r["input"]) for _, r in records(out)}
+    journaled = {os.fsencode(r["input"]) for r in newest(out).values()}
     assert journaled == set(names)
     manifest = (out / "_manifest" / "shard-00000-of-00001.json").read_bytes()
     manifest.decode("utf-8")  # the manifest is valid UTF-8 JSON
@@ -211,7 +222,7 @@ def test_a_path_object_from_output_path_is_a_path(tmp_path):
     assert sorted(r["output"] for _, r in records(out)) == ["f00.txt", "f01.txt", "f02.txt"]
     again = run_job("--input_dir", str(source), "--out_dir", str(out),
                     "--processor", "odd_processors:PathOutput")
-    assert set(statuses(out, "shard-00000").values()) == {"skipped"}, again.stderr
+    assert set(manifest_statuses(out).values()) == {"skipped"}, again.stderr
 
 
 def test_an_output_path_onto_an_input_fails_that_file(tmp_path):
@@ -285,3 +296,38 @@ def test_an_unreadable_folder_is_recorded_as_failed(tmp_path):
         assert "locked/" in tolerated.stderr  # a failure again: never skipped
     finally:
         (source / "locked").chmod(0o755)
+
+
+def test_a_shard_that_moves_keeps_the_newest_records_of_the_files_it_left(tmp_path):
+    """Version 2 redoes files in shard 0 of 2; the shard then moves (other files listed); a
+    version 1 run must redo them again, not take an older version 1 record for the newest."""
+    source, out = make_inputs(tmp_path / "in", 6), tmp_path / "out"
+    one = clean_environ(FAULT_PROCESSOR_VERSION="1")
+    two = clean_environ(FAULT_PROCESSOR_VERSION="2")
+    common = ["--input_dir", str(source), "--out_dir", str(out), "--process_count", "1",
+              "--processor", "odd_processors:Versioned"]
+    assert run_job(*common, env=one).returncode == 0
+    node0 = ["--distribArgs.node_count", "2", "--distribArgs.node_rank", "0"]
+    assert run_job(*common, *node0, env=two).returncode == 0  # f00..f02 made by version 2
+    moved = run_job(*common, *node0, "--pattern", "f0[345].txt", env=two)
+    assert moved.returncode == 0, moved.stderr
+    last = run_job(*common, env=one)
+    assert last.returncode == 0, last.stderr
+    # f00..f04 were last made by version 2 (f03, f04 by the moved shard): redone; f05 not
+    assert manifest_statuses(out) == {"f00.txt": "ok", "f01.txt": "ok", "f02.txt": "ok",
+                                      "f03.txt": "ok", "f04.txt": "ok", "f05.txt": "skipped"}
+
+
+def test_files_added_between_runs_are_not_done_twice(tmp_path):
+    source, out = make_inputs(tmp_path / "in", 6), tmp_path / "out"
+    run_layout(source, out, 2)
+    (source / "a0.txt").write_bytes(b"new  file\n")
+    (source / "a1.txt").write_bytes(b"another\tnew file\n")
+    run_layout(source, out, 2)  # f02 moves from rank 0 to rank 1 unchanged: skipped there
+    shard1 = manifest_statuses(out, "shard-00001-of-00002")
+    assert shard1 == {"f02.txt": "skipped", "f03.txt": "skipped", "f04.txt": "skipped",
+                      "f05.txt": "skipped"}
+    check = subprocess.run([sys.executable, "-m", "job.check", "--input_dir", str(source),
+                            "--out_dir", str(out)], env=clean_environ(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout

@@ -108,25 +108,22 @@ def test_a_full_journal_disk_stops_the_rank_with_one_line(inputs, tmp_path):
     assert_outputs_exact(inputs, out, [p.name for p in done])
 
 
-def test_a_journal_that_cannot_be_started_leaves_nothing_behind(inputs, tmp_path):
-    """The rerun's journal (300 carried records) does not fit beside the old one."""
+def test_a_full_disk_before_the_first_file_leaves_nothing_behind(inputs, tmp_path):
+    """The journals' folder is full from the start: one line, exit 2, no lock, no partial-*."""
     require(mount_namespaces_work(), "root and a mount namespace, to mount a small tmpfs")
-    for i in range(300):
-        (inputs / f"many-{i:03d}.txt").write_bytes(b"one two three\n")
-    out, saved = tmp_path / "out", tmp_path / "saved"
-    assert run_job("--input_dir", str(inputs), "--out_dir", str(out)).returncode == 0
-    shutil.copytree(out / "_manifest", saved)
-    journal_size = (saved / "shard-00000-of-00001.jsonl").stat().st_size
-    size_kb = (journal_size * 3 // 2) // 1024 + 8
-    script = (f"mount -t tmpfs -o size={size_kb}k tmpfs {out / '_manifest'} && "
-              f"cp {saved / 'shard-00000-of-00001.jsonl'} {out / '_manifest'} && "
+    out = tmp_path / "out"
+    (out / "_manifest").mkdir(parents=True)
+    script = (f"mount -t tmpfs -o size=64k tmpfs {out / '_manifest'} && "
+              f"(dd if=/dev/zero of={out / '_manifest' / 'filler'} bs=4k 2>/dev/null; true) && "
               f"{sys.executable} -m job --input_dir {inputs} --out_dir {out}; "
               f"code=$?; ls -a {out / '_manifest'}; exit $code")
     result = subprocess.run(["unshare", "-m", "sh", "-c", script], env=clean_environ(), cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
-    assert sorted(result.stdout.split()) == [".", "..", "shard-00000-of-00001.jsonl"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], result.stderr
+    assert sorted(result.stdout.split()) == [".", "..", "filler"]
+    assert not list(out.glob("*.txt"))
 
 
 def test_bad_entries_are_recorded_never_a_crash(inputs, tmp_path):
@@ -171,8 +168,10 @@ def test_ctrl_c_to_the_process_group(inputs, tmp_path):
     rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out),
                     "--processor", "fault_processors:Slow")  # the same processor: it resumes
     assert rerun.returncode == 0
-    statuses = [r["status"] for r in journal_records(out)]
+    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    statuses = [r["status"] for r in manifest["files"]]
     assert statuses.count("skipped") == len(records) and statuses.count("ok") == 8 - len(records)
+    assert len(journal_records(out)) == 8  # this run's records after the first run's
     assert_outputs_exact(inputs, out)
 
 
