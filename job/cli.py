@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Sequence
 
 from . import config as config_module
 from .config import ConfigError
-from .run import EXIT_USAGE, UsageError, configure_logging, execute, prepare
+from .run import EXIT_SIGNAL, EXIT_USAGE, UsageError, configure_logging, execute, prepare
 
 USAGE = """\
 usage: python -m job [--config PATH] [--KEY VALUE ...] [--SECTION.KEY VALUE ...]
@@ -75,6 +76,7 @@ def parse_arguments(argv: Sequence[str]) -> Arguments:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m job`` with ``argv``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    previous = signal.signal(signal.SIGTERM, _terminated)  # the run installs its own
     try:
         arguments = parse_arguments(argv)
         if arguments.help:
@@ -92,5 +94,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except (KeyboardInterrupt, _Terminated) as stop:
+        name = "SIGTERM" if isinstance(stop, _Terminated) else "SIGINT"
+        print(f"error: interrupted by {name} before any file was processed", file=sys.stderr)
+        return EXIT_SIGNAL[signal.SIGTERM if name == "SIGTERM" else signal.SIGINT]
     finally:
+        signal.signal(signal.SIGTERM, previous)
         logging.shutdown()
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the run was being prepared."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()

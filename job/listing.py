@@ -5,7 +5,9 @@ links to them. Skipped: names beginning with ``.`` (files or folders),
 anything under ``out_dir``, and a top-level ``_manifest/`` folder (the
 journals of an earlier stage whose ``out_dir`` is this ``input_dir``: reserved,
 never listed, never touched). Other kinds of entries (FIFOs, sockets, devices,
-links to folders) are not inputs. The result is sorted by relative path.
+links to folders) are not inputs: links to folders are not followed (as
+``find`` and ``os.walk`` do not), and the caller can name them. The result is
+sorted by relative path.
 
 Nothing is skipped in silence: a folder that cannot be listed (``sub/``,
 with a trailing slash) or an entry that cannot be examined (a broken link, a
@@ -89,15 +91,15 @@ def _translate_name(part: str, pattern: str) -> str:
         elif char == "?":
             out.append("[^/]")
         elif char == "[":
-            end = k + 1 if part[k:k + 1] in ("!", "]") else k
-            end = part.find("]", end + (part[end:end + 1] == "]"))
+            end = k + (part[k:k + 1] == "!")
+            end = part.find("]", end + (part[end:end + 1] == "]"))  # a first "]" is a member
             if end < 0:
                 raise InputDirError(f"pattern {pattern!r}: '[' without its closing ']'")
             body = part[k:end]
             k = end + 1
             negate = body.startswith("!")
             body = body[1:] if negate else body
-            body = body.replace("\\", "\\\\").replace("^", "\\^")
+            body = "".join("\\" + c if c in "\\^[]" else c for c in body)
             out.append(f"[^/{body}]" if negate else f"[{body}]")
         else:
             out.append(re.escape(char))
@@ -105,12 +107,15 @@ def _translate_name(part: str, pattern: str) -> str:
 
 
 def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                pattern: str | None = None) -> list[InputFile]:
+                pattern: str | None = None,
+                linked_folders: list[str] | None = None) -> list[InputFile]:
     """Every input file under ``input_dir`` with its size, sorted by relative path.
 
     ``pattern`` is a glob on the relative POSIX path (see
     :func:`compile_pattern`); ``None`` takes every file. Entries that cannot
     be listed or examined carry their ``error`` (see the module docstring).
+    Links to folders are not followed; their relative paths are added to
+    ``linked_folders`` when it is given, so that the caller can say so.
     """
     root = os.fspath(input_dir)
     try:
@@ -123,7 +128,7 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     skip = os.path.realpath(out_dir) if out_dir is not None else None
     matches = compile_pattern(pattern).fullmatch if pattern is not None else None
     found: list[InputFile] = []
-    _scan(root, "", skip, matches, found)
+    _scan(root, "", skip, matches, found, linked_folders)
     found.sort()
     return found
 
@@ -132,7 +137,8 @@ def _failed(rel: str, what: str, error: OSError) -> InputFile:
     return InputFile(rel, 0, None, f"{what}: {error.strerror or error}")
 
 
-def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[InputFile]) -> None:
+def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[InputFile],
+          linked: list[str] | None) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -157,7 +163,7 @@ def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[Input
                         continue
                     path = os.path.join(folder, name)
                     if skip is None or os.path.realpath(path) != skip:
-                        _scan(path, rel + "/", skip, matches, found)
+                        _scan(path, rel + "/", skip, matches, found, linked)
                     continue
                 if matches is not None and not matches(rel):
                     continue
@@ -171,6 +177,8 @@ def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[Input
                     continue
                 if stat.S_ISREG(info.st_mode):
                     found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
+                elif linked is not None and stat.S_ISDIR(info.st_mode):
+                    linked.append(rel)
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
             found.append(_failed(prefix, "cannot list the folder", error))

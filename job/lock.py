@@ -37,11 +37,15 @@ class RankBusy(Exception):
 
 
 def _describe(holder: dict, now: float) -> str:
-    since = holder.get("since")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
-        since, (int, float)) else "an unknown time"
-    beat = holder.get("heartbeat")
-    age = f", last heard of {now - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
+    since, beat = holder.get("since"), holder.get("heartbeat")
+    try:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+    except (TypeError, ValueError, OverflowError, OSError):
+        when = "an unknown time"
+    age = ""
+    if isinstance(beat, (int, float)) and not isinstance(beat, bool) and abs(now - beat) < 1e9:
+        age = (f", last heard of {now - beat:.0f} s ago" if beat <= now else
+               f", last heard of {beat - now:.0f} s in the future (its clock is ahead)")
     return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} since {when}{age}"
 
 
@@ -63,7 +67,7 @@ class RankLock:
 
     def acquire(self) -> None:
         for _ in range(10):  # the file may be removed or replaced while we lock it
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
@@ -127,7 +131,7 @@ class RankLock:
         """Say who holds the lock; written through a fresh descriptor, so that a mount that
         uploads on close (blobfuse) shows it to other hosts."""
         data = json.dumps({**self._info, "heartbeat": time.time()}).encode() + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             os.write(fd, data)
         finally:

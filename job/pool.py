@@ -20,8 +20,9 @@ at once, so:
   items done but not yet reported) is handed out again, uncharged;
 - an item that runs past ``timeout`` seconds has its worker killed and
   replaced, and is retried or reported as timed out;
-- an exception in the function is caught in the worker and reported with
-  its message; the worker goes on.
+- an exception in the function (``SystemExit`` and ``KeyboardInterrupt``
+  included) is caught in the worker and reported with its message and
+  where it was raised; the worker goes on.
 
 Workers ignore SIGINT (Ctrl-C reaches the whole process group; the parent
 decides) and are killed when the pool closes, whatever the reason. If the
@@ -163,7 +164,7 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
             since.value = start = time.monotonic()
             try:
                 results.append((True, function(*args), time.monotonic() - start))
-            except Exception as error:  # noqa: BLE001 - reported to the parent
+            except BaseException as error:  # noqa: BLE001 - SystemExit too: reported, not fatal
                 results.append((False, _format_error(error), time.monotonic() - start))
             if time.monotonic() - reported >= REPORT_SECONDS and index + 1 < len(batch):
                 _send(conn, results)

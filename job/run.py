@@ -55,6 +55,7 @@ class Plan:
     listing: list[InputFile]
     files: list[InputFile]
     processor: DataProcessor
+    linked_folders: list[str]  # links to folders in input_dir, not followed
 
 
 def load_processor_class(spec: str) -> type[DataProcessor]:
@@ -94,8 +95,9 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
                          "outputs could land on inputs; choose an out_dir outside input_dir")
     if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
         raise UsageError(f"out_dir {config.out_dir!r} exists and is not a folder")
+    linked: list[str] = []
     try:
-        listing = list_inputs(config.input_dir, config.out_dir, config.pattern)
+        listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked)
     except InputDirError as error:
         raise UsageError(str(error)) from None
     files = sharding.plan(listing, [f.size for f in listing], rank.shard_index,
@@ -106,7 +108,7 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
-    return Plan(config, rank, listing, files, processor)
+    return Plan(config, rank, listing, files, processor, sorted(linked))
 
 
 def processor_identity(processor: DataProcessor) -> str:
@@ -154,6 +156,10 @@ def _lock_rank(plan: Plan) -> RankLock:
     folder = os.path.join(out_dir, journal.MANIFEST_DIR)
     try:
         os.makedirs(folder, exist_ok=True)
+        if os.path.islink(folder) or os.path.realpath(folder) != os.path.join(
+                os.path.realpath(out_dir), journal.MANIFEST_DIR):
+            raise UsageError(f"{folder!r} is a link: the journals must live in out_dir itself, "
+                             "never in a folder a link points to (it could be the inputs)")
         lock = RankLock(folder, journal.shard_name(rank.shard_index, rank.shard_count),
                         f"rank {rank.shard_index} of {rank.shard_count}")
         lock.acquire()
@@ -201,6 +207,11 @@ def execute(plan: Plan) -> int:
         log.info("config: %s", plan.config.as_dict())
         if lock.took_over:
             log.warning("took over the lock of a run that is gone: %s", lock.took_over)
+        if plan.linked_folders:
+            names = ", ".join(plan.linked_folders[:5])
+            more = f" and {len(plan.linked_folders) - 5} more" if len(plan.linked_folders) > 5 else ""
+            log.warning("%d link(s) to folders in input_dir are not followed, their files are "
+                        "not inputs: %s%s", len(plan.linked_folders), names, more)
         return _execute(plan)
     finally:
         lock.release()

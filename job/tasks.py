@@ -104,13 +104,16 @@ def output_of(processor, input_dir: str, rel: str) -> str | None:
     else that is not text is a :class:`TypeError` that says so.
     """
     output = processor.output_path(_folder_prefix(input_dir) + rel)
-    if output is None or type(output) is str:
+    if output is None or (type(output) is str and output):
         return output
     try:
-        return os.fsdecode(output)
+        output = os.fsdecode(output)
     except TypeError:
         raise TypeError(f"output_path() returned {type(output).__name__} {output!r:.60}, "
                         "not a path") from None
+    if not output:
+        raise TypeError("output_path() returned an empty path")
+    return output
 
 
 def known_output_of(processor, input_dir: str, rel: str) -> str | None:
@@ -133,10 +136,14 @@ def tokens_of(value: Any) -> int | None:
         raise TypeError(f"process() returned {type(value).__name__} {value!r:.60}: the runner "
                         "takes None or a dict of counts, such as {'tokens': 12}")
     tokens = value.get("tokens")
-    if tokens is None or (type(tokens) is int and tokens >= 0):
+    if tokens is None or (type(tokens) is int and 0 <= tokens < 1 << 63):
         return tokens
-    raise TypeError(f"process() returned tokens={tokens!r:.60}: not a count "
-                    "(a non-negative integer)")
+    try:
+        shown = repr(tokens)[:60]
+    except ValueError:  # an integer too long to write out
+        shown = "a number too large"
+    raise TypeError(f"process() returned tokens={shown}: not a count (an integer from 0 "
+                    "to 2**63 - 1)")
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -158,7 +165,12 @@ def landing_error(folder: str, input_dir: str, out_dir: str) -> str | None:
 
 def _check_landing(output: str | None, input_dir: str, out_dir: str) -> None:
     if output is not None:
-        error = landing_error(os.path.dirname(output), input_dir, out_dir)
+        folder = os.path.dirname(output)
+        error = landing_error(folder, input_dir, out_dir)
+        if (error is None and os.path.basename(output) == MANIFEST_DIR
+                and os.path.realpath(folder or ".") == os.path.realpath(out_dir)):
+            error = (f"its output would be out_dir/{MANIFEST_DIR}, the journals' folder: the "
+                     f"name {MANIFEST_DIR} is reserved at the top of out_dir")
         if error is not None:
             raise ValueError(f"refused to process: {error}")
 

@@ -51,3 +51,26 @@ class Raises(TokenSplitter):
 
     def process(self, path):
         raise ValueError(f"cannot process {os.path.basename(path)}")
+
+
+class EmptyOutput(TokenSplitter):
+    """Names no output path at all: the empty string."""
+
+    def output_path(self, path):
+        return ""
+
+
+class RaisesBase(TokenSplitter):
+    """Raises ``eval($FAULT_RAISE)``, a BaseException that is not an Exception."""
+
+    def process(self, path):
+        raise eval(os.environ["FAULT_RAISE"])  # noqa: S307 - the tests' own expressions
+
+
+class SlowStart(TokenSplitter):
+    """Takes a while to build, as a processor that loads a model does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        import time
+        time.sleep(30)

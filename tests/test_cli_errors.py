@@ -152,3 +152,16 @@ def test_print_config_shows_the_resolved_config(inputs):
     result = run_job("--input_dir", str(inputs), "--process_count", "3", "--print_config")
     assert result.returncode == 0
     assert "process_count: 3" in result.stdout and "shard_strategy: contiguous" in result.stdout
+
+
+def test_a_journals_folder_that_links_into_the_inputs_is_refused(tmp_path, inputs):
+    (inputs / "shard-00000-of-00001.json").write_bytes(b"precious\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(inputs, out / "_manifest")
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a link: the journals must live in out_dir" in lines[0]
+    assert sorted(p.name for p in inputs.iterdir()) == ["a.txt", "shard-00000-of-00001.json"]
+    assert (inputs / "shard-00000-of-00001.json").read_bytes() == b"precious\n"

@@ -8,6 +8,7 @@ UTF-8, processors that return odd values, folders that cannot be read.
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -189,6 +190,8 @@ def test_names_that_are_not_utf8_are_processed_and_journaled(tmp_path):
     ("{1, 2}", "returned set"),
     ("'done'", "returned str"),
     ("object()", "returned object"),
+    ("{'tokens': 10**5000}", "tokens=a number too large"),
+    ("{'tokens': 2**63}", "tokens=9223372036854775808"),
 ])
 def test_whatever_a_processor_returns_the_rank_finishes(tmp_path, value, error):
     source, out = make_inputs(tmp_path / "in", 3), tmp_path / "out"
@@ -331,3 +334,50 @@ def test_files_added_between_runs_are_not_done_twice(tmp_path):
                             "--out_dir", str(out)], env=clean_environ(), cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.parametrize("exception", ["SystemExit(3)", "KeyboardInterrupt()",
+                                       "BaseException('odd')"])
+def test_a_processor_that_raises_a_base_exception_fails_its_file(tmp_path, exception):
+    source, out = make_inputs(tmp_path / "in", 2), tmp_path / "out"
+    result = run_job("--input_dir", str(source), "--out_dir", str(out), "--max_retries", "0",
+                     "--processor", "odd_processors:RaisesBase",
+                     env=clean_environ(FAULT_RAISE=exception))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    name = exception.partition("(")[0]
+    errors = {r["error"] for r in newest(out).values()}
+    assert len(errors) == 1 and errors.pop().startswith(name), result.stderr
+
+
+def test_an_empty_output_path_fails_its_file(tmp_path):
+    source, out = make_inputs(tmp_path / "in", 2), tmp_path / "out"
+    result = run_job("--input_dir", str(source), "--out_dir", str(out), "--max_retries", "0",
+                     "--processor", "odd_processors:EmptyOutput")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert all("output_path() returned an empty path" in r["error"]
+               for r in newest(out).values())
+
+
+def test_a_top_level_input_named_like_the_journals_folder_fails_clearly(tmp_path):
+    source, out = make_inputs(tmp_path / "in", 2), tmp_path / "out"
+    (source / "_manifest").write_bytes(b"a file, not the folder\n")
+    result = run_job("--input_dir", str(source), "--out_dir", str(out), "--error_threshold", "1")
+    assert result.returncode == 0, result.stderr
+    record = newest(out)["_manifest"]
+    assert record["status"] == "failed" and "the name _manifest is reserved" in record["error"]
+    assert (out / "_manifest").is_dir()
+
+
+def test_ctrl_c_while_the_run_is_being_prepared_is_one_line(tmp_path):
+    source, out = make_inputs(tmp_path / "in", 2), tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(source),
+                                "--out_dir", str(out), "--processor", "odd_processors:SlowStart"],
+                               env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # importing and building the processor, which takes 30 s
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == [
+        "error: interrupted by SIGINT before any file was processed"], stderr

@@ -65,6 +65,8 @@ def test_seed_get_file_names_joins_input_dir(tree):
     ("[!ab].txt", ["A.txt", "a/b/c.txt", "a/z.txt"]),
     ("?.txt", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt"]),
     ("**", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
+    ("[]b].txt", ["b.txt"]),
+    ("[!]ab].txt", ["A.txt", "a/b/c.txt", "a/z.txt"]),
 ])
 def test_double_star_matches_zero_or_more_folders(tree, pattern, expected):
     assert [f.rel for f in list_inputs(tree, tree / "out", pattern)] == expected
@@ -113,3 +115,10 @@ def test_the_digest_tells_listings_apart(tree):
     assert digest(first) == digest(list_inputs(tree, tree / "out"))
     (tree / "new.txt").write_text("n")
     assert digest(list_inputs(tree, tree / "out")) != digest(first)
+
+
+def test_links_to_folders_are_named_not_followed(tree):
+    linked = []
+    rels = [f.rel for f in list_inputs(tree, tree / "out", None, linked)]
+    assert not any(rel.startswith("linkdir/") for rel in rels)
+    assert linked == ["linkdir"]

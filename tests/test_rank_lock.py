@@ -162,3 +162,26 @@ def test_a_run_of_another_layout_is_refused_while_one_runs(inputs, tmp_path):
                     "--distribArgs.node_count", "2", "--distribArgs.node_rank", "1")
     assert after.returncode == 0, after.stderr
     assert "4 skipped" in after.stderr
+
+
+def test_a_lock_that_is_a_link_is_never_written_through(inputs, tmp_path):
+    out = tmp_path / "out"
+    (out / "_manifest").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    os.symlink(victim, out / "_manifest" / LOCK)
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 2, result.stderr
+    assert victim.read_bytes() == b"precious\n"
+
+
+def test_a_lock_with_impossible_times_is_described_not_a_crash(inputs, tmp_path):
+    out = tmp_path / "out"
+    (out / "_manifest").mkdir(parents=True)
+    (out / "_manifest" / LOCK).write_text(json.dumps(
+        {"host": "node7", "pid": 42, "since": 1e300, "heartbeat": time.time() + 3600}))
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "since an unknown time" in lines[0], result.stderr
+    assert "in the future (its clock is ahead)" in lines[0]
