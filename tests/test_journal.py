@@ -1,6 +1,7 @@
 """Journal lines: the direct encoding of the usual record is exactly ``json.dumps``'s."""
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,8 @@ COMPACT = dict(ensure_ascii=False, separators=(",", ":"))
 def record(**changes):
     base = {"input": "a/b.txt", "output": "a/b.txt", "status": "ok", "bytes_in": 12,
             "tokens": 3, "seconds": 0.00125, "attempts": 1, "error": None,
-            "mtime_ns": 1732500000123456789}
+            "mtime_ns": 1732500000123456789, "processor": "job.tokens:TokenSplitter@1",
+            "time": 1764091234.1234567}
     return {**base, **changes}
 
 
@@ -26,6 +28,8 @@ def record(**changes):
     {"seconds": 1e-07}, {"seconds": 12345678.5},
     {"tokens": {"custom": [1, 2]}},          # a processor's own value: json.dumps itself
     {"tokens": True}, {"seconds": 3}, {"seconds": float("inf")}, {"status": "o\"k"},
+    {"time": None}, {"time": 17}, {"time": float("nan")}, {"processor": None},
+    {"processor": "m\u00e9:C\"x"}, {"input": 3}, {"output": b"x".decode()},
 ])
 def test_usual_and_unusual_records(changes):
     value = record(**changes)
@@ -45,3 +49,12 @@ def test_any_text_and_numbers(name, error, tokens, seconds):
     value = record(input=name, output=name, error=error, tokens=tokens, seconds=seconds)
     line = journal.encode_record(value)
     assert line == json.dumps(value, **COMPACT) and json.loads(line) == value
+
+
+def test_a_name_that_is_not_utf8_is_escaped_and_read_back_exactly():
+    name = b"caf\xe9/\xff.txt".decode("utf-8", "surrogateescape")
+    value = record(input=name, output=name)
+    line = journal.encode_record(value)
+    assert line == json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    line.encode("utf-8")  # a journal line is always UTF-8
+    assert os.fsencode(json.loads(line)["input"]) == b"caf\xe9/\xff.txt"
