@@ -194,6 +194,16 @@ def no_process_left_behind():
 
 
 @pytest.fixture
+def eight_files(tmp_path) -> Path:
+    """``in/f0.txt`` … ``f7.txt``: small files of tabs and spaces, 17 to 136 bytes."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(8):
+        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
+    return source
+
+
+@pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"the shared corpus is missing at {CORPUS}")

@@ -17,12 +17,8 @@ from conftest import (ROOT, assert_outputs_exact, clean_environ, require, run_jo
 
 
 @pytest.fixture
-def inputs(tmp_path):
-    source = tmp_path / "in"
-    source.mkdir()
-    for i in range(8):
-        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
-    return source
+def inputs(eight_files):
+    return eight_files
 
 
 def journal_records(out):

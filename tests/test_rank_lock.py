@@ -17,12 +17,8 @@ LOCK = "shard-00000-of-00001.lock"
 
 
 @pytest.fixture
-def inputs(tmp_path):
-    source = tmp_path / "in"
-    source.mkdir()
-    for i in range(8):
-        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
-    return source
+def inputs(eight_files):
+    return eight_files
 
 
 def start_slow(inputs, out):
