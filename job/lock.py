@@ -121,7 +121,6 @@ class RankLock:
                 continue
             holder = _live_holder(os.path.join(folder, name), self._info["host"])
             if holder is not None:
-                self.release()
                 raise RankBusy(f"a run of another rank layout is writing into this out_dir "
                                f"({name[:-5]}, held by {_describe(holder, time.time())}): "
                                f"two layouts at once would both take the same files; wait for "

@@ -163,7 +163,11 @@ def _lock_rank(plan: Plan) -> RankLock:
         lock = RankLock(folder, journal.shard_name(rank.shard_index, rank.shard_count),
                         f"rank {rank.shard_index} of {rank.shard_count}")
         lock.acquire()
-        lock.refuse_other_layouts()
+        try:
+            lock.refuse_other_layouts()
+        except BaseException:
+            lock.release()
+            raise
     except RankBusy as error:
         raise UsageError(str(error)) from None
     except OSError as error:
