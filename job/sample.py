@@ -1,4 +1,5 @@
-"""Write the small sample corpus the demo and the tests run on: ``python -m job.sample DIR``.
+"""Write the small sample corpus the demo runs on: ``python -m job.sample DIR``; and, for the
+tests and benchmarks, a Wikipedia-like corpus (:func:`write_corpus`).
 
 Deterministic text (the same bytes on every machine and Python 3.11+): 36
 files in nested folders, sizes from empty to about 150 KB, with the
@@ -44,6 +45,54 @@ def write_sample(folder: str, seed: int = 2024) -> list[str]:
             stream.write(_text(rng, size))
         written.append(rel)
     return written
+
+
+PROSE = ("the of and in to a was is for on as by with he at from his an were are which that it "
+         "its first also after city river season album song game league county village church "
+         "war army station school population music film series ship university team "
+         "café naïve Zürich São Paulo Māori Ελλάδα Москва 日本 東京 한국 — – “quoted” ’s "
+         "1,234 3.5 % km² <unk> @-@ @,@ ( ) ; : , . ! ? = = Early life = = 🎵").split()
+BLANKS = (" ",) * 30 + ("  ", "\t", " \t ", "\u00a0")  # NBSP is no ASCII whitespace: in tokens
+ENDS = ("\n",) * 8 + ("\n\n", "\r\n", " \n", "\n \n", "\v", "\f\n", "\r")
+
+
+def _prose(rng: random.Random, size: int) -> bytes:
+    """About ``size`` bytes of paragraphs: long lines of words, Wikipedia-dump style."""
+    parts, total = [], 0
+    while total < size:
+        words = [rng.choice(PROSE) for _ in range(rng.randint(3, 180))]
+        line = "".join(word + rng.choice(BLANKS) for word in words).rstrip(" ") + rng.choice(ENDS)
+        parts.append(line)
+        total += len(line) + 8
+    return "".join(parts).encode("utf-8")
+
+
+def write_corpus(folder: str, files: int = 27, seed: int = 1) -> list[str]:
+    """Write a corpus like a Wikipedia dump split into parts; returns the names written.
+
+    ``wiki_00.txt`` … : 27 files of about 30 KB to 95 KB of real-looking prose (UTF-8
+    with accents, CJK, emoji; ``<unk>`` and ``@-@`` markers), with every ASCII
+    whitespace byte in runs, CRLF and lone CR line ends, a file that starts with
+    blanks, one that ends inside a token, and one with bytes that are not UTF-8.
+    The same bytes on every machine: what the tests use, and the benchmarks
+    where ``../shared/corpus`` is absent.
+    """
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    names = []
+    for index in range(files):
+        data = _prose(rng, rng.randint(27_000, 85_000))
+        if index == 1:
+            data = b" \t\n\n  " + data
+        if index == 2:
+            data = data.rstrip()  # ends inside a token
+        if index == 3:
+            data = data[:5000] + b" caf\xe9 \xff\xfe\x00 tail\x80 " + data[5000:]
+        name = f"wiki_{index:02d}.txt"
+        with open(os.path.join(folder, name), "wb") as stream:
+            stream.write(data)
+        names.append(name)
+    return names
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,7 @@ makes no network call and needs no credentials.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,14 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     layout = layout_of(settings)
     job_config = load_job_config(settings.job_config, layout.ranks)
     input_location(settings)  # a missing local input folder stops here, before staging
-    folder = stage_code(code_dir if code_dir is not None else default_code_dir(), settings.job_config)
-    job = build_job(settings, folder, environment_dir)
-    plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) else None
+    target = Path(code_dir) if code_dir is not None else default_code_dir()
+    try:
+        folder = stage_code(target, settings.job_config)
+        job = build_job(settings, folder, environment_dir)
+        plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) \
+            else None
+    except BaseException:
+        if code_dir is None:  # our temporary folder: nothing of it is left
+            shutil.rmtree(target.parent, ignore_errors=True)
+        raise
     return PreparedJob(settings, layout, job_config, folder, job, plan)

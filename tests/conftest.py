@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from job.sample import write_corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
+# The tools `make test` installs into the project: the venv's mpirun (and node), then Azurite.
+TOOL_DIRS = (os.path.dirname(sys.executable), str(ROOT / ".tools" / "azurite" / "node_modules" / ".bin"))
+os.environ["PATH"] = os.pathsep.join([*TOOL_DIRS, os.environ.get("PATH", "")])
 PR_SET_CHILD_SUBREAPER = 36
 LAUNCHER_VARIABLES = ("OMPI_", "PMI_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                       "NODE_RANK", "GROUP_RANK", "AZUREML_NODE_COUNT", "AZ_BATCHAI_TASK_INDEX")
@@ -71,11 +77,9 @@ def assert_outputs_exact(input_dir: Path, out_dir: Path, rels=None) -> None:
 
 
 def require(available: bool, what: str) -> None:
-    """Skip when ``what`` is missing on a developer's machine; fail in CI, which installs it."""
+    """Fail, never skip, when ``what`` is missing: ``make test`` installs every tool a test needs."""
     if not available:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is missing, and .ci/run should have provided it")
-        pytest.skip(f"{what} is missing")
+        pytest.fail(f"{what} is missing: `make test` installs it (see the README)", pytrace=False)
 
 
 def temporary_files(out_dir: Path) -> list[Path]:
@@ -193,6 +197,47 @@ def no_process_left_behind():
             f"{pid}: {line}" for pid, line in strays.items()), pytrace=False)
 
 
+def mount_points() -> list[str]:
+    """The mount points this process sees (Linux), as ``/proc/self/mountinfo`` gives them."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as info:
+            return [os.fsdecode(line.split()[4]).replace("\\040", " ") for line in info]
+    except OSError:
+        return []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mount_or_temporary_file_left_behind(tmp_path_factory):
+    """The suite leaves no mount and no temporary file or folder behind, or fails naming them.
+
+    For the session, ``TMPDIR`` (and :mod:`tempfile`) point to a fresh folder
+    of its own, which the tests and every process they start inherit; at the
+    end it must be empty, and nothing may be mounted under it or under the
+    session's ``tmp_path`` folders. What is left is named, then unmounted and
+    removed.
+    """
+    basetemp = str(tmp_path_factory.getbasetemp())  # pytest's own, made before TMPDIR moves
+    own = tempfile.mkdtemp(prefix="amlshard-tests-")
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = own, own
+    roots = (os.path.join(own, ""), os.path.join(basetemp, ""))
+    yield
+    if saved[0] is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = saved[0]
+    tempfile.tempdir = saved[1]
+    mounts = sorted((m for m in mount_points() if m.startswith(roots)), reverse=True)
+    for mount in mounts:
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    left = sorted(os.listdir(own))
+    shutil.rmtree(own, ignore_errors=True)
+    if mounts or left:
+        pytest.fail("left behind by the tests (removed now): " + "; ".join(
+            [f"mount {m}" for m in mounts] + [f"temporary {os.path.join(own, n)}" for n in left]),
+            pytrace=False)
+
+
 @pytest.fixture
 def eight_files(tmp_path) -> Path:
     """``in/f0.txt`` … ``f7.txt``: small files of tabs and spaces, 17 to 136 bytes."""
@@ -203,8 +248,9 @@ def eight_files(tmp_path) -> Path:
     return source
 
 
-@pytest.fixture
-def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.fail(f"the shared corpus is missing at {CORPUS}")
-    return CORPUS
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """27 files of Wikipedia-like prose with every kind of whitespace (see job.sample)."""
+    folder = tmp_path_factory.mktemp("corpus") / "wikipedia.part1"
+    write_corpus(str(folder))
+    return folder

@@ -1,6 +1,7 @@
 """Processors that do unusual but legal (or plainly wrong) things, for the runner's tests."""
 
 import os
+import time
 import pathlib
 
 from job import TokenSplitter
@@ -68,9 +69,11 @@ class RaisesBase(TokenSplitter):
 
 
 class SlowStart(TokenSplitter):
-    """Takes a while to build, as a processor that loads a model does."""
+    """Takes a while to build, as a processor that loads a model does; creates the file
+    ``$SLOW_START_MARKER``, when set, once it has begun."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        import time
+        if os.environ.get("SLOW_START_MARKER"):
+            open(os.environ["SLOW_START_MARKER"], "x").close()
         time.sleep(30)

@@ -8,17 +8,16 @@ import sys
 
 import pytest
 
-from conftest import CORPUS, ROOT, require
+from conftest import ROOT, require
 
 
-def test_quick_run_prints_every_row_and_checks_outputs(tmp_path):
-    if not CORPUS.is_dir():
-        pytest.fail(f"the shared corpus is missing at {CORPUS}")
+@pytest.mark.slow
+def test_quick_run_prints_every_row_and_checks_outputs(tmp_path, corpus):
     missing = [t for t in ("sh", "find", "xargs", "tr", "od", "head", "tail") if not shutil.which(t)]
     require(not missing, f"the tr reference's tools {', '.join(missing)}")
     cache = tmp_path / "bench"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache),
-                           "--tmpfs", str(tmp_path / "memory")],
+                           "--corpus", str(corpus), "--tmpfs", str(tmp_path / "memory")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = (cache / "results.md").read_text()

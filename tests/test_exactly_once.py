@@ -372,12 +372,16 @@ def test_a_top_level_input_named_like_the_journals_folder_fails_clearly(tmp_path
 
 def test_ctrl_c_while_the_run_is_being_prepared_is_one_line(tmp_path):
     source, out = make_inputs(tmp_path / "in", 2), tmp_path / "out"
+    marker = tmp_path / "building"
     process = subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(source),
                                 "--out_dir", str(out), "--processor", "odd_processors:SlowStart"],
-                               env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # importing and building the processor, which takes 30 s
+                               env=clean_environ(SLOW_START_MARKER=str(marker)), cwd=ROOT,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the processor is being built, which takes 30 s
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=10)
+    _, stderr = process.communicate(timeout=20)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines() == [
         "error: interrupted by SIGINT before any file was processed"], stderr

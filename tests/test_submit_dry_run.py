@@ -7,6 +7,7 @@ refused, and the YAML is checked by the real SDK's ``load_job``.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,7 @@ def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path):
     copy = tmp_path / "copy.yml"
     copy.write_text(result.stdout)
     job = load_job_yaml(copy)  # code is an absolute path: the YAML works from anywhere
+    shutil.rmtree(Path(data["code"]).parent)  # the staged code this YAML names is kept for it
     assert job.resources.instance_count == 5
     assert "5 nodes x 1 rank per node (MPI)" in result.stderr
     assert "submit/config.yaml)   <- placeholder" in result.stderr

@@ -1,8 +1,8 @@
 """Azurite, the Azure Storage emulator, started on a free loopback port for one test session.
 
-Installed by ``.ci/run`` (``npm install -g azurite@3.35.0``; 3.35 is the last
-release that runs on Node.js 20). Only its blob service runs, in memory, with
-telemetry off.
+Installed by ``make test`` into ``.tools/azurite`` (npm, ``azurite@3.35.0``: the
+last release that runs on Node.js 20). Only its blob service runs, in memory,
+with telemetry off.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class Azurite:
     def executable() -> str:
         found = shutil.which("azurite-blob")
         if found is None:
-            raise AzuriteUnavailable("azurite-blob is not on PATH: install it with "
-                                     "`npm install -g azurite@3.35.0` (.ci/run does)")
+            raise AzuriteUnavailable("azurite-blob is not in .tools/azurite nor on PATH: "
+                                     "`make test` installs it")
         return found
 
     def start(self) -> "Azurite":
