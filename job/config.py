@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
+from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
 
 
@@ -29,11 +30,16 @@ class ConfigError(ValueError):
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, as containers restrict it)."""
+    """CPUs this process may keep busy: its affinity mask, capped by a cgroup CPU quota.
+
+    Under a launcher the mask is the node's CPUs again by the time workers
+    start (:func:`job.cpus.widen_affinity`).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+    return cpu_count(affinity, cpu_quota())
 
 
 @dataclass(frozen=True)

