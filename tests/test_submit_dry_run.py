@@ -71,6 +71,10 @@ def check_common(job, yaml_path: Path) -> None:
     assert job.inputs["input_dir"].type == "uri_folder"
     assert job.outputs["out_dir"].type == "uri_folder"
     assert job.outputs["out_dir"].mode == "rw_mount"
+    # mpirun must not bind each rank to one core (the job would widen it, but need not)
+    assert job.environment_variables == {"OMPI_MCA_hwloc_base_binding_policy": "none",
+                                         "PRTE_MCA_hwloc_default_binding_policy": "none"}
+    assert yaml.safe_load(text)["environment_variables"] == job.environment_variables
     # round trip: the loaded job dumps to the very YAML that was written
     assert job_dict(job, yaml_path.parent) == yaml.safe_load(text)
 
