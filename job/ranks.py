@@ -22,6 +22,40 @@ This module is the one place that reads launcher variables. Sources, in order:
 ``shard_count = node_count * local_size`` and
 ``shard_index = node_rank * local_size + local_rank``; for a launcher that is
 the global rank of the world size.
+
+Where each variable is documented (this module reads no other launcher variable;
+:mod:`job.cpus` only asks, through :func:`launched`, whether 2 or 3 are set):
+
+- ``OMPI_COMM_WORLD_RANK``, ``_SIZE``, ``_LOCAL_RANK``, ``_LOCAL_SIZE``: Open MPI,
+  "Environment variables set for MPI applications",
+  https://docs.open-mpi.org/en/v5.0.x/tuning-apps/environment-var.html ; Azure ML
+  lists the same four for its MPI jobs ("Environment variables from Open MPI",
+  https://learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu?view=azureml-api-1
+  ).
+  ``OMPI_COMM_WORLD_NODE_RANK`` is not read: it is not the node's index (both pages).
+- ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK``:
+  torchrun, the "Environment Variables" section of ``torch/distributed/run.py``'s
+  docstring, https://pytorch.org/docs/stable/elastic/run.html#environment-variables .
+- ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``NODE_RANK``: Azure ML's PyTorch
+  distribution sets these (with ``MASTER_ADDR``, ``MASTER_PORT``), "Distributed GPU
+  training guide (SDK v2)",
+  https://learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu .
+  That page does not list ``LOCAL_WORLD_SIZE``, which torchrun sets.
+- ``AZ_BATCHAI_TASK_INDEX``: no current documentation. Azure ML's SDK v1 PyTorch
+  guide once listed it as "the global rank of the worker process" (since removed),
+  as did the retired Batch AI ("rank of each worker process":
+  https://github.com/microsoftarchive/BatchAI, file
+  recipes/PyTorch/PyTorch-GPU-Distributed-Gloo/Readme.md). UNDOCUMENTED TODAY.
+- ``AZUREML_NODE_COUNT``: UNDOCUMENTED, found in no Azure ML documentation, only in
+  users' scripts.
+
+  Both are read only where no launcher ran (4), where one process per node makes
+  the worker's rank the node's index, and ``AZUREML_NODE_COUNT`` also in 1, to
+  refuse ``distribArgs`` on a multi-node job. A launcher's variables always win.
+  They are kept because ``submit --distribution none`` on several nodes has
+  nothing else: a count above 1 without the index, or an index out of range, is
+  exit 2; with neither set every node would take every file, so multi-node jobs
+  should use the MPI distribution (``submit``'s default).
 """
 
 from __future__ import annotations
