@@ -8,8 +8,10 @@ with telemetry off.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +20,20 @@ from pathlib import Path
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 LISTENING = re.compile(r"Blob service successfully listens on (http://127\.0\.0\.1:(\d+))")
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of process group ``group`` is still running (not a zombie)."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != b"Z":
+                return True
+    return False
 
 
 class AzuriteUnavailable(RuntimeError):
@@ -48,7 +64,8 @@ class Azurite:
             [self.executable(), "--blobHost", "127.0.0.1", "--blobPort", "0",
              "--inMemoryPersistence", "--extentMemoryLimit", "256", "--skipApiVersionCheck",
              "--disableTelemetry", "--loose", "--silent"],
-            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)  # its own group: PyPI's `node` is a wrapper that forks node
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             log.seek(0)
@@ -64,13 +81,21 @@ class Azurite:
         raise AzuriteUnavailable(f"azurite did not start within {self.start_timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        """Stop Azurite and every process of its group (the real node under a wrapper)."""
+        if self.process is None:
+            return
+        for signum, patience in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
             try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + patience
+            while time.monotonic() < deadline and _group_alive(self.process.pid):
+                self.process.poll()
+                time.sleep(0.05)
+            if not _group_alive(self.process.pid):
+                break
+        self.process.wait(10)
         self.process = None
 
     def __enter__(self) -> "Azurite":
