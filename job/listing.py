@@ -107,8 +107,8 @@ def _translate_name(part: str, pattern: str) -> str:
 
 
 def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                pattern: str | None = None,
-                linked_folders: list[str] | None = None) -> list[InputFile]:
+                pattern: str | None = None, linked_folders: list[str] | None = None,
+                folder_ids: set[tuple[int, int]] | None = None) -> list[InputFile]:
     """Every input file under ``input_dir`` with its size, sorted by relative path.
 
     ``pattern`` is a glob on the relative POSIX path (see
@@ -116,6 +116,11 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     be listed or examined carry their ``error`` (see the module docstring).
     Links to folders are not followed; their relative paths are added to
     ``linked_folders`` when it is given, so that the caller can say so.
+    ``out_dir`` is skipped by its path and by its identity (device and
+    inode), so that a bind mount or other alias of it is skipped too; the
+    identity of every folder listed (``input_dir`` included) is added to
+    ``folder_ids`` when it is given: an output folder with one of them would
+    put outputs among the inputs.
     """
     root = os.fspath(input_dir)
     try:
@@ -125,7 +130,10 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
         os.listdir(root)
     except OSError as error:
         raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
-    skip = os.path.realpath(out_dir) if out_dir is not None else None
+    skip = None
+    if out_dir is not None or folder_ids is not None:
+        skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
+                     None if out_dir is None else identity(out_dir), folder_ids)
     matches = compile_pattern(pattern).fullmatch if pattern is not None else None
     found: list[InputFile] = []
     _scan(root, "", skip, matches, found, linked_folders)
@@ -133,11 +141,29 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     return found
 
 
+def identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of ``path`` (links followed): the same for every name of a
+    folder, bind mounts included; ``None`` if it cannot be examined."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+class _Skip(NamedTuple):
+    """out_dir, by path and by identity; and where to record each listed folder's identity."""
+
+    path: str | None
+    identity: tuple[int, int] | None
+    seen: set[tuple[int, int]] | None
+
+
 def _failed(rel: str, what: str, error: OSError) -> InputFile:
     return InputFile(rel, 0, None, f"{what}: {error.strerror or error}")
 
 
-def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[InputFile],
+def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[InputFile],
           linked: list[str] | None) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
     try:
@@ -146,6 +172,13 @@ def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[Input
         if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
             found.append(_failed(prefix, "cannot list the folder", error))
         return
+    if skip is not None:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) == skip.identity:  # out_dir under another name
+            os.close(fd)
+            return
+        if skip.seen is not None:
+            skip.seen.add((info.st_dev, info.st_ino))
     try:
         with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd: cheaper
             for entry in entries:
@@ -162,7 +195,7 @@ def _scan(folder: str, prefix: str, skip: str | None, matches, found: list[Input
                     if not prefix and name == RESERVED:
                         continue
                     path = os.path.join(folder, name)
-                    if skip is None or os.path.realpath(path) != skip:
+                    if skip is None or os.path.realpath(path) != skip.path:
                         _scan(path, rel + "/", skip, matches, found, linked)
                     continue
                 if matches is not None and not matches(rel):

@@ -90,14 +90,17 @@ def ended_cleanly(book: journal.Journal) -> bool:
 
 
 def remove_stale_temps(config: JobConfig, processor: DataProcessor,
-                       files: Sequence[InputFile], tag: str) -> None:
-    """Remove the temporary files of rank ``tag``'s outputs that a killed run left."""
+                       files: Sequence[InputFile], tag: str,
+                       input_folders: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """Remove the temporary files of rank ``tag``'s outputs that a killed run left,
+    never in a folder of the inputs (``input_folders``: see :func:`landing_error`)."""
     folders = set()
     for item in files:
         output = known_output_of(processor, config.input_dir, item.rel)
         if output is not None:
             folders.add(os.path.dirname(output))
-    folders = {f for f in folders if landing_error(f, config.input_dir, config.out_dir) is None}
+    folders = {f for f in folders
+               if landing_error(f, config.input_dir, config.out_dir, input_folders) is None}
     removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from . import atomic, journal, ranks, resume, sharding, tasks
 from .config import JobConfig
 from .cpus import widen_affinity
-from .listing import InputDirError, InputFile, list_inputs
+from .listing import InputDirError, InputFile, identity, list_inputs
 from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool
@@ -57,6 +57,7 @@ class Plan:
     files: list[InputFile]
     processor: DataProcessor
     linked_folders: list[str]  # links to folders in input_dir, not followed
+    input_folders: frozenset[tuple[int, int]]  # (device, inode) of every folder listed
 
 
 def load_processor_class(spec: str) -> type[DataProcessor]:
@@ -96,9 +97,12 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
                          "outputs could land on inputs; choose an out_dir outside input_dir")
     if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
         raise UsageError(f"out_dir {config.out_dir!r} exists and is not a folder")
+    _refuse_aliases(config.input_dir, config.out_dir)
     linked: list[str] = []
+    input_folders: set[tuple[int, int]] = set()
     try:
-        listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked)
+        listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked,
+                              input_folders)
     except InputDirError as error:
         raise UsageError(str(error)) from None
     files = sharding.plan(listing, [f.size for f in listing], rank.shard_index,
@@ -109,7 +113,26 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
-    return Plan(config, rank, listing, files, processor, sorted(linked))
+    return Plan(config, rank, listing, files, processor, sorted(linked), frozenset(input_folders))
+
+
+def _refuse_aliases(input_dir: str, out_dir: str) -> None:
+    """:class:`UsageError` if ``out_dir`` is ``input_dir`` or one of its parents under
+    another name (a bind mount, a second mount of the same storage): paths compared
+    as text cannot see that, so folders are compared by device and inode."""
+    out = identity(out_dir)
+    if out is None:
+        return
+    folder = os.path.realpath(input_dir)
+    while True:
+        if identity(folder) == out:
+            raise UsageError(f"input_dir {input_dir!r} is inside out_dir {out_dir!r} (the same "
+                             f"folder as {folder!r}, reached through a mount or link): outputs "
+                             "could land on inputs; choose an out_dir outside input_dir")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
 
 
 def processor_identity(processor: DataProcessor) -> str:
@@ -234,7 +257,7 @@ def _execute(plan: Plan) -> int:
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
     if not resume.ended_cleanly(book):
-        resume.remove_stale_temps(config, plan.processor, plan.files, tag)
+        resume.remove_stale_temps(config, plan.processor, plan.files, tag, plan.input_folders)
     temp_dir = _open_outputs(plan, book, carried)
     ranges = callable(getattr(plan.processor, "process_range", None))
     widen_affinity(os.environ)  # before workers fork: they inherit the node's CPUs
@@ -259,7 +282,7 @@ def _execute(plan: Plan) -> int:
             book.append(_unlisted(plan, identity, item))
             failures.add(item.rel, item.error, 0)
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir,
-                                 config.out_dir, temp_dir)
+                                 config.out_dir, temp_dir, input_folders=plan.input_folders)
         lost = functools.partial(_worker_lost, plan, todo, tag)
         with WorkerPool(call, workers, max_retries=config.max_retries,
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:

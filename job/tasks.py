@@ -21,7 +21,7 @@ from typing import Any, Iterator, NamedTuple, Sequence
 
 from .atomic import AtomicWriter, append_file
 from .journal import MANIFEST_DIR
-from .listing import InputFile
+from .listing import InputFile, identity
 from .pool import Outcome
 
 MIN_RANGE_BYTES = 32 << 20
@@ -152,23 +152,30 @@ def _inside(path: str, folder: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def landing_error(folder: str, input_dir: str, out_dir: str) -> str | None:
+def landing_error(folder: str, input_dir: str, out_dir: str,
+                  input_folders: frozenset[tuple[int, int]] = frozenset()) -> str | None:
     """Why an output may not be written in ``folder``, or None: never onto an input, never
-    into ``out_dir/_manifest`` (links followed)."""
+    into ``out_dir/_manifest`` (links followed). ``input_folders`` are the identities
+    (device, inode) of the folders the listing read: ``folder`` may not be one of them
+    under another name (a bind mount of an input folder inside out_dir)."""
     real = os.path.realpath(folder or ".")
     inputs, outputs = os.path.realpath(input_dir), os.path.realpath(out_dir)
     if _inside(real, os.path.join(outputs, MANIFEST_DIR)):
         return f"its output folder {folder!r} is inside out_dir/{MANIFEST_DIR}, the journals' folder"
     if _inside(real, inputs) and not _inside(real, outputs):
         return f"its output folder {folder!r} is inside input_dir: outputs never land on inputs"
+    if input_folders and identity(folder or ".") in input_folders:
+        return (f"its output folder {folder!r} is a folder of input_dir reached through a mount "
+                "or link: outputs never land on inputs")
     return None
 
 
-def _check_landing(output: str | None, input_dir: str, out_dir: str) -> None:
+def _check_landing(output: str | None, input_dir: str, out_dir: str,
+                   input_folders: frozenset[tuple[int, int]]) -> None:
     if output is not None:
         cut = output.rfind("/") + 1
         folder = output[:cut]  # with its slash: dirname's work, done cheaper
-        error = landing_error(folder, input_dir, out_dir)
+        error = landing_error(folder, input_dir, out_dir, input_folders)
         if (error is None and output[cut:] == MANIFEST_DIR
                 and os.path.realpath(folder or ".") == os.path.realpath(out_dir)):
             error = (f"its output would be out_dir/{MANIFEST_DIR}, the journals' folder: the "
@@ -190,12 +197,13 @@ def output_rel(processor, input_dir: str, out_dir: str, rel: str) -> str | None:
 
 
 def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
-             *fields: int) -> tuple:
+             *fields: int, input_folders: frozenset[tuple[int, int]] = frozenset()) -> tuple:
     """Worker side: process the file or its range, the :class:`Task` of ``fields``.
 
     Returns ``(size, mtime_ns, tokens, output)``, ``tokens`` as :func:`tokens_of`
     and ``output`` relative to ``out_dir``. A file whose output would land on
-    an input or among the journals fails (see :func:`landing_error`).
+    an input or among the journals fails (see :func:`landing_error`; ``input_folders``
+    are the identities of the listed folders).
     A whole file keeps the fingerprint (size, modification time) the listing
     took, before it was processed: a file changed since is redone on resume.
     The ranges of a file each take it again, so that a file changed between
@@ -215,7 +223,7 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
     output = None
     if task.part == 0:
         absolute = output_of(processor, input_dir, rel)
-        _check_landing(absolute, input_dir, out_dir)
+        _check_landing(absolute, input_dir, out_dir, input_folders)
         output = _relative(absolute, out_dir)
     if task.parts == 1:
         return None, None, tokens_of(processor.process(path)), output
