@@ -117,6 +117,25 @@ def input_location(settings: Settings) -> str:
     return str(folder)
 
 
+def refuse_overlap(settings: Settings) -> None:
+    """:class:`BuildError` if the output is the input storage path or one holds the other.
+
+    On Azure ML the two are separate mounts of the same blobs, which the job
+    cannot tell apart from two folders: outputs would overwrite inputs, or
+    become inputs of the next run.
+    """
+    if not settings.output or is_local_path(settings.input):
+        return
+    source = settings.input.rstrip("/") + "/"
+    target = settings.output.rstrip("/") + "/"
+    if source.startswith(target) or target.startswith(source):
+        what = ("the same path as" if source == target else
+                "a parent of" if source.startswith(target) else "inside")
+        raise BuildError(f"output {settings.output!r} is {what} input {settings.input!r}: "
+                         "outputs could overwrite or become inputs; choose an output path "
+                         "outside the input")
+
+
 def job_command(settings: Settings) -> str:
     """The command every rank runs, with the input and output bound by Azure ML."""
     layout = layout_of(settings)

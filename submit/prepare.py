@@ -19,6 +19,7 @@ from .build import (
     Layout,
     build_job,
     input_location,
+    refuse_overlap,
     is_local_path,
     job_command,
     layout_of,
@@ -103,6 +104,7 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     layout = layout_of(settings)
     job_config = load_job_config(settings.job_config, layout.ranks)
     input_location(settings)  # a missing local input folder stops here, before staging
+    refuse_overlap(settings)
     target = Path(code_dir) if code_dir is not None else default_code_dir()
     try:
         folder = stage_code(target, settings.job_config)
