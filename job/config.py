@@ -168,6 +168,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("progress_interval", "seconds", 30.0,
         "seconds between progress lines when stderr is not a terminal (a bar when it is)",
         _number(allow_none=False)),
+    Key("journal_sync_interval", "seconds", 10.0,
+        "seconds a finished file's journal record may wait before it is forced to storage "
+        "(fsync, and a close that uploads it on a blob mount): what a preempted node loses",
+        _number(allow_none=False)),
 )
 KEYS = {key.name: key for key in SCHEMA}
 
@@ -190,6 +194,7 @@ class JobConfig:
     file_timeout: float | None = None
     log_level: str = "INFO"
     progress_interval: float = 30.0
+    journal_sync_interval: float = 10.0
 
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.

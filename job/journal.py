@@ -2,11 +2,14 @@
 
 ``shard-IIIII-of-NNNNN.jsonl`` holds one JSON record per file, appended as
 the file finishes (every run of the shard appends to it; it is never
-rewritten, so no record another layout's ranks may need is lost) and flushed to the operating system whenever the rank has
-booked the results that arrived (before it waits for more), and when it ends
-or is interrupted. A crash of the rank loses at most the records it was
-booking; those files are redone on resume (outputs are atomic, so redoing
-is safe). Records:
+rewritten, so no record another layout's ranks may need is lost). Records are
+flushed to the operating system whenever the rank has booked the results that
+arrived (before it waits for more), and synced to storage (``fsync``, and a
+close that uploads the file on a blob mount) at most ``journal_sync_interval``
+seconds after they were written, and when the rank ends or is interrupted. A
+crash of the rank loses at most the records it was booking; the loss of the
+node (preemption) loses at most the records of the last interval. Those
+files are redone on resume (outputs are atomic, so redoing is safe). Records:
 ``input`` and ``output`` (paths relative to ``input_dir`` and ``out_dir``, so a
 journal stays valid when the folders are mounted elsewhere), ``status``
 (``ok`` | ``failed`` | ``skipped``), ``bytes_in``, ``tokens``, ``seconds``,
@@ -23,9 +26,11 @@ are written as ``\\udcXX`` escapes, which ``json.loads`` and
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import time
 from collections import Counter
 from typing import Any, Iterable
 
@@ -166,9 +171,15 @@ def totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Journal:
-    """The journal of one shard: appended to by each run of the shard, never rewritten."""
+    """The journal of one shard: appended to by each run of the shard, never rewritten.
 
-    def __init__(self, out_dir: str, index: int, count: int):
+    Records are made durable in storage (see :meth:`sync`) at most
+    ``sync_interval`` seconds after they were appended, as long as the caller
+    calls :meth:`flush` by the time it returns (see there), and when the
+    journal is closed.
+    """
+
+    def __init__(self, out_dir: str, index: int, count: int, sync_interval: float = 10.0):
         self.folder = os.path.join(out_dir, MANIFEST_DIR)
         base = os.path.join(self.folder, shard_name(index, count))
         self.path = base + ".jsonl"
@@ -176,6 +187,9 @@ class Journal:
         self.records: list[dict[str, Any]] = []
         self._lines: list[str] = []  # the JSON of each record, written once, reused by the manifest
         self._stream = None
+        self.sync_interval = sync_interval
+        self.syncs = 0
+        self._unsynced_since: float | None = None  # when the oldest record not synced came
 
     def start(self, carried: Iterable[dict[str, Any]],
               journaled: Iterable[bool] | None = None) -> None:
@@ -207,34 +221,78 @@ class Journal:
             self._lines.append(line)
             if not written:
                 stream.write(line + "\n")
-        stream.flush()
+        self._unsynced_since = time.monotonic()
+        self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record (buffered: see :meth:`flush`); :class:`JournalError` if it fails."""
         line = encode_record(record)
         self.records.append(record)
         self._lines.append(line)
+        if self._unsynced_since is None:
+            self._unsynced_since = time.monotonic()
         try:
             self._stream.write(line + "\n")
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
 
-    def flush(self) -> None:
-        """Hand the records appended so far to the operating system."""
+    def flush(self) -> float | None:
+        """Hand the records appended so far to the operating system, and :meth:`sync` them
+        when the oldest has waited ``sync_interval`` seconds.
+
+        Returns how many seconds may pass before the next call is due (the
+        oldest record not yet synced reaches ``sync_interval``), or ``None``
+        when every record is synced: a caller that waits calls again by then.
+        """
         try:
             self._stream.flush()
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
+        if self._unsynced_since is None:
+            return None
+        due = self._unsynced_since + self.sync_interval - time.monotonic()
+        if due > 0:
+            return due
+        self.sync()
+        return None
+
+    def sync(self) -> None:
+        """Make every record appended so far durable in storage.
+
+        ``fsync`` for a disk; then the journal is closed and opened again,
+        because a blob mount that uploads a file when it is closed (blobfuse
+        on Azure ML, rclone) stores nothing of it before. On such a mount each
+        sync uploads the whole journal again (about 250 bytes per record),
+        hence an interval rather than a sync per record.
+        """
+        try:
+            self._stream.flush()
+            _fsync(self._stream.fileno())
+            self._stream.close()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as error:
+            self._stream = None
+            raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
+        self._stream = open(fd, "a", encoding="utf-8", closefd=True)
+        self._unsynced_since = None
+        self.syncs += 1
 
     def close(self) -> None:
-        """Flush and close the journal; :class:`JournalError` if its last records are lost."""
+        """Flush, sync and close the journal; :class:`JournalError` if its last records are lost."""
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
+                stream.flush()
+                _fsync(stream.fileno())
                 stream.close()
             except OSError as error:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
                 raise JournalError(f"cannot write the journal {self.path}: "
                                    f"{error.strerror}") from None
+        self._unsynced_since = None
 
     def abandon(self) -> None:
         """Close the journal after a write failed, dropping what could not be written."""
@@ -255,12 +313,23 @@ class Journal:
                 stream.write('{"files":[')
                 stream.write(",".join([self._lines[k] for k in order]))
                 stream.write("]," + rest[1:] + "\n")
+                stream.flush()
+                _fsync(stream.fileno())
             os.replace(temp, self.manifest_path)
         except OSError as error:
             _remove(temp)
             raise JournalError(f"cannot write the manifest {self.manifest_path}: "
                                f"{error.strerror}") from None
         return manifest
+
+
+def _fsync(fd: int) -> None:
+    """``os.fsync``, where the file system has it (some FUSE mounts answer ENOSYS/EINVAL)."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EROFS):
+            raise
 
 
 def _drop_cut_line(fd: int) -> None:

@@ -345,14 +345,16 @@ class WorkerPool:
 
     def imap(self, items: Iterable[tuple], batch_size: int = 1,
              batch_weight: float = float("inf"),
-             before_wait: Callable[[], None] | None = None) -> Iterator[Outcome]:
+             before_wait: Callable[[], float | None] | None = None) -> Iterator[Outcome]:
         """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes.
 
         Items may carry a weight, ``(key, args, weight)``: a worker is handed
         up to ``batch_size`` items at once, fewer if their weights add up to
         ``batch_weight``. An item that failed before is always sent alone.
         ``before_wait()`` is called each time the caller has taken every
-        outcome that arrived and the pool is about to wait for more.
+        outcome that arrived and the pool is about to wait for more; when it
+        returns a number of seconds, the wait ends after that long at the
+        latest (with nothing new) and ``before_wait()`` is called again.
         """
         pending: deque[_Item] = deque(_Item(item[0], tuple(item[1]), *item[2:]) for item in items)
         total = len(pending)
@@ -368,9 +370,8 @@ class WorkerPool:
                     # guided: no worker holds more than its share of what is left
                     share = -(-len(pending) // (BATCHES_AHEAD * self._size))
                     worker.give(self._batch(pending, min(batch_size, share), batch_weight))
-            if before_wait is not None:
-                before_wait()
-            yield from self._collect(pending)
+            wake = before_wait() if before_wait is not None else None
+            yield from self._collect(pending, wake)
             done = total - len(pending) - sum(len(w.batch) for w in self._workers)
 
     @staticmethod
@@ -386,13 +387,15 @@ class WorkerPool:
             batch.append(pending.popleft())
         return batch
 
-    def _collect(self, pending: deque[_Item]) -> Iterator[Outcome]:
-        """Wait for the next events; yield finished outcomes, requeue retries."""
+    def _collect(self, pending: deque[_Item], wake: float | None = None) -> Iterator[Outcome]:
+        """Wait for the next events (``wake`` seconds at most); yield finished outcomes,
+        requeue retries."""
         busy = [w for w in self._workers if w.busy]
-        timeout = None
+        timeout = wake
         if self._timeout is not None:
             now = time.monotonic()
-            timeout = max(0.0, min(w.started + self._timeout for w in busy) - now)
+            limit = max(0.0, min(w.started + self._timeout for w in busy) - now)
+            timeout = limit if timeout is None else min(timeout, limit)
         if any(w.polled for w in busy):
             timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
         ready = set(wait([w.conn for w in busy] + [w.exit_handle for w in busy], timeout))

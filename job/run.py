@@ -255,7 +255,8 @@ def _execute(plan: Plan) -> int:
         todo = [item for item in todo if item.error is None]
     tag = f"{rank.shard_index}of{rank.shard_count}"
     atomic.use_tag(tag)
-    book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
+    book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count,
+                           config.journal_sync_interval)
     if not resume.ended_cleanly(book):
         resume.remove_stale_temps(config, plan.processor, plan.files, tag, plan.input_folders)
     temp_dir = _open_outputs(plan, book, carried)

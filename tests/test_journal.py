@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -58,3 +59,20 @@ def test_a_name_that_is_not_utf8_is_escaped_and_read_back_exactly():
     assert line == json.dumps(value, ensure_ascii=True, separators=(",", ":"))
     line.encode("utf-8")  # a journal line is always UTF-8
     assert os.fsencode(json.loads(line)["input"]) == b"caf\xe9/\xff.txt"
+
+
+def test_records_are_synced_once_the_oldest_has_waited_the_interval(tmp_path):
+    book = journal.Journal(str(tmp_path), 0, 1, sync_interval=0.2)
+    book.start([])
+    assert book.syncs == 1 and book.flush() is None  # nothing waits
+    book.append(record())
+    due = book.flush()
+    assert 0 < due <= 0.2 and book.syncs == 1
+    book.append(record(input="c.txt"))
+    assert book.flush() <= due  # the oldest record sets the time
+    time.sleep(due + 0.01)
+    assert book.flush() is None and book.syncs == 2
+    book.append(record(input="d.txt"))  # the journal was closed and opened again: still appends
+    book.close()
+    assert [r["input"] for r in journal.read_records(book.path)] == ["a/b.txt", "c.txt", "d.txt"]
+

@@ -126,3 +126,17 @@ def test_no_pidfd_is_kept_for_a_worker_already_reaped():
     process.start()
     process.join()  # reaped: its pid is free for another process
     assert pool._open_pidfd(process) is None
+
+
+def test_before_wait_can_end_a_long_wait_to_be_called_again():
+    calls = []
+
+    def before_wait():
+        calls.append(time.monotonic())
+        return 0.05 if len(calls) < 5 else None  # as a journal with records not yet synced
+
+    with WorkerPool(work, 1) as workers:
+        outcomes = list(workers.imap([(0, ("slow",))], before_wait=before_wait))
+    assert [o.value for o in outcomes] == ["slow"]
+    assert len(calls) >= 5  # called again while the 0.3 s item ran, not only when it ended
+    assert calls[4] - calls[0] < 0.29
