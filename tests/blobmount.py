@@ -162,10 +162,11 @@ class BlobMount:
     def not_uploaded(self) -> list[str]:
         """The files rclone's cache still marks dirty (written here, never uploaded)."""
         dirty = []
-        for meta in sorted((self.cache_dir / "vfsMeta").rglob("*")):
+        root = self.cache_dir / "vfsMeta"  # holds REMOTE{hash}/CONTAINER/PATH
+        for meta in sorted(root.rglob("*")):
             try:
                 if meta.is_file() and json.loads(meta.read_bytes()).get("Dirty"):
-                    dirty.append(meta.relative_to(self.cache_dir / "vfsMeta").as_posix())
+                    dirty.append("/".join(meta.relative_to(root).parts[2:]))
             except (OSError, ValueError):
                 dirty.append(f"{meta} (unreadable)")
         return dirty

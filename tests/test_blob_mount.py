@@ -107,3 +107,25 @@ def test_blob_mount_refuses_o_tmpfile(blob_mount):  # noqa: F811
     with pytest.raises(OSError) as refused:
         os.close(os.open(blob_mount.mountpoint, os.O_TMPFILE | os.O_WRONLY, 0o644))
     assert refused.value.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def test_a_killed_mount_loses_what_it_had_not_uploaded(azurite, blob_mounts):  # noqa: F811
+    """``kill()``, a lost node: what was not uploaded yet never reaches the container.
+
+    Neither a closed file waiting for its write-back nor an open one, although
+    synced: an ``fsync`` on rclone's mount only syncs its local cache.
+    """
+    mount = blob_mounts(write_back="1h")
+    (mount.mountpoint / "closed").write_bytes(b"waits for its write-back\n")
+    still_open = os.open(mount.mountpoint / "open", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(still_open, b"written and synced, never closed\n")
+        os.fsync(still_open)
+        mount.kill()
+    finally:
+        try:
+            os.close(still_open)
+        except OSError as error:  # the mount is gone
+            assert error.errno == errno.ENOTCONN
+    assert not mount.mounted() and not mount.cache_dir.exists()
+    assert azurite.blobs(mount.container) == {}
