@@ -122,14 +122,18 @@ class Azurite:
         except ResourceExistsError:
             pass
 
-    def container_sas_url(self, name: str, hours: float = 1.0) -> str:
-        """A read/write SAS URL of container ``name``, as Azure ML hands out for uploads."""
+    def container_sas_url(self, name: str, hours: float = 1.0, permission: str = "racwl") -> str:
+        """A SAS URL of container ``name``, as Azure ML hands out for uploads.
+
+        ``permission`` letters as Azure spells them: by default read, add, create,
+        write and list; a blob mount also needs ``d`` (delete: a rename is a copy
+        and a delete), a read-only one only ``rl``.
+        """
         from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
         token = generate_container_sas(
             ACCOUNT, name, account_key=ACCOUNT_KEY,
-            permission=ContainerSasPermissions(read=True, add=True, create=True, write=True,
-                                               list=True),
+            permission=ContainerSasPermissions.from_string(permission),
             expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours))
         return f"{self.blob_endpoint}/{name}?{token}"
 

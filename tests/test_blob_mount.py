@@ -1,0 +1,131 @@
+"""The job on blob mounts, as Azure ML runs it: input read-only, output read-write.
+
+Azurite's containers are mounted with rclone (see :mod:`blobmount`), which
+like blobfuse refuses ``O_TMPFILE`` and uploads a file when it is closed. Five
+ranks read from the read-only mount and write to the read-write one; once it
+is unmounted, the container itself must hold every output byte-exact, every
+rank's journal and manifest, and no temporary file; and ``python -m job.check``
+must accept the outputs as a fresh mount of the container shows them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+from azure_standin.fixtures import azurite  # noqa: F401
+from blobmount import blob_mount, blob_mounts, new_container  # noqa: F401
+from conftest import ROOT, clean_environ, reference
+
+pytestmark = pytest.mark.slow
+
+RANKS = 5
+
+
+def inputs() -> dict[str, bytes]:
+    """30 small files: nested folders, a name with spaces and non-ASCII, every whitespace."""
+    files = {}
+    for i in range(24):
+        folder = ("", "a/", "a/b/", "deep/er/still/")[i % 4]
+        files[f"{folder}f{i:02}.txt"] = b"w%d  alpha\tbeta\r\ngamma\x0bdelta\x0c" % i * (i + 1)
+    files["name with spaces.txt"] = b"spaced out words\n"
+    files["Ünïcödé/naïve café ☕.txt"] = "naïve café ☕ 東京\n".encode() * 3
+    files["a/empty.txt"] = b""
+    files["a/only whitespace"] = b" \t\n\r\x0b\x0c"
+    files["a/no newline at end"] = b"last token"
+    files["binary.bin"] = bytes(range(256)) * 4
+    return files
+
+
+def upload(azurite, container: str, files: dict[str, bytes]) -> None:  # noqa: F811
+    client = azurite.service().get_container_client(container)
+    for name, data in files.items():
+        client.upload_blob(name, data)
+
+
+def start_rank(rank: int, input_dir: str, out_dir: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "job", "--input_dir", input_dir, "--out_dir", out_dir,
+         "--process_count", "2", "--distribArgs.node_count", str(RANKS),
+         "--distribArgs.node_rank", str(rank)],
+        env=clean_environ(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+
+
+def run_ranks(input_dir: str, out_dir: str) -> None:
+    """All five ranks at once (one node, as if each had its own); each must exit 0."""
+    ranks = [start_rank(rank, input_dir, out_dir) for rank in range(RANKS)]
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    failed = [f"rank {i} exited {rank.returncode}:\n{output[-3000:]}"
+              for i, (rank, output) in enumerate(zip(ranks, outputs)) if rank.returncode]
+    assert not failed, "\n".join(failed)
+
+
+def bookkeeping() -> set[str]:
+    """Every rank's journal and manifest."""
+    return {f"_manifest/shard-{rank:05}-of-{RANKS:05}{suffix}"
+            for rank in range(RANKS) for suffix in (".jsonl", ".json")}
+
+
+def temporary(name: str) -> bool:
+    return any(".partial-" in part or part.startswith("partial-") for part in name.split("/"))
+
+
+def test_five_ranks_from_a_read_only_mount_to_a_blob_mount(azurite, blob_mounts):  # noqa: F811
+    files = inputs()
+    container = new_container(azurite)
+    upload(azurite, container, files)
+    source = blob_mounts(container, read_only=True)
+    out = blob_mounts()
+
+    run_ranks(str(source.mountpoint), str(out.mountpoint))
+    out.unmount()
+
+    blobs = azurite.blobs(out.container)
+    wrong = sorted(name for name, data in files.items() if blobs.get(name) != reference(data))
+    assert not wrong, f"outputs missing or not byte-exact in the container: {wrong}"
+    missing = sorted(bookkeeping() - set(blobs))
+    assert not missing, f"journals or manifests missing from the container: {missing}"
+    left = sorted(name for name in blobs if temporary(name))
+    assert not left, f"temporary files left in the container: {left}"
+    unexpected = sorted(set(blobs) - set(files) - bookkeeping())
+    assert not unexpected, f"unexpected blobs in the container: {unexpected}"
+
+    fresh = blob_mounts(out.container)
+    checked = subprocess.run(
+        [sys.executable, "-m", "job.check", "--input_dir", str(source.mountpoint),
+         "--out_dir", str(fresh.mountpoint)],
+        env=clean_environ(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_blob_mount_refuses_o_tmpfile(blob_mount):  # noqa: F811
+    """So the job writes a temporary name and renames it there, as on blobfuse."""
+    with pytest.raises(OSError) as refused:
+        os.close(os.open(blob_mount.mountpoint, os.O_TMPFILE | os.O_WRONLY, 0o644))
+    assert refused.value.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def test_a_killed_mount_loses_what_it_had_not_uploaded(azurite, blob_mounts):  # noqa: F811
+    """``kill()``, a lost node: what was not uploaded yet never reaches the container.
+
+    Neither a closed file waiting for its write-back nor an open one, although
+    synced: an ``fsync`` on rclone's mount only syncs its local cache.
+    """
+    mount = blob_mounts(write_back="1h")
+    (mount.mountpoint / "closed").write_bytes(b"waits for its write-back\n")
+    still_open = os.open(mount.mountpoint / "open", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(still_open, b"written and synced, never closed\n")
+        os.fsync(still_open)
+        mount.kill()
+    finally:
+        try:
+            os.close(still_open)
+        except OSError as error:  # the mount is gone
+            assert error.errno == errno.ENOTCONN
+    assert not mount.mounted() and not mount.cache_dir.exists()
+    assert azurite.blobs(mount.container) == {}
