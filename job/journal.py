@@ -34,6 +34,8 @@ import time
 from collections import Counter
 from typing import Any, Iterable
 
+from .mounts import uploads_on_close
+
 MANIFEST_DIR = "_manifest"
 DONE = ("ok", "skipped")
 _encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -190,6 +192,8 @@ class Journal:
         self.sync_interval = sync_interval
         self.syncs = 0
         self._unsynced_since: float | None = None  # when the oldest record not synced came
+        self.on_close = False  # stored on close only (a blob mount): appended at each sync
+        self._waiting: list[str] = []  # lines not yet written, when ``on_close``
 
     def start(self, carried: Iterable[dict[str, Any]],
               journaled: Iterable[bool] | None = None) -> None:
@@ -204,6 +208,7 @@ class Journal:
         journal is never opened through a symbolic link.
         """
         os.makedirs(self.folder, exist_ok=True)
+        self.on_close = uploads_on_close(self.folder)
         carried = list(carried)
         journaled = [False] * len(carried) if journaled is None else list(journaled)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -231,6 +236,9 @@ class Journal:
         self._lines.append(line)
         if self._unsynced_since is None:
             self._unsynced_since = time.monotonic()
+        if self.on_close:
+            self._waiting.append(line + "\n")
+            return
         try:
             self._stream.write(line + "\n")
         except OSError as error:
@@ -245,7 +253,8 @@ class Journal:
         when every record is synced: a caller that waits calls again by then.
         """
         try:
-            self._stream.flush()
+            if self._stream is not None:
+                self._stream.flush()
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
         if self._unsynced_since is None:
@@ -259,26 +268,48 @@ class Journal:
     def sync(self) -> None:
         """Make every record appended so far durable in storage.
 
-        ``fsync`` for a disk; then the journal is closed and opened again,
-        because a blob mount that uploads a file when it is closed (blobfuse
-        on Azure ML, rclone) stores nothing of it before. On such a mount each
-        sync uploads the whole journal again (about 250 bytes per record),
-        hence an interval rather than a sync per record.
+        On a disk the journal stays open, flushed as records come, and is
+        ``fsync``-ed here. On a blob mount (``on_close``: see
+        :mod:`job.mounts`) a file is stored only when it is closed, and rclone
+        drops a pending upload when the file is opened again: there the
+        records wait in memory and are appended here, to the journal opened
+        and closed again. Each sync then uploads the whole journal (about 250
+        bytes per record), hence an interval rather than a sync per record.
         """
         try:
-            self._stream.flush()
-            _fsync(self._stream.fileno())
-            self._stream.close()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+            if self.on_close:
+                self._append_waiting()
+            else:
+                self._stream.flush()
+                _fsync(self._stream.fileno())
         except OSError as error:
-            self._stream = None
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
-        self._stream = open(fd, "a", encoding="utf-8", closefd=True)
         self._unsynced_since = None
         self.syncs += 1
 
+    def _append_waiting(self) -> None:
+        if self._stream is not None:  # the one start() opened
+            stream, self._stream = self._stream, None
+            stream.flush()
+            _fsync(stream.fileno())
+            stream.close()
+        if self._waiting:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+            with open(fd, "a", encoding="utf-8", closefd=True) as stream:
+                stream.write("".join(self._waiting))
+            self._waiting.clear()
+
     def close(self) -> None:
         """Flush, sync and close the journal; :class:`JournalError` if its last records are lost."""
+        if self.on_close:
+            try:
+                self._append_waiting()
+            except OSError as error:
+                self._stream = None
+                raise JournalError(f"cannot write the journal {self.path}: "
+                                   f"{error.strerror}") from None
+            self._unsynced_since = None
+            return
         stream, self._stream = self._stream, None
         if stream is not None:
             try:

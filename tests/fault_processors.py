@@ -50,13 +50,13 @@ class Hangs(TokenSplitter):
 
 
 class Slow(TokenSplitter):
-    """Takes half a second per file, writing its output slowly."""
+    """Takes half a second per file (``$SLOW_SECONDS`` when set), writing its output slowly."""
 
     def process(self, path):
         from job.atomic import atomic_output
         with atomic_output(self.output_path(path)) as sink:
             sink.write(b"partial")
-            time.sleep(0.5)
+            time.sleep(float(os.environ.get("SLOW_SECONDS", "0.5")))
         return super().process(path)
 
 

@@ -11,14 +11,17 @@ must accept the outputs as a fresh mount of the container shows them.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from azure_standin.fixtures import azurite  # noqa: F401
 from blobmount import blob_mount, blob_mounts, new_container  # noqa: F401
 from conftest import ROOT, clean_environ, reference
+from job import mounts
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +132,74 @@ def test_a_killed_mount_loses_what_it_had_not_uploaded(azurite, blob_mounts):  #
             assert error.errno == errno.ENOTCONN
     assert not mount.mounted() and not mount.cache_dir.exists()
     assert azurite.blobs(mount.container) == {}
+
+
+def journal_in(blobs: dict[str, bytes], name: str) -> dict[str, dict]:
+    """The complete records of journal ``name`` as the container holds it, by input."""
+    records = {}
+    for line in blobs.get(f"_manifest/{name}.jsonl", b"").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # cut short
+            continue
+        records[record["input"]] = record
+    return records
+
+
+def test_a_preempted_node_resumes_from_what_the_container_holds(azurite, blob_mounts):  # noqa: F811
+    """SIGKILL the rank and lose its mount and cache, as a preempted node does; a new node
+    mounts the container afresh and reruns: what the container's journal proves done is
+    skipped, the rest is done, and every output ends byte-exact."""
+    files = {f"part-{i:03}.txt": b"token%d " % i * (50 + i) for i in range(40)}
+    container = new_container(azurite)
+    upload(azurite, container, files)
+    source = blob_mounts(container, read_only=True)
+    first = blob_mounts()
+    arguments = ["--input_dir", str(source.mountpoint), "--process_count", "1",
+                 "--processor", "fault_processors:Slow", "--journal_sync_interval", "0.5"]
+    rank = subprocess.Popen([sys.executable, "-m", "job", *arguments,
+                             "--out_dir", str(first.mountpoint)],
+                            env=clean_environ(SLOW_SECONDS="0.1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and rank.poll() is None:
+        stored = journal_in(azurite.blobs(first.container), "shard-00000-of-00001")
+        if len(stored) >= 10:  # part of the work is in storage, and the rank goes on
+            break
+        time.sleep(0.2)
+    assert rank.poll() is None, f"the rank ended before it could be preempted: {rank.stderr.read()}"
+    rank.kill()  # the node is gone: the rank, then its mount and the mount's cache
+    rank.communicate(timeout=30)
+    first.kill()
+
+    blobs = azurite.blobs(first.container)
+    before = {rel: r for rel, r in journal_in(blobs, "shard-00000-of-00001").items()
+              if r["status"] == "ok"}
+    assert 10 <= len(before) < len(files), "the container's journal proves some files done"
+    assert all(blobs[rel] == reference(files[rel]) for rel in before)
+    assert not any(name.endswith(".json") for name in blobs)  # the rank never finished
+
+    second = blob_mounts(first.container)  # a new node
+    rerun = subprocess.run([sys.executable, "-m", "job", *arguments,
+                            "--out_dir", str(second.mountpoint)],
+                           env=clean_environ(SLOW_SECONDS="0"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    second.unmount()
+
+    blobs = azurite.blobs(second.container)
+    manifest = json.loads(blobs["_manifest/shard-00000-of-00001.json"])
+    status = {r["input"]: r["status"] for r in manifest["files"]}
+    assert {rel for rel, s in status.items() if s == "skipped"} == set(before)
+    assert {rel for rel, s in status.items() if s == "ok"} == set(files) - set(before)
+    wrong = sorted(rel for rel, data in files.items() if blobs.get(rel) != reference(data))
+    assert not wrong, f"outputs missing or not byte-exact in the container: {wrong}"
+    left = sorted(name for name in blobs if temporary(name) or name.endswith(".lock"))
+    assert not left, f"temporary files left in the container: {left}"
+
+
+def test_the_journal_knows_a_blob_mount_from_a_disk(blob_mount, tmp_path):  # noqa: F811
+    assert mounts.filesystem_type(blob_mount.mountpoint) == "fuse.rclone"
+    assert mounts.uploads_on_close(blob_mount.mountpoint / "_manifest")  # not made yet
+    assert not mounts.uploads_on_close(tmp_path)
+    assert mounts.filesystem_type("/proc/self") == "proc"
