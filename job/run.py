@@ -75,11 +75,18 @@ def load_processor_class(spec: str) -> type[DataProcessor]:
 
 
 def distrib_arguments(rank: ranks.Rank):
-    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it."""
+    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it.
+
+    They carry ``rank`` itself as ``resolved_rank``, which
+    :meth:`DataProcessor.rank` returns: under a launcher, fields given are
+    otherwise a contradiction.
+    """
     from .api import DistributedPreprocessArguments
-    return DistributedPreprocessArguments(
+    arguments = DistributedPreprocessArguments(
         local_rank=rank.local_rank, global_rank=rank.shard_index, world_size=rank.shard_count,
         node_count=rank.node_count, local_size=rank.local_size, node_rank=rank.node_rank)
+    arguments.resolved_rank = rank
+    return arguments
 
 
 def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
