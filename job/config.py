@@ -84,6 +84,8 @@ def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper:
             return None
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be text, got {value!r}")
+        if "\0" in value:  # os functions would raise ValueError: embedded null byte
+            raise ConfigError(f"{name} holds a NUL byte, which no path can hold")
         if path and not value.strip():
             raise ConfigError(f"{name} is empty: give a folder path")
         if upper:
@@ -226,6 +228,8 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
         raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{name} is not UTF-8 text") from None
+    except ValueError:  # open(): embedded null byte
+        raise ConfigError(f"{name}: the path holds a NUL byte, which no path can hold") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -101,6 +101,10 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     if inputs.startswith(os.path.join(outputs, "")):
         raise UsageError(f"input_dir {config.input_dir!r} is inside out_dir {config.out_dir!r}: "
                          "outputs could land on inputs; choose an out_dir outside input_dir")
+    if _in_reserved_manifest(config.input_dir, config.out_dir):
+        raise UsageError(f"out_dir {config.out_dir!r} is input_dir's reserved _manifest folder "
+                         "or inside it: it holds the journals of the stage that wrote "
+                         "input_dir; choose an out_dir outside it")
     if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
         raise UsageError(f"out_dir {config.out_dir!r} exists and is not a folder")
     linked: list[str] = []
@@ -117,6 +121,20 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
     return Plan(config, rank, listing, files, processor, sorted(linked))
+
+
+def _in_reserved_manifest(input_dir: str, out_dir: str) -> bool:
+    """Whether ``out_dir`` is ``input_dir/_manifest`` or inside it, as written or resolved.
+
+    That folder is not an input (:mod:`job.listing` skips it) but an earlier
+    stage's bookkeeping: a run into it would replace that stage's journals.
+    """
+    for place in (os.path.abspath, os.path.realpath):
+        reserved = os.path.join(place(input_dir), journal.MANIFEST_DIR)
+        out = place(out_dir)
+        if out == reserved or out.startswith(os.path.join(reserved, "")):
+            return True
+    return False
 
 
 def processor_identity(processor: DataProcessor) -> str:
