@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
@@ -65,10 +66,16 @@ def _int(minimum: int | None = None, allow_none: bool = False):
     return check
 
 
+#: A number as YAML 1.2 writes it (``1e12``), which YAML 1.1 (PyYAML) reads as text.
+_DECIMAL = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(allow_none: bool = True):
     def check(name: str, value: Any) -> Any:
         if value is None and allow_none:
             return None
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            value = float(value)
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
                 or not math.isfinite(value)):
             allowed = " or null" if allow_none else ""

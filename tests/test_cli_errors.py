@@ -120,6 +120,17 @@ def test_out_dir_in_a_stage_s_journals_is_refused(tmp_path):
     assert result.returncode == 0, result.stderr  # a look-alike name is an ordinary out_dir
 
 
+@pytest.mark.parametrize("seconds", ["2200000", "1e12", "1.0e+300"])
+def test_a_huge_finite_file_timeout_is_honoured(tmp_path, inputs, seconds):
+    """Beyond what one wait of the operating system takes (poll: 2**31 ms, about 24.8 days)."""
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--file_timeout", seconds,
+                     "--process_count", "1")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "a.txt").read_bytes() == b"a\nb\nc\n"
+
+
 def test_empty_out_dir_is_refused(tmp_path, inputs):
     before = sorted(tmp_path.rglob("*"))
     result = run_job("--input_dir", str(inputs), "--out_dir", "", cwd=tmp_path)
