@@ -209,6 +209,8 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) ->
     temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
     try:
         shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
+        if journal.remove_manifest_temps(out_dir, rank.shard_index, rank.shard_count):
+            log.info("removed the temporary manifest of an earlier run killed while writing it")
         os.makedirs(temp_dir)
         book.start(carried.records, carried.journaled)
     except OSError as error:
@@ -260,6 +262,7 @@ def _execute(plan: Plan) -> int:
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count)
     if not resume.ended_cleanly(book):
         resume.remove_stale_temps(config, plan.processor, plan.files, tag)
+    resume.remove_orphaned_temps(config, plan.processor, plan.files, rank.shard_count)
     temp_dir = _open_outputs(plan, book, carried)
     ranges = callable(getattr(plan.processor, "process_range", None))
     widen_affinity(os.environ)  # before workers fork: they inherit the node's CPUs
