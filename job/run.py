@@ -239,6 +239,9 @@ def execute(plan: Plan) -> int:
         log.info("config: %s", plan.config.as_dict())
         if lock.took_over:
             log.warning("took over the lock of a run that is gone: %s", lock.took_over)
+        if pattern_matches_nothing(plan):
+            log.warning("pattern %r matches no file under input_dir %r: nothing to do",
+                        plan.config.pattern, plan.config.input_dir)
         if plan.linked_folders:
             names = ", ".join(plan.linked_folders[:5])
             more = f" and {len(plan.linked_folders) - 5} more" if len(plan.linked_folders) > 5 else ""
@@ -247,6 +250,11 @@ def execute(plan: Plan) -> int:
         return _execute(plan)
     finally:
         lock.release()
+
+
+def pattern_matches_nothing(plan: Plan) -> bool:
+    """Whether a ``pattern`` is given and no file of input_dir matches it (a likely typo)."""
+    return plan.config.pattern is not None and not plan.listing
 
 
 def _execute(plan: Plan) -> int:
