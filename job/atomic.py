@@ -30,7 +30,7 @@ import itertools
 import os
 import shutil
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 MARK = ".partial-"
 NAME_MAX = 255  # bytes in one file name: Linux's NAME_MAX
@@ -218,24 +218,39 @@ def remove_temps(folder: str, name: str | None = None, tag: str | None = None,
     name and the tag as given to :func:`use_tag`, before any shortening.
     Returns how many were removed.
     """
+    base_wanted = None if name is None else "." + _short_name(name)
+    tag_wanted = None if tag is None else _short_tag(tag)
+    return remove_temps_if(folder, lambda base, owner_tag, owner_pid: (
+        (base_wanted is None or base == base_wanted)
+        and (tag_wanted is None or owner_tag == tag_wanted)
+        and (pid is None or owner_pid == str(pid))))
+
+
+def temp_base(name: str) -> str:
+    """The part before :data:`MARK` of the temporary names of output ``name``: ``.NAME``."""
+    return "." + _short_name(name)
+
+
+def remove_temps_if(folder: str, wanted: Callable[[str, str, str], bool]) -> int:
+    """Remove the temporary files in ``folder`` for which ``wanted(base, tag, pid)`` is true.
+
+    ``base`` is :func:`temp_base` of the output's name, ``tag`` the writer's
+    tag as it stands in the name (shortened when long), ``pid`` its process
+    id as text. Returns how many were removed.
+    """
     try:
         entries = os.listdir(folder or ".")
     except OSError:
         return 0
-    base_wanted = None if name is None else "." + _short_name(name)
-    tag_wanted = None if tag is None else _short_tag(tag)
     removed = 0
     for entry in entries:
         base, mark, owner = entry.rpartition(MARK)
         if not mark or not base.startswith("."):
             continue
-        owner_tag, _, rest = owner.rpartition("-")[0].rpartition("-")
-        if ((base_wanted is not None and base != base_wanted)
-                or (tag_wanted is not None and owner_tag != tag_wanted)
-                or (pid is not None and rest != str(pid))):
-            continue
-        _unlink(os.path.join(folder, entry))
-        removed += 1
+        owner_tag, _, owner_pid = owner.rpartition("-")[0].rpartition("-")
+        if wanted(base, owner_tag, owner_pid):
+            _unlink(os.path.join(folder, entry))
+            removed += 1
     return removed
 
 

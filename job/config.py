@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
@@ -65,10 +66,16 @@ def _int(minimum: int | None = None, allow_none: bool = False):
     return check
 
 
+#: A number as YAML 1.2 writes it (``1e12``), which YAML 1.1 (PyYAML) reads as text.
+_DECIMAL = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _number(allow_none: bool = True):
     def check(name: str, value: Any) -> Any:
         if value is None and allow_none:
             return None
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            value = float(value)
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
                 or not math.isfinite(value)):
             allowed = " or null" if allow_none else ""
@@ -84,6 +91,8 @@ def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper:
             return None
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be text, got {value!r}")
+        if "\0" in value:  # os functions would raise ValueError: embedded null byte
+            raise ConfigError(f"{name} holds a NUL byte, which no path can hold")
         if path and not value.strip():
             raise ConfigError(f"{name} is empty: give a folder path")
         if upper:
@@ -231,6 +240,8 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
         raise ConfigError(f"{name} cannot be read: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{name} is not UTF-8 text") from None
+    except ValueError:  # open(): embedded null byte
+        raise ConfigError(f"{name}: the path holds a NUL byte, which no path can hold") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -363,6 +363,28 @@ def _fsync(fd: int) -> None:
             raise
 
 
+def remove_manifest_temps(out_dir: str, index: int, count: int) -> int:
+    """Remove the temporary manifests (``shard-….json.PID.partial``) of shard ``index`` of
+    ``count`` that a run killed while writing its manifest left; returns how many.
+
+    Call it only while holding the shard's lock (:mod:`job.lock`): no other
+    process then writes this shard's manifest. Other shards' are left alone.
+    """
+    folder = os.path.join(out_dir, MANIFEST_DIR)
+    prefix = shard_name(index, count) + ".json."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        pid = name[len(prefix):-len(".partial")] if name.startswith(prefix) else ""
+        if name.endswith(".partial") and pid.isascii() and pid.isdigit():
+            _remove(os.path.join(folder, name))
+            removed += 1
+    return removed
+
+
 def _drop_cut_line(fd: int) -> None:
     """Truncate the file ``fd`` after its last newline: a line cut short by a crash goes."""
     size = os.fstat(fd).st_size

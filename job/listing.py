@@ -51,8 +51,9 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     ``*`` and ``?`` match within one folder name, ``[...]`` a character of
     a set, ``**/`` zero or more folders, a final ``/**`` everything below.
     A pattern without ``/`` matches a file name in any folder (``*.txt``);
-    one that ends with ``/`` matches everything in that folder.
-    :class:`InputDirError` if it is not a usable glob.
+    one that ends with ``/`` matches everything in that folder. A leading
+    ``./`` is input_dir itself, as in a shell: ``./*.txt`` is ``*.txt`` at the
+    top level only. :class:`InputDirError` if it is not a usable glob.
 
     >>> bool(compile_pattern("**/*.txt").fullmatch("top.txt"))
     True
@@ -63,8 +64,12 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
         raise InputDirError("pattern is empty: give a glob such as '*.txt', or null for every file")
     if pattern.startswith("/"):
         raise InputDirError(f"pattern {pattern!r} must be relative to input_dir")
-    glob = "**/" + pattern if "/" not in pattern else pattern + "**" if pattern.endswith("/") \
-        else pattern
+    anchored = "/" in pattern
+    glob = pattern
+    while glob.startswith("./"):
+        glob = glob[2:]
+    glob = "**/" + glob if not anchored else glob + "**" if glob.endswith("/") or not glob \
+        else glob
     parts = glob.split("/")
     regex = []
     for position, part in enumerate(parts):

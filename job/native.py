@@ -10,10 +10,14 @@ The library is cached under ``$AMLSHARD_CACHE`` (default
 ``$XDG_CACHE_HOME/amlshard``, else ``~/.cache/amlshard``), named by a digest
 of the source, the compiler command and the machine, and written under a
 temporary name then renamed, so ranks that start together on one node may
-build it at once. A loaded kernel must pass a self-test (:data:`SELF_TEST_INPUT`
-must give :data:`SELF_TEST_OUTPUT`); a cached library that cannot be loaded
-or fails it (a truncated or corrupt file) is compiled once more, replacing
-it. Set ``AMLSHARD_NATIVE=0`` to use the pure-Python kernel.
+build it at once. Beside it, ``NAME.sha256`` holds the SHA-256 of the library
+as it was built (also written under a temporary name, after the library): a
+library is loaded only when its bytes match it, since loading a truncated
+library can kill the process with SIGBUS rather than fail. A library without
+a matching checksum (truncated, corrupt, or cached by an older version), or
+that cannot be loaded, or fails the self-test (:data:`SELF_TEST_INPUT` must
+give :data:`SELF_TEST_OUTPUT`) is compiled once more, replacing it. Set
+``AMLSHARD_NATIVE=0`` to use the pure-Python kernel.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ def _obtain() -> Squeeze:
     target = _target(compiler)
     if target.exists():
         try:
+            _check(target)
             return _load(target)
         except Unavailable as reason:
             log.info("token kernel: %s; compiling it again", reason)
@@ -96,9 +101,36 @@ def build() -> Path:
     """The path of the compiled kernel, compiling it first if it is not cached."""
     compiler = _compiler()
     target = _target(compiler)
-    if not target.exists():
+    try:
+        _check(target)
+    except Unavailable:
         _compile(compiler, target)
     return target
+
+
+def checksum_path(library: Path) -> Path:
+    """Where the SHA-256 of the cached ``library`` is kept: ``NAME.sha256`` beside it."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: str | Path) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _check(library: Path) -> None:
+    """:class:`Unavailable` unless ``library``'s bytes match the checksum written beside it."""
+    try:
+        expected = checksum_path(library).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        raise Unavailable(f"{str(library)!r} has no checksum beside it") from None
+    try:
+        actual = _sha256(library)
+    except OSError as error:
+        raise Unavailable(f"cannot read {str(library)!r}: {error.strerror}") from None
+    if actual != expected:
+        raise Unavailable(f"{str(library)!r} does not match its checksum (truncated or "
+                          "corrupt)")
 
 
 def _compiler() -> list[str]:
@@ -141,7 +173,9 @@ def _compile(compiler: list[str], target: Path) -> None:
             raise Unavailable(f"{shlex.join(command)} failed (exit {done.returncode}): {first}")
         try:
             os.chmod(temporary, 0o755)
+            digest = _sha256(temporary)
             os.replace(temporary, target)
+            _write_checksum(target, digest)
         except OSError as error:
             raise Unavailable(f"cannot write {str(target)!r}: {error.strerror} "
                               "(remove it, or set AMLSHARD_CACHE)") from None
@@ -149,6 +183,20 @@ def _compile(compiler: list[str], target: Path) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
     log.debug("token kernel: compiled %s", target)
+
+
+def _write_checksum(library: Path, digest: str) -> None:
+    """Write ``digest`` to ``library``'s checksum file, under a temporary name then renamed."""
+    final = checksum_path(library)
+    handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", dir=final.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="ascii") as stream:
+            stream.write(digest + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, final)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def _load(path: Path) -> Squeeze:

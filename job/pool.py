@@ -54,6 +54,9 @@ REPORT_SECONDS = 0.5
 BATCHES_AHEAD = 2
 WATCH_PARENT_SECONDS = 0.5
 POLL_SECONDS = 0.25
+#: Longest single wait: ``poll`` takes at most 2**31 - 1 ms (24.8 days), so a longer
+#: ``timeout`` is waited for in steps (its deadline is checked after each).
+MAX_WAIT_SECONDS = 86400.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -398,6 +401,8 @@ class WorkerPool:
             timeout = limit if timeout is None else min(timeout, limit)
         if any(w.polled for w in busy):
             timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
+        if timeout is not None:
+            timeout = min(timeout, MAX_WAIT_SECONDS)
         ready = set(wait([w.conn for w in busy] + [w.exit_handle for w in busy], timeout))
         for worker in busy:
             if worker.conn in ready:

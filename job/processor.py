@@ -56,11 +56,17 @@ class DataProcessor:
         ``distrib_args`` is a mapping or an object with the seed's fields
         (``DistributedPreprocessArguments``); a field that is ``None`` or
         absent is not given, and with none given the environment decides.
+        Resolved as ``python -m job`` resolves it (:func:`job.ranks.resolve`):
+        fields given under a launcher that started more than one process are
+        a contradiction, a :class:`job.ranks.RankError` naming both (every
+        process would take the same shard). The arguments ``python -m job``
+        builds its processor with carry the rank it resolved
+        (``resolved_rank``), which is returned as it is.
         """
-        given = _given(self.distrib_args)
-        if not given:
-            return ranks.from_environment(os.environ)
-        return ranks.from_distrib_args(given)
+        resolved = getattr(self.distrib_args, "resolved_rank", None)
+        if isinstance(resolved, ranks.Rank):
+            return resolved
+        return ranks.resolve(_given(self.distrib_args) or None, os.environ)
 
     def multi_process_data(self, *args, process_count: int | str | None = 1) -> list:
         """Call :meth:`process` over this rank's share of the list arguments.

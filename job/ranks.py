@@ -13,6 +13,9 @@ This module is the one place that reads launcher variables. Sources, in order:
 3. torchrun and Azure ML's PyTorch distribution: ``RANK``, ``WORLD_SIZE``,
    ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``NODE_RANK`` (or ``GROUP_RANK``).
    Set together with OpenMPI's, ``RANK`` and ``WORLD_SIZE`` must agree with it.
+   Only ``RANK`` and ``WORLD_SIZE`` decide the shard. Without ``LOCAL_WORLD_SIZE``
+   the ranks per node are ``(RANK - LOCAL_RANK) / NODE_RANK`` where that fits
+   (node 1 or later of equal nodes), else unknown (the log says so).
 4. Azure ML node variables, where a multi-node job runs without a launcher:
    ``AZUREML_NODE_COUNT`` with ``AZ_BATCHAI_TASK_INDEX`` (one rank per node;
    a node count above 1 without the index is an error).
@@ -151,21 +154,64 @@ def from_distrib_args(args: Mapping[str, object], source: str = "distribArgs") -
 
 
 def _from_world(environ: Mapping[str, str], rank_var: str, size_var: str,
-                local_rank_var: str, local_size_var: str, source: str) -> Rank:
-    """Rank from a launcher that numbers ranks globally (MPI, torchrun)."""
+                local_rank_var: str, local_size_var: str, source: str,
+                node_rank_vars: tuple[str, ...] = ()) -> Rank:
+    """Rank from a launcher that numbers ranks globally (MPI, torchrun).
+
+    The shard is the global rank of the world size. Without ``local_size_var``
+    (Azure ML's PyTorch distribution does not document ``LOCAL_WORLD_SIZE``) the
+    ranks per node are derived where ``local_rank_var`` and a node rank allow
+    it (:func:`_derived_local_size`), else taken as unknown: one per node as
+    far as the worker count goes, the shard unchanged.
+    """
     for name in (rank_var, size_var):
         if name not in environ:
             raise RankError(f"{name} is not set, but other {source} variables are")
     rank = _integer(rank_var, environ[rank_var])
     size = _integer(size_var, environ[size_var], 1)
     _below(rank_var, rank, size_var, size)
-    local_size = _integer(local_size_var, environ.get(local_size_var, "1"), 1)
-    local_rank = _integer(local_rank_var, environ.get(local_rank_var, str(rank % local_size)))
-    _below(local_rank_var, local_rank, local_size_var, local_size)
+    if local_size_var not in environ and local_rank_var in environ:
+        local_rank = _integer(local_rank_var, environ[local_rank_var])
+        if local_rank > rank:
+            raise RankError(f"{local_rank_var}={local_rank} is out of range: it must be <= "
+                            f"{rank_var}={rank} (a process's rank on its node cannot exceed "
+                            "its rank in the job)")
+        local_size = _derived_local_size(environ, rank, size, local_rank, node_rank_vars)
+        if local_size is None:
+            return Rank(rank, size, 0, 1, f"{source}; ranks per node unknown, "
+                                          f"{local_size_var} is not set")
+    else:
+        local_size = _integer(local_size_var, environ.get(local_size_var, "1"), 1)
+        local_rank = _integer(local_rank_var, environ.get(local_rank_var, str(rank % local_size)))
+        _below(local_rank_var, local_rank, local_size_var, local_size)
     if size % local_size:
         # Uneven process counts per node: shard by global rank alone.
         return Rank(rank, size, 0, 1, source)
     return Rank(rank // local_size, size // local_size, rank % local_size, local_size, source)
+
+
+def _derived_local_size(environ: Mapping[str, str], rank: int, size: int, local_rank: int,
+                        node_rank_vars: tuple[str, ...]) -> int | None:
+    """Ranks per node, from the first of ``node_rank_vars`` set, where it says; else ``None``.
+
+    On node ``n > 0`` of equal nodes, ``rank = n * local_size + local_rank``,
+    so ``local_size = (rank - local_rank) / n`` when that is a whole number
+    above ``local_rank`` that divides ``size``. Node 0 (or no node rank) says
+    nothing about it.
+
+    >>> _derived_local_size({"NODE_RANK": "1"}, 3, 4, 1, ("NODE_RANK",))
+    2
+    """
+    for name in node_rank_vars:
+        if name in environ:
+            node_rank = _integer(name, environ[name])
+            if node_rank == 0:
+                return None
+            local_size, rest = divmod(rank - local_rank, node_rank)
+            if rest or local_size <= local_rank or size % local_size:
+                return None
+            return local_size
+    return None
 
 
 def _agree(environ: Mapping[str, str], ours: str, theirs: str) -> None:
@@ -183,7 +229,8 @@ def from_environment(environ: Mapping[str, str]) -> Rank:
         _agree(environ, "OMPI_COMM_WORLD_SIZE", "WORLD_SIZE")
         return rank
     if "RANK" in environ or "WORLD_SIZE" in environ:
-        rank = _from_world(environ, *TORCH_VARS, source="torchrun (RANK, WORLD_SIZE, ...)")
+        rank = _from_world(environ, *TORCH_VARS, source="torchrun (RANK, WORLD_SIZE, ...)",
+                           node_rank_vars=("NODE_RANK", "GROUP_RANK"))
         for name in ("NODE_RANK", "GROUP_RANK"):
             if name in environ:
                 _below(name, _integer(name, environ[name]), "node count", rank.node_count)

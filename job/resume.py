@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -104,3 +105,50 @@ def remove_stale_temps(config: JobConfig, processor: DataProcessor,
     removed = sum(atomic.remove_temps(folder, tag=tag) for folder in folders)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)
+
+
+_LAYOUT_TAG = re.compile(r"(\d+)of(\d+)")  # the tag the runner gives each rank: INDEXofCOUNT
+
+
+def other_layout_was_killed(out_dir: str, count: int) -> bool:
+    """Whether a rank of a layout other than ``count`` shards did not end cleanly in
+    ``out_dir``: its journal is newer than its manifest, or it has none."""
+    for name in journal.journal_names(out_dir):
+        index, shards = map(int, journal.JOURNAL_NAME.fullmatch(name).groups())
+        if shards != count and not ended_cleanly(journal.Journal(out_dir, index, shards)):
+            return True
+    return False
+
+
+def remove_orphaned_temps(config: JobConfig, processor: DataProcessor,
+                          files: Sequence[InputFile], count: int,
+                          input_folders: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """Remove the temporary files of this rank's outputs written by ranks of another layout.
+
+    Their writers are provably gone: call it only while holding this rank's
+    lock after :meth:`job.lock.RankLock.refuse_other_layouts` passed, so no
+    rank of another layout runs in ``out_dir`` (one that starts is refused
+    while this rank holds its lock), and a rank's workers stop with it.
+    Temporary files of this layout's other ranks are theirs to remove (they
+    may be running). Only looked for when a rank of another layout was killed.
+    """
+    if not other_layout_was_killed(config.out_dir, count):
+        return
+    names: dict[str, set[str]] = {}
+    for item in files:
+        output = known_output_of(processor, config.input_dir, item.rel)
+        if output is not None:
+            folder, name = os.path.split(output)
+            names.setdefault(folder, set()).add(atomic.temp_base(name))
+
+    def orphaned(bases: set[str], base: str, tag: str, pid: str) -> bool:
+        layout = _LAYOUT_TAG.fullmatch(tag)
+        return base in bases and layout is not None and int(layout.group(2)) != count
+
+    removed = sum(atomic.remove_temps_if(folder, lambda *temp, b=bases: orphaned(b, *temp))
+                  for folder, bases in names.items()
+                  if landing_error(folder, config.input_dir, config.out_dir,
+                                   input_folders) is None)
+    if removed:
+        log.info("removed %d temporary file(s) left by a killed run of another rank layout",
+                 removed)

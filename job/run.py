@@ -76,11 +76,18 @@ def load_processor_class(spec: str) -> type[DataProcessor]:
 
 
 def distrib_arguments(rank: ranks.Rank):
-    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it."""
+    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it.
+
+    They carry ``rank`` itself as ``resolved_rank``, which
+    :meth:`DataProcessor.rank` returns: under a launcher, fields given are
+    otherwise a contradiction.
+    """
     from .api import DistributedPreprocessArguments
-    return DistributedPreprocessArguments(
+    arguments = DistributedPreprocessArguments(
         local_rank=rank.local_rank, global_rank=rank.shard_index, world_size=rank.shard_count,
         node_count=rank.node_count, local_size=rank.local_size, node_rank=rank.node_rank)
+    arguments.resolved_rank = rank
+    return arguments
 
 
 def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
@@ -95,6 +102,10 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     if inputs.startswith(os.path.join(outputs, "")):
         raise UsageError(f"input_dir {config.input_dir!r} is inside out_dir {config.out_dir!r}: "
                          "outputs could land on inputs; choose an out_dir outside input_dir")
+    if _in_reserved_manifest(config.input_dir, config.out_dir):
+        raise UsageError(f"out_dir {config.out_dir!r} is input_dir's reserved _manifest folder "
+                         "or inside it: it holds the journals of the stage that wrote "
+                         "input_dir; choose an out_dir outside it")
     if os.path.exists(config.out_dir) and not os.path.isdir(config.out_dir):
         raise UsageError(f"out_dir {config.out_dir!r} exists and is not a folder")
     _refuse_aliases(config.input_dir, config.out_dir)
@@ -133,6 +144,20 @@ def _refuse_aliases(input_dir: str, out_dir: str) -> None:
         if parent == folder:
             return
         folder = parent
+
+
+def _in_reserved_manifest(input_dir: str, out_dir: str) -> bool:
+    """Whether ``out_dir`` is ``input_dir/_manifest`` or inside it, as written or resolved.
+
+    That folder is not an input (:mod:`job.listing` skips it) but an earlier
+    stage's bookkeeping: a run into it would replace that stage's journals.
+    """
+    for place in (os.path.abspath, os.path.realpath):
+        reserved = os.path.join(place(input_dir), journal.MANIFEST_DIR)
+        out = place(out_dir)
+        if out == reserved or out.startswith(os.path.join(reserved, "")):
+            return True
+    return False
 
 
 def processor_identity(processor: DataProcessor) -> str:
@@ -207,6 +232,8 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) ->
     temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
     try:
         shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
+        if journal.remove_manifest_temps(out_dir, rank.shard_index, rank.shard_count):
+            log.info("removed the temporary manifest of an earlier run killed while writing it")
         os.makedirs(temp_dir)
         book.start(carried.records, carried.journaled)
     except OSError as error:
@@ -235,6 +262,9 @@ def execute(plan: Plan) -> int:
         log.info("config: %s", plan.config.as_dict())
         if lock.took_over:
             log.warning("took over the lock of a run that is gone: %s", lock.took_over)
+        if pattern_matches_nothing(plan):
+            log.warning("pattern %r matches no file under input_dir %r: nothing to do",
+                        plan.config.pattern, plan.config.input_dir)
         if plan.linked_folders:
             names = ", ".join(plan.linked_folders[:5])
             more = f" and {len(plan.linked_folders) - 5} more" if len(plan.linked_folders) > 5 else ""
@@ -243,6 +273,11 @@ def execute(plan: Plan) -> int:
         return _execute(plan)
     finally:
         lock.release()
+
+
+def pattern_matches_nothing(plan: Plan) -> bool:
+    """Whether a ``pattern`` is given and no file of input_dir matches it (a likely typo)."""
+    return plan.config.pattern is not None and not plan.listing
 
 
 def _execute(plan: Plan) -> int:
@@ -259,6 +294,8 @@ def _execute(plan: Plan) -> int:
                            config.journal_sync_interval)
     if not resume.ended_cleanly(book):
         resume.remove_stale_temps(config, plan.processor, plan.files, tag, plan.input_folders)
+    resume.remove_orphaned_temps(config, plan.processor, plan.files, rank.shard_count,
+                                 plan.input_folders)
     temp_dir = _open_outputs(plan, book, carried)
     ranges = callable(getattr(plan.processor, "process_range", None))
     widen_affinity(os.environ)  # before workers fork: they inherit the node's CPUs

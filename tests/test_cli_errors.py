@@ -74,7 +74,61 @@ CASES = {
                                                    "--distribArgs.node_rank", "3"],
                                      {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "5"},
                                      "distribArgs is set, but OMPI_COMM_WORLD_SIZE=5"),
+    "NUL in input_dir": (lambda t, i: ["--config", bad_config(t, f'input_dir: "{i}\\0x"\n')],
+                         {}, "input_dir holds a NUL byte"),
+    "NUL in processor": (lambda t, i: ["--input_dir", i, "--config",
+                                       bad_config(t, 'processor: "job.tokens\\0:X"\n')], {},
+                         "processor holds a NUL byte"),
+    "NUL in pattern": (lambda t, i: ["--input_dir", i, "--config",
+                                     bad_config(t, 'pattern: "*.txt\\0"\n')], {},
+                       "pattern holds a NUL byte"),
 }
+
+
+def test_a_nul_byte_in_out_dir_is_refused(tmp_path, inputs):
+    config = bad_config(tmp_path, f'input_dir: "{inputs}"\nout_dir: "o\\0x"\n')
+    before = sorted(tmp_path.rglob("*"))
+    result = run_job("--config", config, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: out_dir holds a NUL byte, which no path can hold"], result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_nul_byte_in_the_config_path_is_refused(tmp_path):
+    from job import CustomArgParser
+    with pytest.raises(SystemExit) as stop:
+        CustomArgParser(default_yamlfile=str(tmp_path / "a\0b.yaml")).parse([])
+    assert stop.value.code == 2
+
+
+def test_out_dir_in_a_stage_s_journals_is_refused(tmp_path):
+    """Stage 2 reads stage 1's outputs; stage 1's _manifest is its bookkeeping, never an out_dir."""
+    stage1 = tmp_path / "s1"
+    (stage1 / "_manifest").mkdir(parents=True)
+    (stage1 / "a.txt").write_text("a b\n")
+    journal = stage1 / "_manifest" / "shard-00000-of-00001.jsonl"
+    journal.write_bytes(b'{"input": "a.txt"}\n')
+    for out in ("s1/_manifest", "s1/_manifest/", "s1/_manifest/deeper", "s1/./_manifest"):
+        result = run_job("--input_dir", "s1", "--out_dir", out, cwd=tmp_path)
+        assert result.returncode == 2, (out, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "reserved _manifest folder" in lines[0], result.stderr
+    assert sorted(p.name for p in (stage1 / "_manifest").iterdir()) == [journal.name]
+    assert journal.read_bytes() == b'{"input": "a.txt"}\n'
+    result = run_job("--input_dir", "s1", "--out_dir", "s1/manifest_not", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # a look-alike name is an ordinary out_dir
+
+
+@pytest.mark.parametrize("seconds", ["2200000", "1e12", "1.0e+300"])
+def test_a_huge_finite_file_timeout_is_honoured(tmp_path, inputs, seconds):
+    """Beyond what one wait of the operating system takes (poll: 2**31 ms, about 24.8 days)."""
+    out = tmp_path / "out"
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--file_timeout", seconds,
+                     "--process_count", "1")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "a.txt").read_bytes() == b"a\nb\nc\n"
 
 
 def test_empty_out_dir_is_refused(tmp_path, inputs):

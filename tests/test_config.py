@@ -56,6 +56,8 @@ def test_seed_flag_config_path_is_accepted(tmp_path):
     ([("run_type", "cluster")], "run_type must be one of"),
     ([("error_threshold", "-2")], "error_threshold must be >= -1"),
     ([("file_timeout", "0")], "file_timeout must be a positive number"),
+    ([("file_timeout", "infinity")], "file_timeout must be a positive number"),
+    ([("file_timeout", "-1e3")], "file_timeout must be a positive number"),
     ([("processor", "nocolon")], "processor must be 'module:Class'"),
     ([("distribArgs.node_rank", "x")], "distribArgs.node_rank must be an integer"),
     ([("log_level", "LOUD")], "log_level must be one of"),
@@ -63,6 +65,13 @@ def test_seed_flag_config_path_is_accepted(tmp_path):
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         config.load(None, [("input_dir", "in"), *overrides])
+
+
+@pytest.mark.parametrize("text, seconds", [("1e12", 1e12), ("2.5E3", 2500.0), (".5", 0.5),
+                                           ("+3e-1", 0.3)])
+def test_file_timeout_written_as_yaml_1_2_writes_numbers(text, seconds):
+    """PyYAML (YAML 1.1) reads ``1e12`` as text; it is the number every other reader sees."""
+    assert config.load(None, [("input_dir", "in"), ("file_timeout", text)]).file_timeout == seconds
 
 
 def test_missing_input_dir_is_named():

@@ -385,3 +385,38 @@ def test_ctrl_c_while_the_run_is_being_prepared_is_one_line(tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines() == [
         "error: interrupted by SIGINT before any file was processed"], stderr
+
+
+def test_a_manifest_left_half_written_is_removed_by_the_next_run_of_its_rank(tmp_path):
+    """A rank killed while writing its manifest leaves ``shard-….json.PID.partial``."""
+    source, out = make_inputs(tmp_path / "in", 4), tmp_path / "out"
+    assert run_job("--input_dir", str(source), "--out_dir", str(out)).returncode == 0
+    own = out / "_manifest" / "shard-00000-of-00001.json.424242.partial"
+    other = out / "_manifest" / "shard-00001-of-00002.json.424243.partial"
+    for left in (own, other):
+        left.write_bytes(b'{"files":[{"input":"f0')
+    result = run_job("--input_dir", str(source), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not own.exists() and other.exists()  # another shard's is its own rank's business
+    assert "removed the temporary manifest" in result.stderr
+    assert_exact(source, out)
+
+
+def test_temporary_outputs_of_a_killed_run_of_another_layout_are_removed(tmp_path):
+    """Rank 2 of 5 was killed writing f06; no rank of 5 runs again, the 3-rank layout takes
+    f06 (rank 1 of 3) and removes what the dead writer left. Other tags are not its own."""
+    source, out = make_inputs(tmp_path / "in"), tmp_path / "out"
+    run_layout(source, out, 5)
+    (source / "f06.txt").write_bytes(b"changed since\n")  # so that f06 is done again
+    journal = out / "_manifest" / "shard-00002-of-00005.jsonl"
+    with open(journal, "ab") as stream:  # the killed run's: newer than its manifest
+        stream.write(journal.read_bytes().splitlines(keepends=True)[0])
+    os.utime(out / "_manifest" / "shard-00002-of-00005.json", (1, 1))
+    orphan = out / ".f06.txt.partial-2of5-999999-0"
+    foreign = out / ".f06.txt.partial-mine-999999-0"  # not a rank's tag: not provably dead
+    for left in (orphan, foreign):
+        left.write_bytes(b"half")
+    run_layout(source, out, 3)
+    assert not orphan.exists() and foreign.exists()
+    assert (out / "f06.txt").read_bytes() == reference(b"changed since\n")
+    assert_exact(source, out)

@@ -67,6 +67,10 @@ def test_seed_get_file_names_joins_input_dir(tree):
     ("**", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
     ("[]b].txt", ["b.txt"]),
     ("[!]ab].txt", ["A.txt", "a/b/c.txt", "a/z.txt"]),
+    ("./*.txt", ["A.txt", "b.txt", "link.txt", "sp ace.txt"]),  # the top level, as in a shell
+    ("././a/*.txt", ["a/z.txt"]),
+    ("./a/", ["a/b/c.txt", "a/z.txt"]),
+    ("./", ["A.txt", "a/b/c.txt", "a/z.txt", "b.txt", "link.txt", "sp ace.txt"]),
 ])
 def test_double_star_matches_zero_or_more_folders(tree, pattern, expected):
     assert [f.rel for f in list_inputs(tree, tree / "out", pattern)] == expected
@@ -122,3 +126,15 @@ def test_links_to_folders_are_named_not_followed(tree):
     rels = [f.rel for f in list_inputs(tree, tree / "out", None, linked)]
     assert not any(rel.startswith("linkdir/") for rel in rels)
     assert linked == ["linkdir"]
+
+
+def test_a_pattern_that_matches_nothing_is_warned_about(tree, tmp_path):
+    from conftest import run_job
+    result = run_job("--input_dir", str(tree), "--out_dir", str(tmp_path / "o"),
+                     "--pattern", "*.nope")
+    assert result.returncode == 0, result.stderr
+    assert "pattern '*.nope' matches no file under input_dir" in result.stderr
+    result = run_job("--input_dir", str(tree), "--out_dir", str(tmp_path / "o2"),
+                     "--pattern", "./*.txt")
+    assert result.returncode == 0 and "matches no file" not in result.stderr, result.stderr
+    assert (tmp_path / "o2" / "b.txt").exists() and not (tmp_path / "o2" / "a").exists()

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,11 @@ from job import native
 from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job
 
 BUILD = "from job import native; print(native.build())"
+
+
+def cached(path):
+    """What the cache holds for the library ``path``: it and its checksum, nothing else."""
+    return sorted([path.name, native.checksum_path(path).name])
 
 
 @pytest.fixture
@@ -30,7 +36,7 @@ def test_builds_once_into_the_cache(fresh):
     require(shutil.which("cc") is not None, "a C compiler (cc)")
     path = native.build()
     assert path.parent == fresh and path.name.startswith("squeeze-") and path.suffix == ".so"
-    assert os.listdir(fresh) == [path.name]  # no temporary file left
+    assert sorted(os.listdir(fresh)) == cached(path)  # no temporary file left
     stamp = path.stat().st_mtime_ns
     assert native.build() == path and path.stat().st_mtime_ns == stamp  # cached, not rebuilt
     assert native.kernel() is not None
@@ -43,7 +49,7 @@ def test_ranks_that_start_together_build_one_library(fresh):
               for _ in range(4)]
     paths = {start.communicate(timeout=120)[0].strip() for start in starts}
     assert all(start.returncode == 0 for start in starts)
-    assert len(paths) == 1 and os.listdir(fresh) == [os.path.basename(paths.pop())]
+    assert len(paths) == 1 and sorted(os.listdir(fresh)) == cached(Path(paths.pop()))
 
 
 @pytest.mark.parametrize("setting, reason", [
@@ -86,7 +92,7 @@ def test_the_job_is_byte_exact_with_either_kernel(tmp_path, corpus, setting):
     else:
         assert warned == []
     built = os.listdir(tmp_path / "cache") if (tmp_path / "cache").exists() else []
-    assert len(built) == (0 if setting else 1)
+    assert len(built) == (0 if setting else 2)  # the library and its checksum
 
 
 KERNEL = """
@@ -121,7 +127,7 @@ def test_a_corrupt_cached_kernel_is_built_again(fresh, content, ranks):
     path = native.build()
     path.write_bytes(content)
     assert _kernel_in_a_fresh_process(fresh, ranks) == ["compiled True"] * ranks
-    assert os.listdir(fresh) == [path.name]  # rebuilt in place, no temporary file left
+    assert sorted(os.listdir(fresh)) == cached(path)  # rebuilt in place, no temporary left
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x7fELF"
     assert _kernel_in_a_fresh_process(fresh) == ["compiled True"]
 
@@ -135,7 +141,7 @@ def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, tmp_path):
     subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(wrong)], check=True)
     built = path.read_bytes()
     assert _kernel_in_a_fresh_process(fresh, 2) == ["compiled True"] * 2
-    assert path.read_bytes() != built and os.listdir(fresh) == [path.name]
+    assert path.read_bytes() != built and sorted(os.listdir(fresh)) == cached(path)
 
 
 def test_the_self_test_expects_what_the_token_splitter_defines():
@@ -153,4 +159,28 @@ def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh,
         assert native.kernel() is None
     [warning] = caplog.records
     assert f"cannot write {str(path)!r}: Is a directory" in warning.getMessage()
-    assert sorted(os.listdir(fresh)) == [path.name]  # no temporary file left
+    assert sorted(os.listdir(fresh)) == cached(path)  # no temporary file left
+
+
+@pytest.mark.parametrize("size", [1000, 4000, 8000, 12000])
+def test_a_truncated_cached_kernel_is_built_again(tmp_path, corpus, size):
+    """Loading a library cut short can die of SIGBUS (exit 135, no message) on every later
+    run: the checksum beside it is checked first, and a mismatch rebuilds it."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    cache = tmp_path / "cache"
+    environ = clean_environ(AMLSHARD_CACHE=str(cache))
+    built = subprocess.run([sys.executable, "-c", BUILD], cwd=ROOT, env=environ,
+                           capture_output=True, text=True, timeout=120, check=True)
+    path = Path(built.stdout.strip())
+    whole = path.read_bytes()
+    assert len(whole) > size
+    with open(path, "r+b") as library:
+        library.truncate(size)
+    for run in ("out1", "out2"):
+        result = run_job("--input_dir", str(corpus), "--out_dir", str(tmp_path / run),
+                         "--process_count", "2", env=environ)
+        assert result.returncode == 0, (result.returncode, result.stderr)
+        assert_outputs_exact(corpus, tmp_path / run)
+        assert "token kernel: pure Python" not in result.stderr
+    assert path.stat().st_size > size and sorted(os.listdir(cache)) == cached(path)
+    assert native.checksum_path(path).read_text().strip() == native._sha256(path)

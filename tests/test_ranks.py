@@ -1,6 +1,7 @@
 """Rank resolution for every launcher, from patched environments, garbage included."""
 
 import doctest
+import re
 
 import pytest
 
@@ -85,6 +86,40 @@ def test_torchrun_minimal_variables():
     assert shard(ranks.resolve(None, {"RANK": "2", "WORLD_SIZE": "3"})) == (2, 3)
 
 
+NO_LOCAL_SIZE = "LOCAL_WORLD_SIZE is not set"
+
+
+@pytest.mark.parametrize("environ, expected, source", [
+    # Azure ML's PyTorch distribution: no LOCAL_WORLD_SIZE; node 1 says 2 ranks per node
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "NODE_RANK": "1"}, (1, 2, 1, 2), None),
+    ({"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "NODE_RANK": "1"}, (1, 2, 0, 2), None),
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "GROUP_RANK": "1"}, (1, 2, 1, 2), None),
+    ({"RANK": "7", "WORLD_SIZE": "9", "LOCAL_RANK": "1", "NODE_RANK": "2"}, (2, 3, 1, 3), None),
+    # node 0, no node rank, or one that does not fit: the ranks per node are unknown
+    ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "NODE_RANK": "0"}, (1, 4, 0, 1),
+     NO_LOCAL_SIZE),
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}, (3, 4, 0, 1), NO_LOCAL_SIZE),
+    ({"RANK": "4", "WORLD_SIZE": "5", "LOCAL_RANK": "0", "NODE_RANK": "3"}, (4, 5, 0, 1),
+     NO_LOCAL_SIZE),
+    ({"RANK": "3", "WORLD_SIZE": "5", "LOCAL_RANK": "1", "NODE_RANK": "1"}, (3, 5, 0, 1),
+     NO_LOCAL_SIZE),  # 2 per node does not divide 5
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "NODE_RANK": "3"}, (3, 4, 0, 1), None),
+])
+def test_torch_variables_without_local_world_size(environ, expected, source):
+    """The shard is RANK of WORLD_SIZE; the ranks per node are derived where they can be."""
+    rank = ranks.resolve(None, environ)
+    assert (rank.node_rank, rank.node_count, rank.local_rank, rank.local_size) == expected
+    assert shard(rank) == (int(environ["RANK"]), int(environ["WORLD_SIZE"]))
+    assert rank.source.startswith("torchrun") and (source is None or source in rank.source)
+
+
+def test_torch_ranks_without_local_world_size_cover_the_world_once():
+    shards = [shard(ranks.resolve(None, {"RANK": str(r), "WORLD_SIZE": "6",
+                                         "LOCAL_RANK": str(r % 3), "NODE_RANK": str(r // 3)}))
+              for r in range(6)]
+    assert shards == [(r, 6) for r in range(6)]
+
+
 def test_one_azureml_node_without_a_task_index_is_one_rank():
     assert shard(ranks.resolve(None, {"AZUREML_NODE_COUNT": "1"})) == (0, 1)
 
@@ -113,12 +148,19 @@ def test_run_type_local_ignores_launcher_variables():
     ({"WORLD_SIZE": "4"}, "RANK"),
     ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK"),
     ({**TORCH, "NODE_RANK": "7"}, "NODE_RANK"),
+    ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "2"}, "LOCAL_RANK=2 .* RANK=1"),
+    ({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "x", "NODE_RANK": "1"}, "LOCAL_RANK"),
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "NODE_RANK": "-1"}, "NODE_RANK"),
     ({"AZUREML_NODE_COUNT": "2", "AZ_BATCHAI_TASK_INDEX": "2"}, "AZ_BATCHAI_TASK_INDEX"),
     ({"AZUREML_NODE_COUNT": "3"}, "AZUREML_NODE_COUNT=3 is set without AZ_BATCHAI_TASK_INDEX"),
 ])
 def test_bad_environment_names_the_variable(environ, name):
-    with pytest.raises(ranks.RankError, match=name):
+    with pytest.raises(ranks.RankError, match=name) as error:
         ranks.resolve(None, environ)
+    unset = [v for v in (*ranks.OMPI_VARS, *ranks.TORCH_VARS, "NODE_RANK", "GROUP_RANK",
+                         *ranks.AZUREML_NODE_VARS) if v not in environ]
+    valued = set(re.findall(r"\b([A-Z][A-Z_]+)=", str(error.value)))  # "NAME=value"
+    assert not valued & set(unset), str(error.value)  # no value of a variable that is not set
 
 
 @pytest.mark.parametrize("args, name", [

