@@ -10,6 +10,8 @@ in storage, however often it is flushed or synced, until the file is closed
 from __future__ import annotations
 
 import os
+import posixpath
+from typing import NamedTuple
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -21,26 +23,51 @@ def _unescape(field: str) -> str:
     return field
 
 
-def filesystem_type(path: str | os.PathLike) -> str | None:
-    """The type of the file system ``path`` (links followed) is on, as mountinfo names it
-    (``ext4``, ``tmpfs``, ``fuse.rclone``, ``fuse.blobfuse2``...), or ``None`` if unknown."""
+class _Mount(NamedTuple):
+    device: str  # major:minor
+    root: str  # the folder of its file system that is mounted
+    point: str  # where
+    kind: str  # file system type
+
+
+def _mount_of(path: str | os.PathLike) -> tuple[_Mount, str] | None:
+    """The mount ``path`` (links followed) is on, and its resolved path; ``None`` if unknown."""
     target = os.path.realpath(path)
-    best, kind = "", None
+    best: _Mount | None = None
     try:
         with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as info:
             for line in info:
                 fields = line.split()
                 try:
-                    point = _unescape(fields[4])
-                    fstype = fields[fields.index("-") + 1]
+                    mount = _Mount(fields[2], _unescape(fields[3]), _unescape(fields[4]),
+                                   fields[fields.index("-") + 1])
                 except (IndexError, ValueError):
                     continue
-                inside = target == point or target.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):  # the last of equal ones is on top
-                    best, kind = point, fstype
+                inside = target == mount.point or target.startswith(mount.point.rstrip("/") + "/")
+                if inside and (best is None or len(mount.point) >= len(best.point)):
+                    best = mount  # the last of equal mount points is the one on top
     except OSError:
         return None
-    return kind
+    return None if best is None else (best, target)
+
+
+def filesystem_type(path: str | os.PathLike) -> str | None:
+    """The type of the file system ``path`` (links followed) is on, as mountinfo names it
+    (``ext4``, ``tmpfs``, ``fuse.rclone``, ``fuse.blobfuse2``...), or ``None`` if unknown."""
+    found = _mount_of(path)
+    return None if found is None else found[0].kind
+
+
+def location(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(device, path within that file system)`` of ``path``: the same for every name a
+    folder has, through links and bind mounts (``None`` if unknown). One folder is inside
+    another when, on the same device, its path starts with the other's."""
+    found = _mount_of(path)
+    if found is None:
+        return None
+    mount, target = found
+    rest = target[len(mount.point.rstrip("/")):]
+    return mount.device, posixpath.normpath(mount.root.rstrip("/") + "/" + rest.lstrip("/"))
 
 
 def uploads_on_close(path: str | os.PathLike) -> bool:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import atomic, journal, ranks, resume, sharding, tasks
+from . import atomic, journal, mounts, ranks, resume, sharding, tasks
 from .config import JobConfig
 from .cpus import widen_affinity
 from .listing import InputDirError, InputFile, identity, list_inputs
@@ -134,6 +134,12 @@ def _refuse_aliases(input_dir: str, out_dir: str) -> None:
     out = identity(out_dir)
     if out is None:
         return
+    inputs, outputs = mounts.location(input_dir), mounts.location(out_dir)
+    if inputs is not None and outputs is not None and inputs[0] == outputs[0] and (
+            inputs[1] + "/").startswith(outputs[1].rstrip("/") + "/"):
+        raise UsageError(f"input_dir {input_dir!r} is inside out_dir {out_dir!r} (through a "
+                         "mount or link): outputs could land on inputs; choose an out_dir "
+                         "outside input_dir")
     folder = os.path.realpath(input_dir)
     while True:
         if identity(folder) == out:
@@ -209,6 +215,10 @@ def _lock_rank(plan: Plan) -> RankLock:
                 os.path.realpath(out_dir), journal.MANIFEST_DIR):
             raise UsageError(f"{folder!r} is a link: the journals must live in out_dir itself, "
                              "never in a folder a link points to (it could be the inputs)")
+        for place in (out_dir, folder):
+            if identity(place) in plan.input_folders:
+                raise UsageError(f"{place!r} is a folder of input_dir under another name (a "
+                                 "mount or link): the journals and outputs would land on inputs")
         lock = RankLock(folder, journal.shard_name(rank.shard_index, rank.shard_count),
                         f"rank {rank.shard_index} of {rank.shard_count}")
         lock.acquire()

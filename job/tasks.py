@@ -164,10 +164,28 @@ def landing_error(folder: str, input_dir: str, out_dir: str,
         return f"its output folder {folder!r} is inside out_dir/{MANIFEST_DIR}, the journals' folder"
     if _inside(real, inputs) and not _inside(real, outputs):
         return f"its output folder {folder!r} is inside input_dir: outputs never land on inputs"
-    if input_folders and identity(folder or ".") in input_folders:
-        return (f"its output folder {folder!r} is a folder of input_dir reached through a mount "
-                "or link: outputs never land on inputs")
+    if input_folders and _reaches_inputs(real, outputs, input_folders):
+        return (f"its output folder {folder!r} is in a folder of input_dir reached through a "
+                "mount or link: outputs never land on inputs")
     return None
+
+
+def _reaches_inputs(real: str, outputs: str, input_folders: frozenset[tuple[int, int]]) -> bool:
+    """Whether the folder ``real`` (resolved), or a folder above it below ``outputs``
+    (above it up to ``/`` when it is not inside ``outputs``), is one of ``input_folders``.
+
+    The folders above count because one that does not exist yet is made through them
+    (``out/b/new`` where ``out/b`` is an input folder bound there).
+    """
+    stop = outputs if _inside(real, outputs) else None
+    while real != stop:
+        if identity(real) in input_folders:
+            return True
+        parent = os.path.dirname(real)
+        if parent == real:
+            return False
+        real = parent
+    return False
 
 
 def _check_landing(output: str | None, input_dir: str, out_dir: str,

@@ -79,3 +79,49 @@ def test_out_dir_bound_inside_input_dir_is_not_listed(tmp_path):
     assert result.returncode == 0, result.stderr
     assert [r["input"] for r in manifest(out)["files"]] == ["a.txt"]
     assert not (out / "mirror").exists()
+
+
+def test_an_input_folder_bound_where_an_output_folder_will_be_made_is_refused(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "a").mkdir(parents=True)
+    (source / "b" / "new").mkdir(parents=True)
+    (source / "a" / "1.txt").write_bytes(b"a1\n")
+    (source / "b" / "new" / "x.txt").write_bytes(b"x y\n")
+    (out / "b").mkdir(parents=True)
+    result = run_with_binds([(source / "a", out / "b")],
+                            "--input_dir", source, "--out_dir", out, "--max_retries", "0")
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in (source / "a").iterdir()) == ["1.txt"]  # nothing made there
+    records = {r["input"]: r for r in manifest(out)["files"]}
+    assert records["b/new/x.txt"]["status"] == "failed"
+    assert "reached through a mount or link" in records["b/new/x.txt"]["error"]
+
+
+def test_input_dir_bound_from_inside_out_dir_is_refused(tmp_path):
+    out, view = tmp_path / "out", tmp_path / "view"
+    (out / "data" / "data" / "zz").mkdir(parents=True)
+    (out / "data" / "data" / "zz" / "f.txt").write_bytes(b"q w\n")
+    view.mkdir()
+    result = run_with_binds([(out / "data", view)], "--input_dir", view, "--out_dir", out)
+    assert result.returncode == 2, result.stderr
+    assert "is inside out_dir" in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "_manifest").exists()  # nothing written
+    assert not (out / "data" / "zz").exists()  # where the output would have gone: in the inputs
+    assert (out / "data" / "data" / "zz" / "f.txt").read_bytes() == b"q w\n"
+
+
+def test_a_journals_folder_bound_to_an_input_folder_is_refused(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "sub" / "partial-00000-of-00001").mkdir(parents=True)
+    (source / "sub" / "partial-00000-of-00001" / "data.txt").write_bytes(b"keep\n")
+    (source / "sub" / "shard-00000-of-00001.json").write_bytes(b"precious\n")
+    (source / "top.txt").write_bytes(b"x\n")
+    (out / "_manifest").mkdir(parents=True)
+    result = run_with_binds([(source / "sub", out / "_manifest")],
+                            "--input_dir", source, "--out_dir", out)
+    assert result.returncode == 2, result.stderr
+    assert "under another name" in result.stderr and "Traceback" not in result.stderr
+    assert (source / "sub" / "partial-00000-of-00001" / "data.txt").read_bytes() == b"keep\n"
+    assert (source / "sub" / "shard-00000-of-00001.json").read_bytes() == b"precious\n"
+    assert sorted(p.name for p in (source / "sub").iterdir()) == [
+        "partial-00000-of-00001", "shard-00000-of-00001.json"]
