@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,20 +119,53 @@ def input_location(settings: Settings) -> str:
     return str(folder)
 
 
+_DATASTORE = re.compile(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?"
+                        r"datastores/([^/]+)/paths/(.*)", re.IGNORECASE)
+_ACCOUNT = re.compile(r"(?:https|wasbs?|abfss?)://(?:([^@/]+)@)?([^./]+)\."
+                      r"(?:blob|dfs)\.core\.windows\.net/?(.*)", re.IGNORECASE)
+
+
+def storage_place(uri: str) -> tuple[str, str] | None:
+    """Where a storage URI points, as ``(store, path)`` that compare alike for every form of
+    one place: a datastore's short and full ``azureml://`` forms; an account's container
+    through ``https``, ``wasbs`` or ``abfss``. The scheme, host and datastore name are
+    case-insensitive, the query is dropped and ``.``, ``..`` and ``//`` are folded; the
+    path keeps its case (blob names are case-sensitive). ``None`` for any other form
+    (a data asset, a local folder)."""
+    uri = uri.split("?", 1)[0].split("#", 1)[0]
+    found = _DATASTORE.fullmatch(uri)
+    if found:
+        store, path = "datastore:" + found[1].lower(), found[2]
+    else:
+        found = _ACCOUNT.fullmatch(uri)
+        if not found:
+            return None
+        container, account, path = found[1], found[2], found[3]
+        if container is None:  # https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH
+            container, _, path = path.partition("/")
+        store = f"account:{account.lower()}/{container}"
+    return store, posixpath.normpath("/" + path).lstrip("/")
+
+
 def refuse_overlap(settings: Settings) -> None:
     """:class:`BuildError` if the output is the input storage path or one holds the other.
 
     On Azure ML the two are separate mounts of the same blobs, which the job
     cannot tell apart from two folders: outputs would overwrite inputs, or
-    become inputs of the next run.
+    become inputs of the next run. Paths are compared as :func:`storage_place`
+    gives them; a datastore cannot be compared with an account URI offline.
     """
     if not settings.output or is_local_path(settings.input):
         return
-    source = settings.input.rstrip("/") + "/"
-    target = settings.output.rstrip("/") + "/"
-    if source.startswith(target) or target.startswith(source):
-        what = ("the same path as" if source == target else
-                "a parent of" if source.startswith(target) else "inside")
+    source, target = storage_place(settings.input), storage_place(settings.output)
+    if source is None or target is None or source[0] != target[0]:
+        return
+    source_path, target_path = source[1] + "/", target[1] + "/"  # "/": the whole store
+    if source_path.startswith(target_path) or target_path.startswith(source_path) \
+            or "/" in (source_path, target_path):
+        what = ("the same path as" if source_path == target_path else
+                "a parent of" if source_path.startswith(target_path) or target_path == "/"
+                else "inside")
         raise BuildError(f"output {settings.output!r} is {what} input {settings.input!r}: "
                          "outputs could overwrite or become inputs; choose an output path "
                          "outside the input")
