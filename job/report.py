@@ -103,8 +103,9 @@ class JobSummary:
             return ([f"cannot read the bookkeeping: {problem}" for problem in self.bad[:SHOWN]]
                     + [f"FAILED: {len(self.bad)} journal(s) or manifest(s) cannot be read"])
         if not self.ranks:
-            return [f"no journals or manifests in {os.path.join(self.out_dir, journal.MANIFEST_DIR)}"
-                    ": the job has not run into this out_dir", "FAILED: no rank finished"]
+            folder = os.path.join(self.out_dir, journal.MANIFEST_DIR)
+            return [f"no journals or manifests in {folder}: the job has not run into this "
+                    "out_dir", "FAILED: no rank finished"]
         out = [f"ranks: {len(self.finished)} of {len(self.ranks)} finished"
                + (f" (of {self.count} shards)" if len(self.ranks) != self.count else "")]
         out += [_rank_line(rank) for rank in self.ranks]
