@@ -261,7 +261,8 @@ def test_report_names_the_missing_rank_and_the_failed_files(standin, tmp_path):
     assert any(line.startswith("  f01.txt (rank 0): ") for line in lines)
     assert any(line.startswith("  f13.txt (rank 4): ") for line in lines)
     assert any(line.startswith("slowest rank: ") for line in lines)
-    assert lines[-1] == "FAILED: 1 rank(s) without a complete manifest: 3 (not run); 2 file(s) failed"
+    assert lines[-1] == ("FAILED: 1 rank(s) without a complete manifest: 3 (not run); "
+                         "2 file(s) failed")
 
 
 def test_report_of_a_whole_run_on_the_default_output_exits_0(standin, tmp_path, in_process, capsys):
@@ -381,3 +382,53 @@ def test_resubmit_of_a_default_output_binds_its_path_and_a_running_job_is_refuse
     new = re.search(r" as: (\S+) ", capsys.readouterr().out)[1]
     output = standin.job_bodies()[new]["properties"]["outputs"]["out_dir"]
     assert output["uri"] == f"azureml://datastores/workspaceblobstore/paths/azureml/{name}/out_dir/"
+
+
+# --- the pure parts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri, where", [
+    ("azureml://datastores/workspaceblobstore/paths/tokens",
+     ("workspaceblobstore", None, "tokens/")),
+    ("azureml://subscriptions/s/resourcegroups/rg/workspaces/ws/datastores/ds/paths/a/b/",
+     ("ds", None, "a/b/")),
+    ("azureml://datastores/workspaceartifactstore/ExperimentRun/dcid.job1",
+     ("workspaceartifactstore", None, "ExperimentRun/dcid.job1/")),
+    ("https://acct.blob.core.windows.net/data/out/x", (None, "data", "out/x/")),
+    ("wasbs://data@acct.blob.core.windows.net/", (None, "data", "")),
+])
+def test_storage_locations(uri, where):
+    from submit.datastore import parse_location
+
+    location = parse_location(uri)
+    assert (location.datastore, location.container, location.path) == where
+
+
+@pytest.mark.parametrize("uri", ["abfss://fs@acct.dfs.core.windows.net/x", "azureml:data:1",
+                                 "/local/folder"])
+def test_other_storage_locations_are_one_line_errors(uri):
+    from submit.datastore import StorageError, parse_location
+
+    with pytest.raises(StorageError, match="is not a folder this command can read"):
+        parse_location(uri)
+
+
+@pytest.mark.parametrize("relative", ["../x", "a/../../x", "/etc/passwd", "a/..", ""])
+def test_a_blob_name_never_lands_outside_the_destination(relative, tmp_path):
+    from submit.datastore import StorageError, local_path
+
+    with pytest.raises(StorageError):
+        local_path(tmp_path, relative)
+    assert local_path(tmp_path, "a/b.txt") == tmp_path / "a" / "b.txt"
+
+
+def test_rank_logs_and_exit_codes_of_statuses():
+    from submit.datastore import Blob
+
+    names = ["user_logs/std_log_process_10.txt", "user_logs/std_log_process_02.txt",
+             "user_logs/std_log.txt", "user_logs/std_log_node_3.txt", "system_logs/x.txt"]
+    logs = lifecycle.rank_logs(Blob(n, n, 1) for n in names)
+    assert {rank: blob.relative for rank, blob in logs.items()} == {
+        0: "user_logs/std_log.txt", 2: "user_logs/std_log_process_02.txt",
+        3: "user_logs/std_log_node_3.txt", 10: "user_logs/std_log_process_10.txt"}
+    statuses = ("Completed", "Failed", "Canceled", "Running", "CancelRequested", "Finalizing")
+    assert [lifecycle.exit_code_of(s) for s in statuses] == [0, 1, 1, 3, 3, 3]
