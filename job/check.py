@@ -87,6 +87,8 @@ class Manifest:
     complete: bool | None
     interrupted_by: str | None
     listing: tuple[int, str] | None  # the rank's listing: file count and digest
+    failed: list[tuple[str, str | None]] = field(default_factory=list)  # (input, error)
+    wall_seconds: float | None = None  # how long the rank ran
 
 
 @dataclass
@@ -221,7 +223,10 @@ def read_manifest(path: str, shard: Shard) -> None:
     listed, by = manifest.get("listing"), manifest.get("interrupted_by")
     shard.manifest = Manifest(journal.totals(records), [r["input"] for r in records],
                               manifest.get("complete"), by if isinstance(by, str) else None,
-                              (listed["files"], listed["digest"]) if listed else None)
+                              (listed["files"], listed["digest"]) if listed else None,
+                              [(r["input"], r.get("error")) for r in records
+                               if r["status"] == "failed"],
+                              _seconds(manifest.get("wall_seconds")))
 
 
 def manifest_error(manifest: Any, index: int, count: int) -> str | None:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from . import lifecycle
 from .settings import DISTRIBUTIONS, SettingsError, resolve, unfilled, unfilled_message
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -30,7 +31,8 @@ credentials or network.
   python -m submit --nodes 1                                  # one node
   python -m submit --nodes 1 --node-count 5 --node-rank 3    # node 3 of 5 only (selective node)
   python -m submit --nodes 5 --dry-run --yaml job.yml         # no Azure needed
-"""
+
+""" + lifecycle.USAGE
 
 EPILOG = """\
 settings, highest precedence first: flags; environment variables AZURE_SUBSCRIPTION_ID,
@@ -185,6 +187,7 @@ def _submit(prepared, args: argparse.Namespace) -> int:
         return EXIT_OK
     sys.stdout.flush()
     status = stream_job(client, submitted.name)
+    lifecycle.print_report_after_stream(client, submitted.name)
     print(f"job {submitted.name} ended: {status}")
     return exit_code_for(status)
 
@@ -194,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .azure import AzureError
     from .yaml_out import RoundTripError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in lifecycle.SUBCOMMANDS:  # status, cancel, logs, report, ...
+        return lifecycle.main(argv)
     args = command_line_parser().parse_args(argv)
     try:
         return run(args)

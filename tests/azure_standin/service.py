@@ -17,6 +17,17 @@ discovery URL), ``GET`` the discovery document (the run history host), then
 ``GET /history/v1.0/.../runs/{name}/details`` until the run ends, fetching the
 log files it lists. ``jobs.get(name)`` once more for the final status.
 
+The lifecycle of a job (``python -m submit status|cancel|logs|report|download|resubmit``):
+``GET .../jobs/{name}`` (404 for a job it never received), ``POST .../jobs/{name}/cancel``,
+``GET /history/v1.0/.../runs/{name}`` (start and end times), and the datastores the
+job's folders live on: ``GET .../datastores/{name}``, ``GET .../datastores?isDefault=true``,
+``POST .../datastores/{name}/listSecrets`` (Azurite's account key). Each datastore is a
+container of the real Azurite, reached as ``http://devstoreaccount1.blob.localhost:PORT``
+(the datastore's ``endpoint`` is ``localhost:PORT``): clients resolve ``*.localhost`` to
+the loopback address (RFC 6761), as :mod:`azure_standin.runner`'s wrapper does. Tests put
+files there with :meth:`AzureMLStandIn.upload`; jobs take a status with
+:meth:`AzureMLStandIn.set_status`.
+
 ``DefaultAzureCredential`` gets its token from the managed-identity endpoint
 (``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER``, App Service style) served here too.
 Every ARM and run-history request must carry that bearer token.
@@ -35,14 +46,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .azurite import Azurite
+from .azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from .tls import TestCertificates
 
 WORKSPACE_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                   r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 ARM = re.compile(rf"^{WORKSPACE_PATH}(?P<rest>/.*)?$", re.IGNORECASE)
 HISTORY = re.compile(rf"^/history/v1\.0{WORKSPACE_PATH}/runs/(?P<run>[^/]+)/details$", re.IGNORECASE)
+HISTORY_RUN = re.compile(rf"^/history/v1\.0{WORKSPACE_PATH}/runs/(?P<run>[^/]+)$", re.IGNORECASE)
 IN_PROGRESS = "Running"
+DATASTORES = ("workspaceblobstore", "workspaceartifactstore")
+DEFAULT_DATASTORE = "workspaceblobstore"
+STARTED_AT = "2026-01-02T03:04:05.000000+00:00"
+ENDED_AT = "2026-01-02T03:14:05.000000+00:00"
 
 
 @dataclass
@@ -65,6 +81,7 @@ class _Run:
     body: dict
     polls: int = 0
     log_lines: list[str] = field(default_factory=list)
+    status: str | None = None  # set by a test or a cancel: the status, whatever the polls
 
 
 class AzureMLStandIn:
@@ -93,6 +110,8 @@ class AzureMLStandIn:
         self.codes: dict[str, dict] = {}
         self.environments: dict[str, dict] = {}
         self.runs: dict[str, _Run] = {}
+        suffix = uuid.uuid4().hex[:12]
+        self.containers = {name: f"{name[9:]}-{suffix}" for name in DATASTORES}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -100,6 +119,8 @@ class AzureMLStandIn:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "AzureMLStandIn":
         self.azurite.create_container(self.code_container)
+        for container in self.containers.values():
+            self.azurite.create_container(container)
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,6 +192,20 @@ class AzureMLStandIn:
         with self._lock:
             return {name: run.body for name, run in self.runs.items()}
 
+    def set_status(self, name: str, status: str) -> None:
+        """Give job ``name`` (one the SDK PUT) ``status`` from now on, whatever the polls."""
+        with self._lock:
+            self.runs[name].status = status
+
+    def upload(self, datastore: str, path: str, data: bytes) -> None:
+        """Put a blob at ``path`` in ``datastore``'s container (in Azurite)."""
+        client = self.azurite.service().get_container_client(self.containers[datastore])
+        client.upload_blob(path, data, overwrite=True)
+
+    def datastore_blobs(self, datastore: str) -> dict[str, bytes]:
+        """Every blob of ``datastore``: name -> content."""
+        return self.azurite.blobs(self.containers[datastore])
+
     def uploaded_code(self) -> dict[str, bytes]:
         """The code blobs uploaded to Azurite, by path below the code folder's own name."""
         blobs = self.azurite.blobs(self.code_container)
@@ -219,6 +254,9 @@ class AzureMLStandIn:
         history = HISTORY.match(r.path)
         if history and r.method == "GET":
             return self._run_details(history["run"])
+        history_run = HISTORY_RUN.match(r.path)
+        if history_run and r.method == "GET":
+            return self._run(history_run["run"])
         arm = ARM.match(r.path)
         if arm is None:
             return 404, None, None
@@ -251,6 +289,12 @@ class AzureMLStandIn:
                                                    "environments", name, version, r)),
             ("PUT", r"/jobs/(?P<name>[^/]+)", lambda name: self._put_job(workspace_id, ws, name, r)),
             ("GET", r"/jobs/(?P<name>[^/]+)", lambda name: self._get_job(workspace_id, ws, name)),
+            ("POST", r"/jobs/(?P<name>[^/]+)/cancel", lambda name: self._cancel(name)),
+            ("GET", r"/datastores", lambda: self._default_datastore(workspace_id, r)),
+            ("GET", r"/datastores/(?P<name>[^/]+)",
+             lambda name: self._datastore(workspace_id, name)),
+            ("POST", r"/datastores/(?P<name>[^/]+)/listSecrets",
+             lambda name: self._datastore_secrets(name)),
         ]
         for method, pattern, action in routes:
             match = re.fullmatch(pattern, rest)
@@ -292,6 +336,8 @@ class AzureMLStandIn:
         return f"https://ml.azure.com/runs/{name}?wsid={workspace_id}"
 
     def _status(self, run: _Run) -> str:
+        if run.status is not None:
+            return run.status
         if run.polls == 0:
             return "Starting"
         return IN_PROGRESS if run.polls <= self.running_polls else self.outcome
@@ -299,6 +345,9 @@ class AzureMLStandIn:
     def _job_resource(self, workspace_id: str, ws: str, name: str, run: _Run) -> dict:
         properties = dict(run.body.get("properties", {}))
         properties["status"] = self._status(run)
+        # Azure ML also lists the job's artifact store as its "default" output; with it, the
+        # SDK's jobs.stream lists logs at https://ACCOUNT.blob.core.windows.net, which no
+        # stand-in can serve: left out, so logs come from the run details' logFiles here.
         properties["services"] = {"Studio": {"jobServiceType": "Studio",
                                              "endpoint": self._studio_url(ws, name, workspace_id)}}
         return {"id": f"{workspace_id}/jobs/{name}", "name": name,
@@ -317,6 +366,52 @@ class AzureMLStandIn:
         if run is None:
             return 404, _error("NotFound", f"job {name!r} was not found"), None
         return 200, self._job_resource(workspace_id, ws, name, run), None
+
+    def _cancel(self, name: str) -> tuple[int, Any, str | None]:
+        with self._lock:
+            run = self.runs.get(name)
+            if run is None:
+                return 404, _error("NotFound", f"job {name!r} was not found"), None
+            run.status = "Canceled"
+        return 202, b"", None
+
+    def _run(self, name: str) -> tuple[int, Any, str | None]:
+        """The run history's record of a job: its status and times (polls unchanged)."""
+        with self._lock:
+            run = self.runs.get(name)
+            status = self._status(run) if run is not None else None
+        if run is None:
+            return 404, _error("NotFound", f"run {name!r} was not found"), None
+        ended = status in ("Completed", "Failed", "Canceled")
+        return 200, {"runId": name, "status": status,
+                     "startTimeUtc": STARTED_AT if status not in ("NotStarted", "Starting",
+                                                                  "Queued") else None,
+                     "endTimeUtc": ENDED_AT if ended else None}, None
+
+    def _datastore_resource(self, workspace_id: str, name: str) -> dict:
+        return {"id": f"{workspace_id}/datastores/{name}", "name": name,
+                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+                "properties": {"datastoreType": "AzureBlob", "accountName": ACCOUNT,
+                               "containerName": self.containers[name],
+                               "endpoint": f"localhost:{self.azurite.port}", "protocol": "http",
+                               "credentials": {"credentialsType": "AccountKey"},
+                               "isDefault": name == DEFAULT_DATASTORE}}
+
+    def _datastore(self, workspace_id: str, name: str) -> tuple[int, Any, str | None]:
+        if name not in self.containers:
+            return 404, _error("UserError", f"datastore {name!r} was not found"), None
+        return 200, self._datastore_resource(workspace_id, name), None
+
+    def _default_datastore(self, workspace_id: str, r: Recorded) -> tuple[int, Any, str | None]:
+        if r.query.get("isDefault") != ["true"]:
+            return 200, {"value": [self._datastore_resource(workspace_id, name)
+                                   for name in DATASTORES]}, None
+        return 200, {"value": [self._datastore_resource(workspace_id, DEFAULT_DATASTORE)]}, None
+
+    def _datastore_secrets(self, name: str) -> tuple[int, Any, str | None]:
+        if name not in self.containers:
+            return 404, _error("UserError", f"datastore {name!r} was not found"), None
+        return 200, {"secretsType": "AccountKey", "key": ACCOUNT_KEY}, None
 
     def _run_details(self, name: str) -> tuple[int, Any, str | None]:
         with self._lock:
