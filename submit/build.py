@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from .settings import Settings
+from .settings import Settings, is_local_path
 from .stage import CONFIG_NAME
 
 ENVIRONMENT_DIR = Path(__file__).resolve().parent.parent / "environment"
@@ -101,14 +101,29 @@ def layout_of(settings: Settings) -> Layout:
                   node_count, node_rank)
 
 
-def is_local_path(location: str) -> bool:
-    """True for a local folder, False for a storage URI (``azureml:``, ``https://``, ...)."""
-    return "://" not in location and not location.startswith("azureml:")
+def is_local_binding(path: str) -> bool:
+    """True when the SDK uploads the binding ``path`` of a job as a local folder.
+
+    The SDK's own rule (``JobOperations._resolve_job_input``): URIs and
+    ``azureml:`` references are remote; an absolute path is local; a relative
+    one holding ``:`` or ``@`` is an asset (``NAME:VERSION``, ``NAME@latest``).
+    """
+    if not is_local_path(path):
+        return False
+    return os.path.isabs(path) or (":" not in path and "@" not in path)
 
 
 def input_location(settings: Settings) -> str:
-    """The input as the job binds it: a storage URI as given, a local folder made absolute."""
+    """The input as the job binds it: a storage URI as given, a local folder made absolute.
+
+    A data asset ``azureml:NAME:VERSION`` or ``azureml:NAME@latest`` is bound as
+    ``NAME:VERSION`` or ``NAME@latest``: what ``load_job`` makes of the YAML (which
+    writes it back with its ``azureml:``), and the form whose ``@latest`` the SDK
+    resolves (it looks ``azureml:NAME@latest`` up as an asset named ``azureml:NAME``).
+    """
     source = settings.input
+    if source.startswith("azureml:") and "://" not in source:
+        return source.removeprefix("azureml:")
     if not is_local_path(source):
         return source
     folder = Path(source).expanduser().resolve()

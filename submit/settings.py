@@ -74,6 +74,59 @@ def _count(minimum: int, allow_none: bool = False) -> Callable[[str, Any], Any]:
     return check
 
 
+# The storage locations Azure ML binds as a uri_folder, each a pattern and how --help spells it.
+_ACCOUNT = r"[a-z0-9]+"
+_SEGMENT = r"[^/@\s]+"
+STORAGE_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"azureml://datastores/{_SEGMENT}/paths/\S*", "azureml://datastores/NAME/paths/PATH"),
+    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}/workspaces/{_SEGMENT}"
+     rf"/datastores/{_SEGMENT}/paths/\S*",
+     "azureml://subscriptions/SUB/resourcegroups/RG/workspaces/WS/datastores/NAME/paths/PATH"),
+    (rf"https://{_ACCOUNT}\.blob\.core\.[a-z0-9.]+/{_SEGMENT}(/\S*)?",
+     "https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH"),
+    (rf"wasbs://{_SEGMENT}@{_ACCOUNT}\.blob\.core\.[a-z0-9.]+(/\S*)?",
+     "wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH"),
+    (rf"abfss://{_SEGMENT}@{_ACCOUNT}\.dfs\.core\.[a-z0-9.]+(/\S*)?",
+     "abfss://FS@ACCOUNT.dfs.core.windows.net/PATH"),
+)
+DATASTORE_FORMS = STORAGE_FORMS[:2]  # what a job output may be: a path on a datastore
+_ASSET_NAME = r"[A-Za-z0-9_<][A-Za-z0-9_.<>-]*"
+ASSET_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"azureml:{_ASSET_NAME}:[A-Za-z0-9_.<>-]+", "azureml:NAME:VERSION"),
+    (rf"azureml:{_ASSET_NAME}@latest", "azureml:NAME@latest"),
+)
+
+
+def is_local_path(location: str) -> bool:
+    """True for a local folder; False for a storage URI (``...://...``) or ``azureml:`` asset."""
+    return "://" not in location and not location.startswith("azureml:")
+
+
+def _matches(location: str, forms: tuple[tuple[str, str], ...]) -> bool:
+    return any(re.fullmatch(pattern, location, flags=re.IGNORECASE) for pattern, _ in forms)
+
+
+def _input(name: str, value: Any) -> str:
+    """An input folder: a storage URI, a registered data asset or a local folder (see --help)."""
+    value = _text(name, value)
+    if is_local_path(value) or _matches(value, STORAGE_FORMS + ASSET_FORMS):
+        return value
+    accepted = ", ".join(form for _, form in STORAGE_FORMS + ASSET_FORMS)
+    raise SettingsError(f"{name} {value!r} is not a location Azure ML reads; use {accepted} "
+                        "or a local folder")
+
+
+def _output(name: str, value: Any) -> str | None:
+    """An output folder: a datastore path, or '' / null for the job's default output."""
+    value = _optional_text(name, value)
+    if value is None or _matches(value, DATASTORE_FORMS):
+        return value
+    accepted = " or ".join(form for _, form in DATASTORE_FORMS)
+    raise SettingsError(f"{name} {value!r} is not a datastore path Azure ML writes job outputs "
+                        f"to; use {accepted} (register other storage as a datastore), or '' "
+                        "for the job's default output")
+
+
 def _distribution(name: str, value: Any) -> str:
     value = _text(name, value).lower()
     if value not in DISTRIBUTIONS:
@@ -103,10 +156,11 @@ KEYS: tuple[Key, ...] = (
         "resource_group"),
     Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME", "workspace_name"),
     Key("compute", _text, "compute cluster that runs the job", "AZUREML_COMPUTE"),
-    Key("input", _text, "input folder: azureml://datastores/NAME/paths/PATH, another storage "
-        "URI, or a local folder"),
-    Key("output", _optional_text, "output folder: azureml://datastores/NAME/paths/PATH or another "
-        "storage URI ('' = the job's default output)"),
+    Key("input", _input, "input folder: azureml://datastores/NAME/paths/PATH (or the full "
+        "azureml://subscriptions/... form), https://, wasbs:// or abfss:// storage, a data asset "
+        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder"),
+    Key("output", _output, "output folder: azureml://datastores/NAME/paths/PATH (or the full "
+        "azureml://subscriptions/... form); '' = the job's default output"),
     Key("experiment", _text, "experiment name"),
     Key("nodes", _count(1), "nodes (instance_count)"),
     Key("processes_per_node", _count(1), "ranks per node (process count per instance)"),

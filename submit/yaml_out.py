@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from .build import is_local_binding
+
 SCHEMA_URL = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+URI_AS_ASSET = ("azureml:https://", "azureml:wasbs://", "azureml:abfss://")
 
 
 class RoundTripError(RuntimeError):
@@ -50,7 +53,7 @@ def _local_path(job, location) -> Path | None:
     if not isinstance(location, (str, os.PathLike)):
         return None
     location = os.fspath(location)
-    if location.startswith("azureml:") or "://" in location:
+    if not is_local_binding(location):  # a URI, or an asset load_job read without 'azureml:'
         return None
     base = Path(getattr(job, "_base_path", None) or ".")
     return (base / location).resolve()
@@ -81,8 +84,13 @@ def job_dict(job, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     # load_job would then send as such; write the folder itself.
     for name, binding in (getattr(as_job, "inputs", None) or {}).items():
         local = _local_path(job, getattr(binding, "path", None))
-        if local is not None and isinstance(data.get("inputs", {}).get(name), dict):
-            data["inputs"][name]["path"] = _written(local, base_dir)
+        written = data.get("inputs", {}).get(name)
+        if local is not None and isinstance(written, dict):
+            written["path"] = _written(local, base_dir)
+        elif isinstance(written, dict) and str(written.get("path", "")).startswith(URI_AS_ASSET):
+            # ... and an https://, wasbs:// or abfss:// URI as "azureml:https://...", which
+            # load_job reads back as the URI itself: write the URI.
+            written["path"] = written["path"].removeprefix("azureml:")
     environment = data.get("environment")
     if isinstance(environment, dict) and getattr(job.environment, "_is_anonymous", False):
         # The SDK names anonymous environments itself (from a hash of their content).

@@ -159,6 +159,37 @@ def test_the_dry_run_yaml_submits_the_same_job(sdk_environment, tmp_path):
     check_job_body(server, direct.name, settings, nodes=5, per_node=1)
 
 
+@pytest.mark.parametrize("source", ["azureml:corpus:2", "azureml:corpus@latest"])
+def test_a_data_asset_input_is_sent_as_its_version(sdk_environment, tmp_path, source):
+    """A registered data asset binds as its version's ID, from the YAML as from submit."""
+    from submit.yaml_out import load_job_yaml
+
+    server = sdk_environment
+    result = run_submit("--dry-run", "--yaml", str(tmp_path / "job.yml"), *WORKSPACE_FLAGS,
+                        "--input", source, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    settings = resolve_settings({**WORKSPACE, "input": source})
+    client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
+    from_yaml = client.jobs.create_or_update(load_job_yaml(tmp_path / "job.yml"))
+    direct = submit_azure.submit_job(client, prepare_job(settings, tmp_path / "code").job)
+    version = "2" if source.endswith(":2") else "3"  # the stand-in's latest corpus is 3
+    for name in (from_yaml.name, direct.name):
+        uri = server.job_bodies()[name]["properties"]["inputs"]["input_dir"]["uri"]
+        assert uri.endswith(f"/workspaces/ws-test/data/corpus/versions/{version}")
+    assert server.unmatched() == []
+
+
+def test_a_missing_data_asset_is_named_in_one_line(sdk_environment, tmp_path):
+    server = sdk_environment
+    settings = resolve_settings({**WORKSPACE, "input": "azureml:nowhere@latest"})
+    client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
+    with pytest.raises(submit_azure.AzureError) as caught:
+        submit_azure.submit_job(client, prepare_job(settings, tmp_path / "code").job)
+    assert str(caught.value) == ("submitting the job: the Azure ML SDK refused: Asset nowhere "
+                                 "does not exist in workspace ws-test.")
+    assert server.job_bodies() == {}
+
+
 def cli_environment(server) -> dict[str, str]:
     return clean_environment(**server.client_environment())
 

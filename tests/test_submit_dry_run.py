@@ -173,6 +173,38 @@ def test_dry_run_variants_load(tmp_path, capsys, args, check):
     assert job_dict(job, tmp_path) == yaml.safe_load(yaml_path.read_text())
 
 
+STORAGE_INPUTS = [
+    "azureml://datastores/workspaceblobstore/paths/corpus/",
+    "azureml://subscriptions/0000/resourcegroups/rg/workspaces/ws/datastores/blobs/paths/c/",
+    "https://account1.blob.core.windows.net/container/corpus/",
+    "wasbs://container@account1.blob.core.windows.net/corpus/",
+    "abfss://filesystem@account1.dfs.core.windows.net/corpus/",
+]
+
+
+@pytest.mark.parametrize("source", ["azureml:corpus:3", "azureml:corpus@latest",
+                                    *STORAGE_INPUTS])
+def test_every_accepted_input_form_round_trips(tmp_path, capsys, source):
+    """Data assets and storage URIs: the YAML loads back as the same job, naming the input."""
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main(["--input", source, "--dry-run", "--yaml", str(yaml_path)]) == 0, \
+        capsys.readouterr().err
+    written = yaml.safe_load(yaml_path.read_text())
+    assert written["inputs"]["input_dir"]["path"] == source  # as azureml-examples write it
+    job = load_job_yaml(yaml_path)
+    assert job_dict(job, tmp_path) == written
+    expected = source.removeprefix("azureml:") if "://" not in source else source
+    assert job.inputs["input_dir"].path == expected  # what load_job makes of it
+
+
+@pytest.mark.parametrize("target", [STORAGE_INPUTS[0], STORAGE_INPUTS[1]])
+def test_outputs_on_a_datastore_round_trip(tmp_path, capsys, target):
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main(["--output", target, "--dry-run", "--yaml", str(yaml_path)]) == 0, \
+        capsys.readouterr().err
+    assert load_job_yaml(yaml_path).outputs["out_dir"].path == target
+
+
 def test_a_custom_job_config_is_validated_and_shipped(tmp_path, capsys):
     config = tmp_path / "my_job.yaml"
     config.write_text("shard_strategy: size\nprocess_count: 2\nlog_level: DEBUG\n")
@@ -205,6 +237,18 @@ def write(path: Path, text: str) -> str:
                 "--output", "azureml://datastores/ds/paths/corpus/out/"], ["inside input"]),
     (lambda t: ["--input", "azureml://datastores/ds/paths/corpus/part1",
                 "--output", "azureml://datastores/ds/paths/corpus"], ["a parent of input"]),
+    (lambda t: ["--input", "azureml://datastores/x"],
+     ["input 'azureml://datastores/x' is not a location Azure ML reads",
+      "azureml://datastores/NAME/paths/PATH", "azureml:NAME@latest", "flag --input"]),
+    (lambda t: ["--input", "s3://bucket/corpus/"], ["'s3://bucket/corpus/'", "wasbs://"]),
+    (lambda t: ["--input", "gs://bucket/corpus/"], ["'gs://bucket/corpus/'", "abfss://"]),
+    (lambda t: ["--input", "azureml:corpus"], ["azureml:NAME:VERSION"]),
+    (lambda t: ["--input", "https://example.com/corpus/"], ["https://ACCOUNT.blob"]),
+    (lambda t: ["--output", "s3://bucket/out/"], ["not a datastore path", "flag --output"]),
+    (lambda t: ["--output", "azureml:tokens:1"], ["not a datastore path"]),
+    (lambda t: ["--output", "https://account1.blob.core.windows.net/c/out/"],
+     ["register other storage as a datastore"]),
+    (lambda t: ["--output", str(t)], ["azureml://datastores/NAME/paths/PATH"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "proces_count: 2\n")],
      ["job config", "proces_count"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "distribArgs: {node_count: 2}\n")],

@@ -73,16 +73,20 @@ class AzureMLStandIn:
     ``outcome`` is the status a job ends in (``Completed``, ``Failed``, ...),
     reached after ``running_polls`` run-details polls that report ``Running``.
     With ``workspace_exists=False`` every workspace call answers 404.
+    ``data_assets`` are the registered data assets, each name with its versions,
+    oldest first (default: ``corpus`` versions 1 to 3).
     """
 
     def __init__(self, certificates: TestCertificates, azurite: Azurite, *,
                  outcome: str = "Completed", running_polls: int = 2,
-                 workspace_exists: bool = True, code_container: str | None = None):
+                 workspace_exists: bool = True, code_container: str | None = None,
+                 data_assets: dict[str, list[str]] | None = None):
         self.certificates = certificates
         self.azurite = azurite
         self.outcome = outcome
         self.running_polls = running_polls
         self.workspace_exists = workspace_exists
+        self.data_assets = {"corpus": ["1", "2", "3"]} if data_assets is None else data_assets
         self.code_container = code_container or f"standin-{uuid.uuid4().hex[:12]}"
         self.tenant_id = "00000000-0000-0000-0000-0000000000aa"
         self.token = _unsigned_jwt({"tid": self.tenant_id, "aud": "https://management.azure.com",
@@ -249,6 +253,9 @@ class AzureMLStandIn:
             ("PUT", r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
              lambda name, version: self._put_asset(self.environments, workspace_id,
                                                    "environments", name, version, r)),
+            ("GET", r"/data/(?P<name>[^/]+)", lambda name: self._data(workspace_id, name)),
+            ("GET", r"/data/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
+             lambda name, version: self._data(workspace_id, name, version)),
             ("PUT", r"/jobs/(?P<name>[^/]+)", lambda name: self._put_job(workspace_id, ws, name, r)),
             ("GET", r"/jobs/(?P<name>[^/]+)", lambda name: self._get_job(workspace_id, ws, name)),
         ]
@@ -266,6 +273,24 @@ class AzureMLStandIn:
                            "workspaceId": "00000000-0000-0000-0000-00000000feed",
                            "provisioningState": "Succeeded"},
         }, None
+
+    def _data(self, workspace_id: str, name: str, version: str | None = None
+              ) -> tuple[int, Any, str | None]:
+        """A data asset's container (its latest version) or one of its versions."""
+        versions = self.data_assets.get(name, [])
+        if not versions or (version is not None and version not in versions):
+            return 404, _error("UserError", f"data asset {name}:{version or ''} was not found"), None
+        resource_id = f"{workspace_id}/data/{name}"
+        if version is None:
+            return 200, {"id": resource_id, "name": name,
+                         "type": "Microsoft.MachineLearningServices/workspaces/data",
+                         "properties": {"dataType": "uri_folder", "latestVersion": versions[-1],
+                                        "nextVersion": str(len(versions) + 1)}}, None
+        return 200, {"id": f"{resource_id}/versions/{version}", "name": version,
+                     "type": "Microsoft.MachineLearningServices/workspaces/data/versions",
+                     "properties": {"dataType": "uri_folder",
+                                    "dataUri": f"azureml://datastores/workspaceblobstore/paths/"
+                                               f"{name}/{version}/"}}, None
 
     def _pending_upload(self) -> tuple[int, Any, str | None]:
         sas = self.azurite.container_sas_url(self.code_container)
