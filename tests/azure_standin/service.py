@@ -279,7 +279,8 @@ class AzureMLStandIn:
         """A data asset's container (its latest version) or one of its versions."""
         versions = self.data_assets.get(name, [])
         if not versions or (version is not None and version not in versions):
-            return 404, _error("UserError", f"data asset {name}:{version or ''} was not found"), None
+            missing = f"data asset {name}:{version or ''} was not found"
+            return 404, _error("UserError", missing), None
         resource_id = f"{workspace_id}/data/{name}"
         if version is None:
             return 200, {"id": resource_id, "name": name,
