@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("--stream follows a submitted job; it cannot go with --dry-run")
     overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
     settings = resolve(overrides, config_file=args.config)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
     from .build import layout_of
     layout_of(settings)  # a bad job shape is reported before the placeholders

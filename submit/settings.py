@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from job.config import ConfigError, load_yaml
 
@@ -180,13 +180,14 @@ PATH_KEYS = ("job_config",)
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved values (``values[name]``) and, for each, the source that gave it."""
+    """Resolved values (``values[name]``), the source that gave each, and warnings to show."""
 
     values: Mapping[str, Any]
     sources: Mapping[str, str]
+    warnings: tuple[str, ...] = ()  # one line each, e.g. a config.json that was skipped
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("values", "sources"):
+        if name in ("values", "sources", "warnings"):
             raise AttributeError(name)
         try:
             return self.values[name]
@@ -207,17 +208,18 @@ class Settings:
         return "\n".join(lines)
 
 
-def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None:
-    """The workspace config file ``MLClient.from_config`` would use, searching from ``start``.
+def workspace_config_candidates(start: str | os.PathLike | None = None) -> Iterator[Path]:
+    """The files ``MLClient.from_config`` would consider, searching from ``start``, in its order.
 
     For each folder in ``.azureml``, ``aml_config``, the folder itself and each
     file name in ``config.json``, ``project.json`` (in that order), walk up from
-    ``start`` (default: the current folder) through 20 parents; the first file
-    found wins. ``None`` when there is none.
+    ``start`` (default: the current folder) through 20 parents. The SDK takes
+    the first; :func:`resolve` skips those that are not workspace configs.
     """
     origin = Path(start) if start is not None else Path(".")
     if origin.is_file():
-        return origin
+        yield origin
+        return
     root = os.path.realpath(os.sep)
     for folder, name in product(WORKSPACE_CONFIG_FOLDERS, WORKSPACE_CONFIG_FILES):
         relative = os.path.join(folder, name) if folder else name
@@ -225,38 +227,76 @@ def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None
         while True:
             candidate = os.path.join(current, relative)
             if os.path.isfile(candidate):
-                return Path(candidate)
+                yield Path(candidate)
             if current == root or level == WORKSPACE_CONFIG_LEVELS:
                 break
             current = os.path.realpath(os.path.join(current, os.pardir))
             level += 1
-    return None
+
+
+def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None:
+    """The file ``MLClient.from_config`` would use (the first candidate), or ``None``."""
+    return next(workspace_config_candidates(start), None)
+
+
+class NotAWorkspaceConfig(SettingsError):
+    """A config.json that holds no workspace at all (e.g. an editor's settings)."""
 
 
 def read_workspace_config(path: str | os.PathLike) -> dict[str, str]:
-    """``{"subscription", "resource_group", "workspace"}`` from a workspace config.json."""
+    """The workspace values (``subscription``, ``resource_group``, ``workspace``) a config.json gives.
+
+    Raises :class:`NotAWorkspaceConfig` for a file that is not JSON, not an
+    object, or names none of ``subscription_id``, ``resource_group``,
+    ``workspace_name`` and ``Scope``; :class:`SettingsError` for an unreadable
+    file or a ``Scope`` that is not a workspace ID. A file naming only some of
+    the values gives those (:func:`resolve` says which are missing, if needed).
+    """
+    shown = repr(str(path))
     try:
         with open(path, encoding="utf-8-sig") as stream:
             data = json.load(stream)
     except OSError as error:
-        raise SettingsError(f"workspace config {str(path)!r} cannot be read: {error.strerror}") from None
+        raise SettingsError(f"workspace config {shown} cannot be read: {error.strerror}") from None
     except ValueError as error:
-        raise SettingsError(f"workspace config {str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"workspace config {str(path)!r} must hold a JSON object")
+        raise NotAWorkspaceConfig(f"{shown} is not a workspace config: not valid JSON "
+                                  f"({error})") from None
+    names = {KEYS_BY_NAME[k].config_json: k for k in WORKSPACE_KEYS}
+    if not isinstance(data, dict) or not any(data.get(n) for n in (*names, "Scope")):
+        raise NotAWorkspaceConfig(f"{shown} is not a workspace config: it names none of "
+                                  f"{', '.join(names)}, Scope")
     scope = data.get("Scope")
     if scope:
         pieces = str(scope).split("/")
         if len(pieces) < 9:
-            raise SettingsError(f"workspace config {str(path)!r}: Scope {scope!r} is not a "
+            raise SettingsError(f"workspace config {shown}: Scope {scope!r} is not a "
                                 "workspace resource ID")
         return {"subscription": pieces[2], "resource_group": pieces[4], "workspace": pieces[8]}
-    absent = [KEYS_BY_NAME[k].config_json for k in WORKSPACE_KEYS
-              if not data.get(KEYS_BY_NAME[k].config_json)]
-    if absent:
-        raise SettingsError(f"workspace config {str(path)!r} lacks {', '.join(absent)}; it needs "
-                            "subscription_id, resource_group and workspace_name")
-    return {k: str(data[KEYS_BY_NAME[k].config_json]) for k in WORKSPACE_KEYS}
+    return {k: str(data[n]) for n, k in names.items() if data.get(n)}
+
+
+def _workspace_from_config_json(values: dict[str, Any], sources: dict[str, str],
+                                unset: list[str], search_from: str | os.PathLike | None,
+                                warnings: list[str]) -> None:
+    """Fill the ``unset`` workspace values from the first workspace config.json found.
+
+    Files that are not workspace configs are skipped, each with a warning; a
+    workspace config lacking one of the ``unset`` values is a :class:`SettingsError`.
+    """
+    for found in workspace_config_candidates(search_from):
+        try:
+            given = read_workspace_config(found)
+        except NotAWorkspaceConfig as error:
+            warnings.append(f"{error}; skipped it")
+            continue
+        absent = [KEYS_BY_NAME[k].config_json for k in unset if k not in given]
+        if absent:
+            raise SettingsError(f"workspace config {str(found)!r} lacks {', '.join(absent)}; "
+                                "it needs subscription_id, resource_group and workspace_name")
+        for name in unset:
+            values[name] = given[name]
+            sources[name] = f"workspace config {_display(found.resolve())}"
+        return
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -290,7 +330,9 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
     holding a placeholder counts as not given, so a notebook's unfilled cell
     falls through to the other sources. ``config_file`` is laid over the
     packaged ``submit/config.yaml``. The workspace config.json is searched from
-    ``search_from`` (default: the current folder). Relative ``job_config``
+    ``search_from`` (default: the current folder), and read only when flags or
+    ``environ`` leave a workspace value unset; a file there that is not a workspace
+    config is skipped with a line in ``Settings.warnings``. Relative ``job_config``
     paths are relative to the config file that gives them, or to the current
     folder when given as a flag. Raises :class:`SettingsError`.
     """
@@ -318,18 +360,19 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
                     value = str((base / value).resolve())
                 values[key.name], sources[key.name] = value, label
 
-    if use_workspace_config:
-        found = find_workspace_config(search_from)
-        if found is not None:
-            for name, value in read_workspace_config(found).items():
-                values[name], sources[name] = value, f"workspace config {_display(found.resolve())}"
+    flagged = {k for k, v in overrides.items() if v is not None and not is_placeholder(v)}
+    from_env = {k.name for k in KEYS if k.env and environ.get(k.env, "").strip()}
+    unset = [name for name in WORKSPACE_KEYS if name not in flagged | from_env]
+    warnings: list[str] = []
+    if use_workspace_config and unset:
+        _workspace_from_config_json(values, sources, unset, search_from, warnings)
 
     for key in KEYS:
         if key.env and environ.get(key.env, "").strip():
             values[key.name], sources[key.name] = environ[key.env].strip(), f"env {key.env}"
 
     for name, value in overrides.items():
-        if value is None or is_placeholder(value):
+        if name not in flagged:
             continue
         if name in PATH_KEYS and isinstance(value, (str, os.PathLike)):
             value = str(Path(value).resolve())
@@ -341,7 +384,7 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
             checked[key.name] = key.check(key.name, values[key.name])
         except SettingsError as error:
             raise SettingsError(f"{error} (from {sources[key.name]})") from None
-    return Settings(checked, sources)
+    return Settings(checked, sources, tuple(warnings))
 
 
 def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook: bool = False) -> str:

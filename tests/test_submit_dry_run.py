@@ -270,6 +270,20 @@ def test_bad_usage_exits_2_with_one_line(tmp_path, capsys, make_args, words):
     assert not (tmp_path / "job.yml").exists()
 
 
+def test_an_unrelated_config_json_above_is_skipped_with_one_warning(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"editor.fontSize": 12}')
+    (tmp_path / "work").mkdir()
+    os.chdir(tmp_path / "work")
+    workspace = ["--subscription", "sub", "--resource-group", "rg", "--workspace", "ws"]
+    assert cli.main([*workspace, "--dry-run", "--yaml", "a.yml"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the flags gave it all: not read
+    assert cli.main(["--dry-run", "--yaml", "b.yml"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [f"warning: {str(tmp_path / 'config.json')!r} is not a workspace config: "
+                        "it names none of subscription_id, resource_group, workspace_name, "
+                        "Scope; skipped it"]
+
+
 def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):
     precious = tmp_path / "job-code" / "notes.txt"
     precious.parent.mkdir()
