@@ -244,7 +244,7 @@ class NotAWorkspaceConfig(SettingsError):
 
 
 def read_workspace_config(path: str | os.PathLike) -> dict[str, str]:
-    """The workspace values (``subscription``, ``resource_group``, ``workspace``) a config.json gives.
+    """What a workspace config.json gives of ``subscription``, ``resource_group``, ``workspace``.
 
     Raises :class:`NotAWorkspaceConfig` for a file that is not JSON, not an
     object, or names none of ``subscription_id``, ``resource_group``,
