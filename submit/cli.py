@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -99,7 +97,7 @@ def command_line_parser() -> argparse.ArgumentParser:
                      help="write the job YAML to FILE (default with --dry-run: print it)")
     run.add_argument(*_both("code_dir"), metavar="DIR",
                      help="where to stage the code folder (default: FILE-code beside --yaml, "
-                          "else a temporary folder)")
+                          "else a temporary folder, removed when done)")
     run.add_argument(*_both("stream"), action="store_true",
                      help="after submitting, follow the logs; exit 0 only if the job completed")
     return parser
@@ -116,14 +114,14 @@ def _quiet_sdk_logs() -> None:
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
 
-def _code_dir(args: argparse.Namespace) -> tuple[Path | None, bool]:
-    """Where to stage the code, and whether it is a temporary folder to remove after submitting."""
+def _code_dir(args: argparse.Namespace) -> Path | None:
+    """Where to stage the code; ``None``: a temporary folder, removed when done."""
     if args.code_dir:
-        return Path(args.code_dir), False
+        return Path(args.code_dir)
     if args.yaml:
         target = Path(args.yaml)
-        return target.with_name(f"{target.stem}-code"), False
-    return None, True
+        return target.with_name(f"{target.stem}-code")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,16 +142,12 @@ def run(args: argparse.Namespace) -> int:
     from .azure import azure_errors
     from .prepare import prepare_job
     _quiet_sdk_logs()
-    code_dir, temporary = _code_dir(args)
     with azure_errors("building the job"):
-        prepared = prepare_job(settings, code_dir)
-    try:
+        prepared = prepare_job(settings, _code_dir(args))
+    with prepared:  # a temporary code folder goes when done
         if args.dry_run:
             return _dry_run(prepared, args)
         return _submit(prepared, args)
-    finally:
-        if temporary and not args.dry_run:
-            shutil.rmtree(prepared.code_dir.parent, ignore_errors=True)
 
 
 def _dry_run(prepared, args: argparse.Namespace) -> int:
@@ -163,11 +157,13 @@ def _dry_run(prepared, args: argparse.Namespace) -> int:
         print(f"job YAML: {args.yaml} (submit it with: az ml job create --file {args.yaml})")
         print("dry run: nothing was sent to Azure")
         return EXIT_OK
-    with tempfile.TemporaryDirectory(prefix="amlshard-yaml-") as folder:
-        text = prepared.write_yaml(Path(folder) / "job.yml")  # checked with load_job
+    text = prepared.checked_yaml()
     sys.stdout.write(text)
     sys.stdout.flush()
     print(prepared.summary(), file=sys.stderr)
+    if prepared.temporary:
+        print(f"code: {prepared.code_dir.name} is relative to where the YAML is saved; "
+              "--yaml FILE stages the code beside FILE", file=sys.stderr)
     print("dry run: nothing was sent to Azure", file=sys.stderr)
     return EXIT_OK
 

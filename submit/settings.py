@@ -134,6 +134,28 @@ def _distribution(name: str, value: Any) -> str:
     return value
 
 
+BUILT_ENVIRONMENTS = ("conda", "docker")  # built from environment/
+REGISTERED_ENVIRONMENT_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"(azureml:)?{_ASSET_NAME}:[A-Za-z0-9_.<>-]+", "azureml:NAME:VERSION"),
+    (rf"(azureml:)?{_ASSET_NAME}@latest", "azureml:NAME@latest"),
+    (rf"azureml://registries/{_SEGMENT}/environments/{_SEGMENT}"
+     rf"/(versions/{_SEGMENT}|labels/latest)",
+     "azureml://registries/REGISTRY/environments/NAME/versions/VERSION"),
+)
+
+
+def _environment(name: str, value: Any) -> str:
+    """``conda`` or ``docker`` (any case), or a registered environment; else one line naming all."""
+    value = _text(name, value)
+    if value.lower() in BUILT_ENVIRONMENTS:
+        return value.lower()
+    if _matches(value, REGISTERED_ENVIRONMENT_FORMS):
+        return value
+    forms = ", ".join(form for _, form in REGISTERED_ENVIRONMENT_FORMS)
+    raise SettingsError(f"{name} {value!r} is neither {' nor '.join(BUILT_ENVIRONMENTS)} nor a "
+                        f"registered environment ({forms})")
+
+
 @dataclass(frozen=True)
 class Key:
     """One setting: its name, checker, flag, environment variable, config.json key and meaning."""
@@ -166,7 +188,8 @@ KEYS: tuple[Key, ...] = (
     Key("processes_per_node", _count(1), "ranks per node (process count per instance)"),
     Key("process_count", _count(1, allow_none=True), "worker processes per rank (null: one per CPU)"),
     Key("distribution", _distribution, "launcher: mpi, pytorch or none"),
-    Key("environment", _text, "conda, docker, or a registered environment (azureml:NAME:VERSION)"),
+    Key("environment", _environment, "conda, docker, or a registered environment "
+        "(azureml:NAME:VERSION, azureml:NAME@latest)"),
     Key("job_config", _text, "config file of `python -m job` that the nodes run"),
     Key("node_count", _count(1, allow_none=True), "selective node: the node count to emulate",
         in_file=False),

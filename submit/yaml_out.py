@@ -4,9 +4,9 @@
 job's fields), which ``load_job`` rejects. The YAML here is the command job
 schema's own serialization: the SDK's ``CommandJob._to_dict()`` (a marshmallow
 dump of ``CommandJobSchema``) with the ``$schema`` line first, the SDK's empty
-fields left out, local folders (``code``, a local input) written as paths,
-relative to the YAML file when they lie beside it. :func:`check_round_trip` loads the written file back
-with ``load_job`` and compares.
+fields left out, local folders (``code``, a local input, a Docker build context)
+written as paths relative to the YAML file's folder. :func:`check_round_trip`
+loads the written file back with ``load_job`` and compares.
 """
 
 from __future__ import annotations
@@ -60,26 +60,32 @@ def _local_path(job, location) -> Path | None:
 
 
 def _written(path: Path, base_dir: str | os.PathLike | None) -> str:
-    """A local path as written in the YAML: relative to ``base_dir`` when inside it."""
+    """A local path as written in the YAML: relative to ``base_dir`` if given, else absolute."""
     if base_dir is not None:
-        base = Path(base_dir).resolve()
-        if path == base or base in path.parents:
-            return path.relative_to(base).as_posix() or "."
+        try:
+            return Path(os.path.relpath(path, Path(base_dir).resolve())).as_posix()
+        except ValueError:  # another drive: no relative path leads there
+            pass
     return str(path)
 
 
-def job_dict(job, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def job_dict(job, base_dir: str | os.PathLike | None = None,
+             code: str | None = None) -> dict[str, Any]:
     """The command job as a plain mapping in the YAML schema, ``$schema`` first.
 
     ``job`` is what ``command()`` or ``load_job`` returns. With ``base_dir``,
-    a local ``code`` path inside it is written relative to it (``load_job``
-    resolves paths relative to the YAML file's folder).
+    local paths (``code``, a local input folder, a Docker build context) are
+    written relative to it, as ``load_job`` resolves them relative to the YAML
+    file's folder; without, they are absolute. ``code`` replaces what is
+    written for the code folder.
     """
     as_job = job._to_job() if hasattr(job, "_to_job") else job
     data = _prune(_plain(as_job._to_dict()))
-    code = _local_path(job, getattr(job, "code", None))
+    local_code = _local_path(job, getattr(job, "code", None))
     if code is not None:
-        data["code"] = _written(code, base_dir)
+        data["code"] = code
+    elif local_code is not None:
+        data["code"] = _written(local_code, base_dir)
     # The SDK dumps a local input folder as "azureml:<path>", an asset reference that
     # load_job would then send as such; write the folder itself.
     for name, binding in (getattr(as_job, "inputs", None) or {}).items():
@@ -94,18 +100,23 @@ def job_dict(job, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     environment = data.get("environment")
     if isinstance(environment, dict) and getattr(job.environment, "_is_anonymous", False):
         # The SDK names anonymous environments itself (from a hash of their content).
-        data["environment"] = {k: v for k, v in environment.items() if k not in ("name", "version")}
+        environment = {k: v for k, v in environment.items() if k not in ("name", "version")}
+        build = environment.get("build")
+        if isinstance(build, dict) and build.get("path") and "://" not in build["path"]:
+            # the SDK dumps the build context absolute, resolved against the YAML's folder
+            environment["build"] = {**build, "path": _written(Path(build["path"]), base_dir)}
+        data["environment"] = environment
     return {"$schema": SCHEMA_URL, **data}
 
 
-def job_yaml(job, base_dir: str | os.PathLike | None = None) -> str:
+def job_yaml(job, base_dir: str | os.PathLike | None = None, code: str | None = None) -> str:
     """The command job as YAML text (see :func:`job_dict`)."""
-    return yaml.safe_dump(job_dict(job, base_dir), sort_keys=False, width=4096,
+    return yaml.safe_dump(job_dict(job, base_dir, code), sort_keys=False, width=4096,
                           default_flow_style=False)
 
 
 def write_job_yaml(job, path: str | os.PathLike) -> str:
-    """Write the job's YAML to ``path`` (code relative to its folder); returns the text."""
+    """Write the job's YAML to ``path`` (local paths relative to its folder); returns the text."""
     target = Path(path)
     text = job_yaml(job, target.resolve().parent)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from azure_standin.runner import CLEARED_PREFIXES, network_report, run_submit
+from azure_standin.runner import (
+    CLEARED_PREFIXES,
+    clean_environment,
+    network_report,
+    run_submit,
+)
 
 from job.sample import write_sample
 from job.sharding import contiguous_range
@@ -109,20 +114,49 @@ def test_dry_run_yaml_loads_and_keeps_the_job(tmp_path, shape, args, nodes, comm
     assert "dry run: nothing was sent to Azure" in result.stdout
 
 
-def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path):
-    result = run_submit("--nodes", "5", "--dry-run", cwd=tmp_path, no_network=True)
+def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path, capsys):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = run_submit("--nodes", "5", "--dry-run", cwd=tmp_path, no_network=True,
+                        env=clean_environment(TMPDIR=str(temporary)))
     assert result.returncode == 0, result.stderr
+    assert list(temporary.iterdir()) == []  # the code staged for the check is gone
     data = yaml.safe_load(result.stdout)
     assert data["resources"]["instance_count"] == 5
     assert data["compute"] == "azureml:<COMPUTE_CLUSTER>"  # placeholders are fine in a dry run
-    copy = tmp_path / "copy.yml"
-    copy.write_text(result.stdout)
-    job = load_job_yaml(copy)  # code is an absolute path: the YAML works from anywhere
-    shutil.rmtree(Path(data["code"]).parent)  # the staged code this YAML names is kept for it
+    assert data["code"] == "job-code"  # relative: no temporary path is printed
+    assert "code: job-code is relative to where the YAML is saved" in result.stderr
+    # saved beside a staged job-code folder, the printed YAML is the job
+    assert cli.main(["--nodes", "5", "--dry-run", "--yaml", "staged.yml",
+                     "--code-dir", "job-code"]) == 0, capsys.readouterr().err
+    (tmp_path / "job.yml").write_text(result.stdout)
+    job = load_job_yaml(tmp_path / "job.yml")
+    assert job_dict(job) == job_dict(load_job_yaml(tmp_path / "staged.yml"))
     assert job.resources.instance_count == 5
     assert "5 nodes x 1 rank per node (MPI)" in result.stderr
     assert "submit/config.yaml)   <- placeholder" in result.stderr
     assert "flag --nodes" in result.stderr
+
+
+def test_a_temporary_code_folder_lasts_as_long_as_its_job(tmp_path):
+    """The notebook's case: the job object names the folder, which goes with it."""
+    import gc
+
+    from submit import prepare_job, resolve_settings
+
+    prepared = prepare_job(resolve_settings({"nodes": 2}))
+    folder = prepared.code_dir
+    assert prepared.temporary and (folder / "job_config.yaml").is_file()
+    assert yaml.safe_load(prepared.yaml())["code"] == "job-code"
+    del prepared
+    gc.collect()
+    assert not folder.parent.exists()
+    with prepare_job(resolve_settings({"nodes": 2})) as prepared:
+        folder = prepared.code_dir
+    assert not folder.parent.exists()
+    kept = prepare_job(resolve_settings({"nodes": 2}), tmp_path / "job-code")
+    kept.close()
+    assert not kept.temporary and (tmp_path / "job-code" / "job_config.yaml").is_file()
 
 
 def test_dry_run_with_a_local_input_shows_each_nodes_files(tmp_path, sample_corpus):
@@ -137,7 +171,10 @@ def test_dry_run_with_a_local_input_shows_each_nodes_files(tmp_path, sample_corp
         assert line.startswith(f"node {node} (shard {node} of 5): {len(block)} file(s)")
         assert block[0] in line
     job = load_job_yaml(tmp_path / "job.yml")
-    assert Path(job.inputs["input_dir"].path) == sample_corpus
+    written = yaml.safe_load((tmp_path / "job.yml").read_text())["inputs"]["input_dir"]["path"]
+    assert not Path(written).is_absolute()  # relative to the YAML's folder
+    assert (tmp_path / written).resolve() == sample_corpus.resolve()
+    assert Path(job.inputs["input_dir"].path) == Path(written)
 
 
 def test_selective_node_preview_shows_only_that_node(tmp_path, sample_corpus):
@@ -157,10 +194,15 @@ def test_selective_node_preview_shows_only_that_node(tmp_path, sample_corpus):
      lambda job: (job.distribution.type, job.distribution.process_count_per_instance) ==
      ("pytorch", 1)),
     (["--nodes", "3", "--distribution", "none"], lambda job: job.distribution is None),
-    (["--nodes", "2", "--environment", "docker"],
-     lambda job: Path(job.environment.build.path).resolve() == REPO / "environment"),
+    (["--nodes", "2", "--environment", "docker"],  # relative to the YAML's folder
+     lambda job: not Path(job.environment.build.path).is_absolute() and
+     (Path(job._base_path) / job.environment.build.path).resolve() == REPO / "environment"),
+    (["--environment", "Docker"], lambda job: job.environment.build is not None),
+    (["--environment", "CONDA"], lambda job: job.environment.conda_file is not None),
     (["--nodes", "2", "--environment", "amlshard-job:1"],
      lambda job: str(job.environment).removeprefix("azureml:") == "amlshard-job:1"),
+    (["--environment", "azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"],
+     lambda job: str(job.environment).endswith("AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest")),
     (["--nodes", "2", "--output", ""], lambda job: job.outputs["out_dir"].path is None),
     (["--nodes", "2", "--experiment", "tokens-2024", "--compute", "gpu"],
      lambda job: (job.experiment_name, job.compute) == ("tokens-2024", "gpu")),
@@ -249,6 +291,9 @@ def write(path: Path, text: str) -> str:
     (lambda t: ["--output", "https://account1.blob.core.windows.net/c/out/"],
      ["register other storage as a datastore"]),
     (lambda t: ["--output", str(t)], ["azureml://datastores/NAME/paths/PATH"]),
+    (lambda t: ["--environment", "Condas"],
+     ["environment 'Condas' is neither conda nor docker nor a registered environment",
+      "azureml:NAME:VERSION", "azureml:NAME@latest"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "proces_count: 2\n")],
      ["job config", "proces_count"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "distribArgs: {node_count: 2}\n")],
