@@ -28,7 +28,7 @@ from .build import (
 )
 from .preview import Preview, preview
 from .settings import Settings
-from .stage import load_job_config, stage_code, staged_files
+from .stage import checkout_commit, load_job_config, stage_code, staged_files
 
 
 @dataclass
@@ -108,6 +108,13 @@ class PreparedJob:
             return "docker: build environment/Dockerfile on Azure ML"
         return f"registered: {choice}"
 
+    def compute_line(self) -> str:
+        """Where the job runs: ``compute NAME`` or serverless compute (and its instance type)."""
+        if self.settings.compute:
+            return f"compute {self.settings.compute}"
+        size = self.settings.instance_type
+        return "serverless compute" + (f" ({size})" if size else " (default instance type)")
+
     def summary(self) -> str:
         """A short account of the job: layout, command, code, environment, data, settings, plan."""
         settings = self.settings
@@ -116,8 +123,8 @@ class PreparedJob:
         where = ("a temporary folder, removed when done (--yaml FILE or --code-dir DIR keeps it)"
                  if self.temporary else str(self.code_dir))
         lines = [
-            f"job: {self.layout.describe()} on compute {settings.compute}, "
-            f"experiment {settings.experiment}",
+            f"job: {self.layout.describe()} on {self.compute_line()}, "
+            f"experiment {settings.experiment}: {self.job.display_name!r}",
             f"command: {self.command}",
             f"code: {len(files)} files, {size / 1000:.1f} KB (the job package and "
             f"job_config.yaml) in {where}",
@@ -154,7 +161,7 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     target = Path(code_dir) if code_dir is not None else default_code_dir()
     try:
         folder = stage_code(target, settings.job_config)
-        job = build_job(settings, folder, environment_dir)
+        job = build_job(settings, folder, environment_dir, checkout_commit())
         plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) \
             else None
     except BaseException:

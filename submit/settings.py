@@ -127,11 +127,50 @@ def _output(name: str, value: Any) -> str | None:
                         "for the job's default output")
 
 
-def _distribution(name: str, value: Any) -> str:
-    value = _text(name, value).lower()
-    if value not in DISTRIBUTIONS:
-        raise SettingsError(f"{name} must be one of {', '.join(DISTRIBUTIONS)}; got {value!r}")
-    return value
+def _choice(*choices: str | None) -> Callable[[str, Any], Any]:
+    """A checker taking one of ``choices`` in any case, and giving it as spelled here."""
+    by_lower = {c.lower(): c for c in choices if c is not None}
+
+    def check(name: str, value: Any) -> Any:
+        if value is None and None in choices:
+            return None
+        text = _text(name, value)
+        if text.lower() not in by_lower:
+            raise SettingsError(f"{name} must be one of {', '.join(by_lower.values())}; "
+                                f"got {text!r}")
+        return by_lower[text.lower()]
+    return check
+
+
+_distribution = _choice(*DISTRIBUTIONS)
+ENVIRONMENT_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _pairs(what: str, name_pattern: re.Pattern | None = None) -> Callable[[str, Any], Any]:
+    """A checker of ``NAME=VALUE`` pairs: a mapping (a config file) or ``K=V`` texts (flags)."""
+    def check(name: str, value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if isinstance(value, (list, tuple)):
+            pairs = {}
+            for item in value:
+                key, equals, text = str(item).partition("=")
+                if not equals or not key.strip():
+                    raise SettingsError(f"{name} takes {what}=VALUE; got {item!r}")
+                pairs[key.strip()] = text
+            value = pairs
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{name} must be a mapping of {what} to values, got {value!r}")
+        checked = {}
+        for key, text in value.items():
+            key = str(key).strip()
+            if not key or (name_pattern is not None and not name_pattern.fullmatch(key)):
+                raise SettingsError(f"{name}: {key!r} is not a valid {what}")
+            if text is None or isinstance(text, (dict, list)):
+                raise SettingsError(f"{name}: {key} must have a text value, got {text!r}")
+            checked[key] = str(text).lower() if isinstance(text, bool) else str(text)
+        return checked
+    return check
 
 
 BUILT_ENVIRONMENTS = ("conda", "docker")  # built from environment/
@@ -158,7 +197,14 @@ def _environment(name: str, value: Any) -> str:
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: its name, checker, flag, environment variable, config.json key and meaning."""
+    """One setting: its name, checker, meaning, and where it comes from.
+
+    ``help`` and ``metavar`` make its flag's ``--help`` line and ``group`` its
+    section; ``flag_name`` is the flag's name when it is not the setting's
+    (``--tag`` for ``tags``). A ``merge`` setting is a mapping: its flag repeats
+    (``--tag k=v --tag k2=v2``) and each source adds entries to the one below.
+    ``count`` settings are read as integers by the parser already.
+    """
 
     name: str
     check: Callable[[str, Any], Any]
@@ -166,35 +212,79 @@ class Key:
     env: str | None = None
     config_json: str | None = None
     in_file: bool = True  # may the submit config file set it?
+    group: str = "job"
+    metavar: str = "VALUE"
+    flag_name: str | None = None
+    merge: bool = False
+    count: bool = False
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
+
+SHAPE, WHERE, JOB = "job shape", "workspace and data", "job"
+IDENTITIES = ("user", "managed", None)
+JOB_TIERS = ("Spot", "Basic", "Standard", "Premium", None)
+PRIORITIES = ("Low", "Medium", "High", None)
 
 KEYS: tuple[Key, ...] = (
-    Key("subscription", _text, "Azure subscription ID", "AZURE_SUBSCRIPTION_ID", "subscription_id"),
+    Key("subscription", _text, "Azure subscription ID", "AZURE_SUBSCRIPTION_ID",
+        "subscription_id", group=WHERE, metavar="ID"),
     Key("resource_group", _text, "resource group of the workspace", "AZURE_RESOURCE_GROUP",
-        "resource_group"),
-    Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME", "workspace_name"),
-    Key("compute", _text, "compute cluster that runs the job", "AZUREML_COMPUTE"),
+        "resource_group", group=WHERE, metavar="NAME"),
+    Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME",
+        "workspace_name", group=WHERE, metavar="NAME"),
+    Key("compute", _optional_text, "compute cluster that runs the job ('': serverless compute)",
+        "AZUREML_COMPUTE", group=WHERE, metavar="NAME"),
+    Key("instance_type", _optional_text, "serverless compute: the VM size of each node "
+        "(e.g. Standard_D4s_v3), with no --compute", group=WHERE, metavar="SIZE"),
     Key("input", _input, "input folder: azureml://datastores/NAME/paths/PATH (or the full "
         "azureml://subscriptions/... form), https://, wasbs:// or abfss:// storage, a data asset "
-        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder"),
+        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder (the dry run then shows "
+        "each node's files)", group=WHERE, metavar="URI|ASSET|DIR"),
     Key("output", _output, "output folder: azureml://datastores/NAME/paths/PATH (or the full "
-        "azureml://subscriptions/... form); '' = the job's default output"),
-    Key("experiment", _text, "experiment name"),
-    Key("nodes", _count(1), "nodes (instance_count)"),
-    Key("processes_per_node", _count(1), "ranks per node (process count per instance)"),
-    Key("process_count", _count(1, allow_none=True), "worker processes per rank (null: one per CPU)"),
-    Key("distribution", _distribution, "launcher: mpi, pytorch or none"),
-    Key("environment", _environment, "conda, docker, or a registered environment "
-        "(azureml:NAME:VERSION, azureml:NAME@latest)"),
-    Key("job_config", _text, "config file of `python -m job` that the nodes run"),
-    Key("node_count", _count(1, allow_none=True), "selective node: the node count to emulate",
-        in_file=False),
-    Key("node_rank", _count(0, allow_none=True), "selective node: the node rank to run",
-        in_file=False),
+        "azureml://subscriptions/... form); '' = the job's default output", group=WHERE,
+        metavar="URI"),
+    Key("experiment", _text, "experiment name (default amlshard)", metavar="NAME"),
+    Key("nodes", _count(1), "nodes of the job (instance_count); default 1", group=SHAPE,
+        metavar="N", count=True),
+    Key("processes_per_node", _count(1), "ranks per node: the launcher's process count per "
+        "instance (default 1)", group=SHAPE, metavar="N", count=True),
+    Key("process_count", _count(1, allow_none=True), "worker processes of each rank, passed to "
+        "the job as --process_count (default: one per CPU of the node)", group=SHAPE,
+        metavar="N", count=True),
+    Key("distribution", _distribution, "launcher starting the ranks: mpi (default), pytorch, "
+        "none", group=SHAPE, metavar="{mpi,pytorch,none}"),
+    Key("environment", _environment, "conda (default: image + conda file of environment/), "
+        "docker (environment/Dockerfile), or a registered environment azureml:NAME:VERSION or "
+        "azureml:NAME@latest", metavar="ENV"),
+    Key("job_config", _text, "config of `python -m job` run on the nodes (default "
+        "submit/job_config.yaml)", metavar="FILE"),
+    Key("node_count", _count(1, allow_none=True), "selective node: the node count of the run to "
+        "emulate (with --node-rank)", in_file=False, group=SHAPE, metavar="N", count=True),
+    Key("node_rank", _count(0, allow_none=True), "selective node: the node of that run to "
+        "process, 0-based", in_file=False, group=SHAPE, metavar="R", count=True),
+    Key("display_name", _optional_text, "the job's name in the studio list (default: amlshard, "
+        "the input's name, the nodes and the time, e.g. 'amlshard corpus x5 1432')",
+        metavar="TEXT"),
+    Key("description", _optional_text, "the job's description", metavar="TEXT"),
+    Key("tags", _pairs("tag name"), "a job tag, repeatable; laid over the default tags input, "
+        "output, nodes, processes_per_node and git_commit (the checkout's commit)",
+        flag_name="tag", metavar="K=V", merge=True),
+    Key("environment_variables", _pairs("variable name", ENVIRONMENT_VARIABLE),
+        "a variable of the job's environment, repeatable; laid over "
+        "OMPI_MCA_hwloc_base_binding_policy=none and PRTE_MCA_hwloc_default_binding_policy=none",
+        flag_name="env", metavar="K=V", merge=True),
+    Key("timeout", _count(1, allow_none=True), "cancel the job after this many seconds "
+        "(limits.timeout)", metavar="SECONDS", count=True),
+    Key("identity", _choice(*IDENTITIES), "identity the job uses for data: user (the "
+        "submitter's) or managed (the compute's); default: Azure ML's choice",
+        metavar="{user,managed}"),
+    Key("job_tier", _choice(*JOB_TIERS), "serverless queue tier (queue_settings.job_tier)",
+        metavar="{Spot,Basic,Standard,Premium}"),
+    Key("priority", _choice(*PRIORITIES), "priority in the queue (queue_settings.priority)",
+        metavar="{Low,Medium,High}"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 WORKSPACE_KEYS = ("subscription", "resource_group", "workspace")
@@ -223,9 +313,10 @@ class Settings:
         lines = []
         for key in KEYS:
             value, source = self.values[key.name], self.sources[key.name]
-            if value is None and not key.in_file:
+            if (value is None and not key.in_file) or (key.merge and not value):
                 continue
-            shown = "null" if value is None else str(value)
+            shown = ("null" if value is None else
+                     " ".join(f"{k}={v}" for k, v in value.items()) if key.merge else str(value))
             mark = "   <- placeholder" if is_placeholder(value) else ""
             lines.append(f"  {key.name:<{width}}  {shown}  ({source}){mark}")
         return "\n".join(lines)
@@ -381,7 +472,7 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
                 value = data[key.name]
                 if key.name in PATH_KEYS and isinstance(value, str) and value:
                     value = str((base / value).resolve())
-                values[key.name], sources[key.name] = value, label
+                _lay(key, values, sources, value, label)
 
     flagged = {k for k, v in overrides.items() if v is not None and not is_placeholder(v)}
     from_env = {k.name for k in KEYS if k.env and environ.get(k.env, "").strip()}
@@ -399,7 +490,7 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
             continue
         if name in PATH_KEYS and isinstance(value, (str, os.PathLike)):
             value = str(Path(value).resolve())
-        values[name], sources[name] = value, f"flag {KEYS_BY_NAME[name].flag}"
+        _lay(KEYS_BY_NAME[name], values, sources, value, f"flag {KEYS_BY_NAME[name].flag}")
 
     checked = {}
     for key in KEYS:
@@ -407,7 +498,35 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
             checked[key.name] = key.check(key.name, values[key.name])
         except SettingsError as error:
             raise SettingsError(f"{error} (from {sources[key.name]})") from None
+    _serverless(checked, sources)
     return Settings(checked, sources, tuple(warnings))
+
+
+def _lay(key: Key, values: dict[str, Any], sources: dict[str, str], value: Any,
+         label: str) -> None:
+    """Give ``key`` the ``value`` of source ``label``: it replaces an earlier value, or for a
+    mapping (tags, environment variables) it is laid over the earlier one, entry by entry."""
+    if key.merge and values[key.name] is not None:
+        try:
+            value = {**key.check(key.name, values[key.name]), **key.check(key.name, value)}
+        except SettingsError as error:
+            raise SettingsError(f"{error} (from {label})") from None
+        label = f"{sources[key.name]} + {label}"
+    values[key.name], sources[key.name] = value, label
+
+
+def _serverless(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """An instance type means serverless compute: a compute placeholder is dropped; a
+    compute cluster given with it is a :class:`SettingsError`."""
+    if not values["instance_type"]:
+        return
+    if values["compute"] is None or is_placeholder(values["compute"]):
+        values["compute"], sources["compute"] = None, "serverless (instance_type)"
+        return
+    raise SettingsError(f"instance_type {values['instance_type']!r} (from "
+                        f"{sources['instance_type']}) runs on serverless compute, but compute "
+                        f"{values['compute']!r} (from {sources['compute']}) is a cluster: give "
+                        "one of them (--compute '' for serverless)")
 
 
 def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook: bool = False) -> str:
@@ -424,7 +543,9 @@ def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook:
 
 def unfilled(settings: Settings) -> list[str]:
     """Names of the settings that still hold a placeholder, in declaration order."""
-    return [key.name for key in KEYS if is_placeholder(settings.values[key.name])]
+    return [key.name for key in KEYS if is_placeholder(settings.values[key.name])
+            or (isinstance(settings.values[key.name], Mapping)
+                and any(map(is_placeholder, settings.values[key.name].values())))]
 
 
 def unfilled_message(settings: Settings, in_notebook: bool = False) -> str:

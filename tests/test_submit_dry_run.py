@@ -7,7 +7,7 @@ refused, and the YAML is checked by the real SDK's ``load_job``.
 from __future__ import annotations
 
 import os
-import shutil
+import re
 from pathlib import Path
 
 import pytest
@@ -247,6 +247,63 @@ def test_outputs_on_a_datastore_round_trip(tmp_path, capsys, target):
     assert load_job_yaml(yaml_path).outputs["out_dir"].path == target
 
 
+def settings_of(job) -> tuple:
+    """The job settings of a loaded job, as comparable values."""
+    return (job.display_name, job.description, {k: job.tags[k] for k in ("team", "nodes")},
+            job.environment_variables, job.limits.timeout, type(job.identity).__name__,
+            job.compute, job.resources.instance_type, job.queue_settings.job_tier,
+            job.queue_settings.priority)
+
+
+EXPECTED_SETTINGS = ("tokens", "one run", {"team": "nlp", "nodes": "all"},
+                     {"OMPI_MCA_hwloc_base_binding_policy": "none",
+                      "PRTE_MCA_hwloc_default_binding_policy": "none", "LOG": "debug"},
+                     3600, "ManagedIdentityConfiguration", None, "Standard_D4s_v3",
+                     "spot", "low")
+
+
+@pytest.mark.parametrize("spelling", ["-", "_"])
+def test_job_settings_from_flags_round_trip(tmp_path, capsys, spelling):
+    def flag(name: str) -> str:
+        return "--" + name.replace("-", spelling)
+
+    yaml_path = tmp_path / "job.yml"
+    args = [flag("display-name"), "tokens", flag("description"), "one run",
+            flag("tag"), "team=nlp", flag("tag"), "nodes=all", flag("env"), "LOG=debug",
+            flag("timeout"), "3600", flag("identity"), "Managed", flag("instance-type"),
+            "Standard_D4s_v3", flag("job-tier"), "spot", flag("priority"), "Low"]
+    assert cli.main([*args, "--dry-run", "--yaml", str(yaml_path)]) == 0, \
+        capsys.readouterr().err
+    job = load_job_yaml(yaml_path)
+    assert job_dict(job, tmp_path) == yaml.safe_load(yaml_path.read_text())
+    assert settings_of(job) == EXPECTED_SETTINGS
+    assert job.tags["processes_per_node"] == "1" and job.tags["input"].startswith("azureml://")
+
+
+def test_job_settings_from_a_config_file_and_flags(tmp_path, capsys):
+    """The file's tags and variables, with the flags' laid over them entry by entry."""
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({
+        "display_name": "tokens", "description": "one run", "tags": {"team": "nlp", "nodes": 1},
+        "environment_variables": {"LOG": "info"}, "timeout": 3600, "identity": "managed",
+        "compute": "", "instance_type": "Standard_D4s_v3", "job_tier": "Spot",
+        "priority": "low"}))
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main(["--config", str(config), "--tag", "nodes=all", "--env", "LOG=debug",
+                     "--dry-run", "--yaml", str(yaml_path)]) == 0, capsys.readouterr().err
+    assert settings_of(load_job_yaml(yaml_path)) == EXPECTED_SETTINGS
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "  tags  " in line]
+    assert sorted(line.split()[1:3]) == ["nodes=all", "team=nlp"]
+    assert line.endswith("mine.yaml + flag --tag)")
+
+
+def test_the_default_display_name_tells_runs_apart(tmp_path, capsys):
+    yaml_path = tmp_path / "job.yml"
+    assert cli.main(["--nodes", "5", "--input", "azureml:wiki-corpus@latest", "--dry-run",
+                     "--yaml", str(yaml_path)]) == 0, capsys.readouterr().err
+    assert re.fullmatch(r"amlshard wiki-corpus x5 \d{4}", load_job_yaml(yaml_path).display_name)
+
+
 def test_a_custom_job_config_is_validated_and_shipped(tmp_path, capsys):
     config = tmp_path / "my_job.yaml"
     config.write_text("shard_strategy: size\nprocess_count: 2\nlog_level: DEBUG\n")
@@ -294,6 +351,20 @@ def write(path: Path, text: str) -> str:
     (lambda t: ["--environment", "Condas"],
      ["environment 'Condas' is neither conda nor docker nor a registered environment",
       "azureml:NAME:VERSION", "azureml:NAME@latest"]),
+    (lambda t: ["--tag", "team"], ["tags takes tag name=VALUE; got 'team'", "flag --tag"]),
+    (lambda t: ["--tag", "=x"], ["tags takes tag name=VALUE"]),
+    (lambda t: ["--env", "1LOG=x"], ["'1LOG' is not a valid variable name", "flag --env"]),
+    (lambda t: ["--timeout", "0"], ["timeout must be >= 1", "flag --timeout"]),
+    (lambda t: ["--identity", "service"], ["identity must be one of user, managed"]),
+    (lambda t: ["--job-tier", "cheap"], ["job_tier must be one of Spot, Basic, Standard, "
+                                         "Premium"]),
+    (lambda t: ["--priority", "urgent"], ["priority must be one of Low, Medium, High"]),
+    (lambda t: ["--distribution", "slurm"], ["distribution must be one of mpi, pytorch, none"]),
+    (lambda t: ["--compute", "cpu", "--instance-type", "Standard_D4s_v3"],
+     ["runs on serverless compute", "compute 'cpu' (from flag --compute)", "--compute ''"]),
+    (lambda t: ["--config", write(t / "c.yaml", "tags: [a, b]\n")], ["tags takes"]),
+    (lambda t: ["--config", write(t / "c.yaml", "tags: {a: {b: c}}\n")],
+     ["a must have a text value"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "proces_count: 2\n")],
      ["job config", "proces_count"]),
     (lambda t: ["--job-config", write(t / "j.yaml", "distribArgs: {node_count: 2}\n")],
@@ -350,6 +421,8 @@ def test_help_documents_the_contract_options():
     for option in ("--subscription", "--resource-group", "--workspace", "--compute", "--input",
                    "--output", "--stream", "--dry-run", "--yaml", "--nodes", "--node-count",
                    "--node-rank", "--processes-per-node", "--process-count", "--experiment",
-                   "--environment", "--distribution", "--job-config", "AZURE_SUBSCRIPTION_ID",
+                   "--environment", "--distribution", "--job-config", "--tag", "--env",
+                   "--description", "--timeout", "--identity", "--instance-type", "--job-tier",
+                   "--priority", "--display-name", "--job_tier", "AZURE_SUBSCRIPTION_ID",
                    "AZURE_RESOURCE_GROUP", "AZUREML_WORKSPACE_NAME", "AZUREML_COMPUTE"):
         assert option in result.stdout, option

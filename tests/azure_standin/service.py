@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 from .azurite import Azurite
 from .tls import TestCertificates
 
+AML_RESOURCE = "https://ml.azure.com"
 WORKSPACE_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                   r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 ARM = re.compile(rf"^{WORKSPACE_PATH}(?P<rest>/.*)?$", re.IGNORECASE)
@@ -91,6 +92,9 @@ class AzureMLStandIn:
         self.tenant_id = "00000000-0000-0000-0000-0000000000aa"
         self.token = _unsigned_jwt({"tid": self.tenant_id, "aud": "https://management.azure.com",
                                     "oid": str(uuid.uuid4()), "exp": int(time.time()) + 3600})
+        # what a job with a user identity also sends (x-azureml-token): a token for Azure ML
+        self.aml_token = _unsigned_jwt({"tid": self.tenant_id, "aud": AML_RESOURCE,
+                                        "exp": int(time.time()) + 3600})
         self.identity_header = f"standin-identity-{uuid.uuid4().hex}"
         self.requests: list[Recorded] = []
         self.tokens_issued = 0
@@ -230,13 +234,18 @@ class AzureMLStandIn:
             return 404, _error("ResourceNotFound", f"workspace {arm['ws']!r} was not found"), None
         return self._arm(r, arm["sub"], arm["rg"], arm["ws"], arm["rest"] or "")
 
+    def token_for(self, scope_or_resource: str) -> str:
+        """The token for a scope: Azure ML's own (``https://ml.azure.com``) or the ARM one."""
+        return self.aml_token if scope_or_resource.startswith(AML_RESOURCE) else self.token
+
     def _token(self, r: Recorded) -> tuple[int, Any, str | None]:
         if r.headers.get("x-identity-header") != self.identity_header:
             return 401, {"error": "invalid_request", "error_description": "bad identity header"}, None
         with self._lock:
             self.tokens_issued += 1
         resource = (r.query.get("resource") or [""])[0]
-        return 200, {"access_token": self.token, "expires_on": str(int(time.time()) + 3600),
+        token = self.token_for(resource)
+        return 200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
                      "resource": resource, "token_type": "Bearer"}, None
 
     def _arm(self, r: Recorded, sub: str, rg: str, ws: str, rest: str) -> tuple[int, Any, str | None]:
