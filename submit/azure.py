@@ -46,13 +46,19 @@ def status_text(status) -> str | None:
     return str(getattr(status, "value", status))
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line
-    return type(error).__name__
+    """The line of an error that says what is wrong: the SDK's first ``(x)`` detail if any.
+
+    The SDK's formatted messages are coloured and open with a generic headline
+    ("Resource was not found."); the detail names the asset.
+    """
+    text = ANSI_ESCAPE.sub("", str(getattr(error, "message", None) or error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    details = [line.removeprefix("(x)").strip() for line in lines if line.startswith("(x)")]
+    return (details or lines or [type(error).__name__])[0]
 
 
 def authentication_message(error: BaseException) -> str:
@@ -126,11 +132,11 @@ def refuse_local_inputs(job) -> None:
 
     Input data goes to storage first; a local folder only serves the dry run's preview.
     """
-    from .build import is_local_path
+    from .build import is_local_binding
 
     for name, binding in (getattr(job, "inputs", None) or {}).items():
         path = getattr(binding, "path", None)
-        if isinstance(path, str) and is_local_path(path):
+        if isinstance(path, str) and is_local_binding(path):
             raise AzureError(f"input {name} is the local folder {path!r}: {LOCAL_INPUT_HINT}",
                              EXIT_USAGE)
 

@@ -21,12 +21,13 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .settings import Settings
+from .settings import Settings, is_local_path
 from .stage import CONFIG_NAME
 
 ENVIRONMENT_DIR = Path(__file__).resolve().parent.parent / "environment"
@@ -103,14 +104,29 @@ def layout_of(settings: Settings) -> Layout:
                   node_count, node_rank)
 
 
-def is_local_path(location: str) -> bool:
-    """True for a local folder, False for a storage URI (``azureml:``, ``https://``, ...)."""
-    return "://" not in location and not location.startswith("azureml:")
+def is_local_binding(path: str) -> bool:
+    """True when the SDK uploads the binding ``path`` of a job as a local folder.
+
+    The SDK's own rule (``JobOperations._resolve_job_input``): URIs and
+    ``azureml:`` references are remote; an absolute path is local; a relative
+    one holding ``:`` or ``@`` is an asset (``NAME:VERSION``, ``NAME@latest``).
+    """
+    if not is_local_path(path):
+        return False
+    return os.path.isabs(path) or (":" not in path and "@" not in path)
 
 
 def input_location(settings: Settings) -> str:
-    """The input as the job binds it: a storage URI as given, a local folder made absolute."""
+    """The input as the job binds it: a storage URI as given, a local folder made absolute.
+
+    A data asset ``azureml:NAME:VERSION`` or ``azureml:NAME@latest`` is bound as
+    ``NAME:VERSION`` or ``NAME@latest``: what ``load_job`` makes of the YAML (which
+    writes it back with its ``azureml:``), and the form whose ``@latest`` the SDK
+    resolves (it looks ``azureml:NAME@latest`` up as an asset named ``azureml:NAME``).
+    """
     source = settings.input
+    if source.startswith("azureml:") and "://" not in source:
+        return source.removeprefix("azureml:")
     if not is_local_path(source):
         return source
     folder = Path(source).expanduser().resolve()
@@ -220,27 +236,71 @@ def environment_of(choice: str, environment_dir: str | os.PathLike | None = None
     return choice if choice.startswith("azureml:") else f"azureml:{choice}"
 
 
-def display_name(settings: Settings) -> str:
-    """A job name for the studio's list: ``amlshard 5 nodes`` or ``amlshard node 3 of 5``."""
+def input_name(location: str) -> str:
+    """A short name for an input: the asset's name, or the last folder of a path or URI."""
+    if location.startswith("azureml:") and "://" not in location:
+        return re.split(r"[:@]", location.removeprefix("azureml:"))[0]
+    path = location.split("://", 1)[-1]
+    return next((part for part in reversed(path.split("/")) if part), "input")
+
+
+def display_name(settings: Settings, now: datetime | None = None) -> str:
+    """The job's name in the studio list: ``settings.display_name``, or one that tells runs apart.
+
+    The default names the input, the layout and the local time (HHMM):
+    ``amlshard corpus x5 1432``, ``amlshard corpus node 3 of 5 1432``.
+    """
+    if settings.display_name:
+        return settings.display_name
     layout = layout_of(settings)
+    shape = (f"node {layout.node_rank} of {layout.node_count}" if layout.selective
+             else f"x{layout.nodes}")
+    return f"amlshard {input_name(settings.input)} {shape} {(now or datetime.now()):%H%M}"
+
+
+def job_tags(settings: Settings, commit: str | None = None) -> dict[str, str]:
+    """The job's tags: input, output, nodes, processes_per_node, git_commit, then the user's.
+
+    ``git_commit`` (the checkout the code comes from) is left out when ``commit``
+    is ``None``; the user's ``tags`` replace defaults of the same name.
+    """
+    layout = layout_of(settings)
+    tags = {"input": settings.input, "output": settings.output or "(job default)",
+            "nodes": str(layout.nodes), "processes_per_node": str(layout.processes_per_node)}
     if layout.selective:
-        return f"amlshard node {layout.node_rank} of {layout.node_count}"
-    return f"amlshard {layout.nodes} node{'s' if layout.nodes != 1 else ''}"
+        tags["selective_node"] = f"{layout.node_rank} of {layout.node_count}"
+    if commit:
+        tags["git_commit"] = commit
+    return {**tags, **settings.tags}
+
+
+def identity_of(choice: str | None):
+    """The SDK's identity configuration for ``user`` or ``managed``; ``None`` leaves Azure's."""
+    from azure.ai.ml.entities import ManagedIdentityConfiguration, UserIdentityConfiguration
+
+    return {"user": UserIdentityConfiguration, "managed": ManagedIdentityConfiguration,
+            None: lambda: None}[choice]()
 
 
 def quiet_sdk_notices() -> None:
-    """Silence the notices the SDK logs about its own experimental classes as it loads."""
-    logging.getLogger("azure.ai.ml._utils._experimental").setLevel(logging.ERROR)
+    """Silence the notices the SDK logs about its own experimental classes and fields
+    (``queue_settings``) as it loads and reads them."""
+    for name in ("azure.ai.ml._utils._experimental", "azure.ai.ml._schema.core.fields"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def build_job(settings: Settings, code_dir: str | os.PathLike,
-              environment_dir: str | os.PathLike | None = None):
+              environment_dir: str | os.PathLike | None = None, commit: str | None = None):
     """The ``azure.ai.ml`` command job (a ``Command``) for ``settings`` and a staged ``code_dir``.
 
     ``instance_count`` is the node count; the distribution starts
     ``processes_per_node`` ranks per node (none for ``distribution: none``);
     the input and output are ``uri_folder`` bindings. A local input folder
-    must exist. Raises :class:`BuildError`.
+    must exist. ``compute`` ``None`` is serverless compute (with
+    ``instance_type`` if given); the job's settings (tags, see :func:`job_tags`
+    with ``commit``; description; environment variables over
+    :data:`JOB_ENVIRONMENT`; timeout; identity; queue tier and priority) map to
+    the job's fields. Raises :class:`BuildError`.
     """
     quiet_sdk_notices()
     from azure.ai.ml import Input, MpiDistribution, Output, PyTorchDistribution, command
@@ -262,8 +322,15 @@ def build_job(settings: Settings, code_dir: str | os.PathLike,
         environment=environment_of(settings.environment, environment_dir),
         compute=settings.compute,
         instance_count=layout.nodes,
+        instance_type=settings.instance_type,
         distribution=distribution,
         experiment_name=settings.experiment,
         display_name=display_name(settings),
-        environment_variables=dict(JOB_ENVIRONMENT),
+        description=settings.description,
+        tags=job_tags(settings, commit),
+        environment_variables={**JOB_ENVIRONMENT, **settings.environment_variables},
+        timeout=settings.timeout,
+        identity=identity_of(settings.identity),
+        job_tier=settings.job_tier.lower() if settings.job_tier else None,
+        priority=settings.priority.lower() if settings.priority else None,
     )

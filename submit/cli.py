@@ -11,14 +11,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from . import lifecycle
-from .settings import DISTRIBUTIONS, SettingsError, resolve, unfilled, unfilled_message
+from .settings import (
+    JOB,
+    KEYS,
+    SHAPE,
+    WHERE,
+    SettingsError,
+    resolve,
+    unfilled,
+    unfilled_message,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -53,46 +60,30 @@ def _both(name: str) -> list[str]:
     return [dashed] if dashed == underscored else [dashed, underscored]
 
 
+def _add_setting_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
+    """One flag per setting of :data:`submit.settings.KEYS`, from its declaration there."""
+    for key in KEYS:
+        options: dict = {"metavar": key.metavar, "help": key.help, "dest": key.name}
+        if key.count:
+            options["type"] = int
+        if key.merge:
+            options["action"] = "append"
+        groups[key.group].add_argument(*_both(key.flag.removeprefix("--")), **options)
+
+
 def command_line_parser() -> argparse.ArgumentParser:
-    """The parser of ``python -m submit``; every option also takes its ``_`` spelling."""
+    """The parser of ``python -m submit``; every option also takes its ``_`` spelling.
+
+    The settings' flags come from :data:`submit.settings.KEYS` (name, help,
+    metavar, section); the options here are those of the command itself.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m submit", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    shape = parser.add_argument_group("job shape")
-    shape.add_argument(*_both("nodes"), type=int, metavar="N",
-                       help="nodes of the job (instance_count); default from the config, 1")
-    shape.add_argument(*_both("processes_per_node"), type=int, metavar="N",
-                       help="ranks per node: the launcher's process count per instance (default 1)")
-    shape.add_argument(*_both("process_count"), type=int, metavar="N",
-                       help="worker processes of each rank, passed to the job as --process_count "
-                            "(default: one per CPU of the node)")
-    shape.add_argument(*_both("node_count"), type=int, metavar="N",
-                       help="selective node: the node count of the run to emulate (with --node-rank)")
-    shape.add_argument(*_both("node_rank"), type=int, metavar="R",
-                       help="selective node: the node of that run to process, 0-based")
-    shape.add_argument(*_both("distribution"), choices=DISTRIBUTIONS,
-                       help="launcher starting the ranks: mpi (default), pytorch, none")
-
-    where = parser.add_argument_group("workspace and data")
-    where.add_argument(*_both("subscription"), metavar="ID", help="Azure subscription ID")
-    where.add_argument(*_both("resource_group"), metavar="NAME", help="resource group")
-    where.add_argument(*_both("workspace"), metavar="NAME", help="Azure ML workspace")
-    where.add_argument(*_both("compute"), metavar="NAME", help="compute cluster")
-    where.add_argument(*_both("input"), metavar="URI|DIR",
-                       help="input folder: azureml://datastores/NAME/paths/PATH, another storage "
-                            "URI, or a local folder (the dry run then shows each node's files)")
-    where.add_argument(*_both("output"), metavar="URI",
-                       help="output folder URI ('' for the job's default output)")
-
-    job = parser.add_argument_group("job")
-    job.add_argument(*_both("experiment"), metavar="NAME", help="experiment name (default amlshard)")
-    job.add_argument(*_both("environment"), metavar="ENV",
-                     help="conda (default: image + conda file of environment/), docker "
-                          "(environment/Dockerfile), or a registered azureml:NAME:VERSION")
-    job.add_argument(*_both("job_config"), metavar="FILE",
-                     help="config of `python -m job` run on the nodes (default submit/job_config.yaml)")
-    job.add_argument(*_both("config"), metavar="FILE",
-                     help="a submit settings file laid over submit/config.yaml")
+    groups = {name: parser.add_argument_group(name) for name in (SHAPE, WHERE, JOB)}
+    _add_setting_flags(groups)
+    groups[JOB].add_argument(*_both("config"), metavar="FILE",
+                             help="a submit settings file laid over submit/config.yaml")
 
     run = parser.add_argument_group("what to do")
     run.add_argument(*_both("dry_run"), action="store_true",
@@ -101,15 +92,10 @@ def command_line_parser() -> argparse.ArgumentParser:
                      help="write the job YAML to FILE (default with --dry-run: print it)")
     run.add_argument(*_both("code_dir"), metavar="DIR",
                      help="where to stage the code folder (default: FILE-code beside --yaml, "
-                          "else a temporary folder)")
+                          "else a temporary folder, removed when done)")
     run.add_argument(*_both("stream"), action="store_true",
                      help="after submitting, follow the logs; exit 0 only if the job completed")
     return parser
-
-
-SETTING_FLAGS = ("nodes", "processes_per_node", "process_count", "node_count", "node_rank",
-                 "distribution", "subscription", "resource_group", "workspace", "compute",
-                 "input", "output", "experiment", "environment", "job_config")
 
 
 def _quiet_sdk_logs() -> None:
@@ -118,22 +104,24 @@ def _quiet_sdk_logs() -> None:
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
 
 
-def _code_dir(args: argparse.Namespace) -> tuple[Path | None, bool]:
-    """Where to stage the code, and whether it is a temporary folder to remove after submitting."""
+def _code_dir(args: argparse.Namespace) -> Path | None:
+    """Where to stage the code; ``None``: a temporary folder, removed when done."""
     if args.code_dir:
-        return Path(args.code_dir), False
+        return Path(args.code_dir)
     if args.yaml:
         target = Path(args.yaml)
-        return target.with_name(f"{target.stem}-code"), False
-    return None, True
+        return target.with_name(f"{target.stem}-code")
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     """Do what the parsed command line asks; returns the exit code. Errors raise ValueError."""
     if args.stream and args.dry_run:
         raise SettingsError("--stream follows a submitted job; it cannot go with --dry-run")
-    overrides = {name: getattr(args, name) for name in SETTING_FLAGS}
+    overrides = {key.name: getattr(args, key.name) for key in KEYS}
     settings = resolve(overrides, config_file=args.config)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
     from .build import layout_of
     layout_of(settings)  # a bad job shape is reported before the placeholders
@@ -144,16 +132,12 @@ def run(args: argparse.Namespace) -> int:
     from .azure import azure_errors
     from .prepare import prepare_job
     _quiet_sdk_logs()
-    code_dir, temporary = _code_dir(args)
     with azure_errors("building the job"):
-        prepared = prepare_job(settings, code_dir)
-    try:
+        prepared = prepare_job(settings, _code_dir(args))
+    with prepared:  # a temporary code folder goes when done
         if args.dry_run:
             return _dry_run(prepared, args)
         return _submit(prepared, args)
-    finally:
-        if temporary and not args.dry_run:
-            shutil.rmtree(prepared.code_dir.parent, ignore_errors=True)
 
 
 def _dry_run(prepared, args: argparse.Namespace) -> int:
@@ -163,11 +147,13 @@ def _dry_run(prepared, args: argparse.Namespace) -> int:
         print(f"job YAML: {args.yaml} (submit it with: az ml job create --file {args.yaml})")
         print("dry run: nothing was sent to Azure")
         return EXIT_OK
-    with tempfile.TemporaryDirectory(prefix="amlshard-yaml-") as folder:
-        text = prepared.write_yaml(Path(folder) / "job.yml")  # checked with load_job
+    text = prepared.checked_yaml()
     sys.stdout.write(text)
     sys.stdout.flush()
     print(prepared.summary(), file=sys.stderr)
+    if prepared.temporary:
+        print(f"code: {prepared.code_dir.name} is relative to where the YAML is saved; "
+              "--yaml FILE stages the code beside FILE", file=sys.stderr)
     print("dry run: nothing was sent to Azure", file=sys.stderr)
     return EXIT_OK
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,17 @@ from .build import (
 )
 from .preview import Preview, preview
 from .settings import Settings
-from .stage import load_job_config, stage_code, staged_files
+from .stage import checkout_commit, load_job_config, stage_code, staged_files
 
 
 @dataclass
 class PreparedJob:
-    """Everything about one job before it is sent: the SDK job object and how it was made."""
+    """Everything about one job before it is sent: the SDK job object and how it was made.
+
+    A code folder that :func:`prepare_job` staged in a temporary folder of its
+    own (``temporary``) lasts as long as ``job``, which names it: it is removed
+    by :meth:`close`, when the job object is garbage-collected, or at exit.
+    """
 
     settings: Settings
     layout: Layout
@@ -40,17 +46,54 @@ class PreparedJob:
     code_dir: Path
     job: object  # azure.ai.ml.entities.Command
     preview: Preview | None
+    temporary: bool = False
+
+    def __post_init__(self) -> None:
+        self._remove = weakref.finalize(self.job, shutil.rmtree, self.code_dir.parent,
+                                        ignore_errors=True) if self.temporary else None
+
+    def close(self) -> None:
+        """Remove a temporary code folder now (nothing else is ever removed)."""
+        if self._remove is not None:
+            self._remove()
+
+    def __enter__(self) -> "PreparedJob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def command(self) -> str:
         return job_command(self.settings)
 
     def yaml(self, base_dir: str | os.PathLike | None = None) -> str:
-        """The job as ``az ml job create --file`` YAML (see :mod:`submit.yaml_out`)."""
-        return yaml_out.job_yaml(self.job, base_dir)
+        """The job as ``az ml job create --file`` YAML (see :mod:`submit.yaml_out`).
+
+        Local paths are relative to ``base_dir`` if given, else absolute; a
+        temporary code folder is named by its folder name (``job-code``), as if
+        the YAML lay beside it, never by its temporary path.
+        """
+        code = self.code_dir.name if self.temporary and base_dir is None else None
+        return yaml_out.job_yaml(self.job, base_dir, code)
+
+    def checked_yaml(self) -> str:
+        """:meth:`yaml`, loaded back with ``load_job`` first (beside the code if temporary)."""
+        text = self.yaml()
+        with tempfile.TemporaryDirectory(prefix="amlshard-yaml-") as folder:
+            path = Path(self.code_dir.parent if self.temporary else folder) / "job.yml"
+            path.write_text(text, encoding="utf-8")
+            try:
+                yaml_out.check_round_trip(self.job, path)
+            finally:
+                path.unlink()
+        return text
 
     def write_yaml(self, path: str | os.PathLike, check: bool = True) -> str:
-        """Write the YAML to ``path`` and, with ``check``, load it back with ``load_job``."""
+        """Write the YAML to ``path`` and, with ``check``, load it back with ``load_job``.
+
+        Local paths in it are relative to ``path``'s folder.
+        """
         text = yaml_out.write_job_yaml(self.job, path)
         if check:
             yaml_out.check_round_trip(self.job, path)
@@ -65,17 +108,26 @@ class PreparedJob:
             return "docker: build environment/Dockerfile on Azure ML"
         return f"registered: {choice}"
 
+    def compute_line(self) -> str:
+        """Where the job runs: ``compute NAME`` or serverless compute (and its instance type)."""
+        if self.settings.compute:
+            return f"compute {self.settings.compute}"
+        size = self.settings.instance_type
+        return "serverless compute" + (f" ({size})" if size else " (default instance type)")
+
     def summary(self) -> str:
         """A short account of the job: layout, command, code, environment, data, settings, plan."""
         settings = self.settings
         files = staged_files(self.code_dir)
         size = sum((self.code_dir / f).stat().st_size for f in files)
+        where = ("a temporary folder, removed when done (--yaml FILE or --code-dir DIR keeps it)"
+                 if self.temporary else str(self.code_dir))
         lines = [
-            f"job: {self.layout.describe()} on compute {settings.compute}, "
-            f"experiment {settings.experiment}",
+            f"job: {self.layout.describe()} on {self.compute_line()}, "
+            f"experiment {settings.experiment}: {self.job.display_name!r}",
             f"command: {self.command}",
-            f"code: {self.code_dir} ({len(files)} files, {size / 1000:.1f} KB: the job package "
-            "and job_config.yaml)",
+            f"code: {len(files)} files, {size / 1000:.1f} KB (the job package and "
+            f"job_config.yaml) in {where}",
             f"environment: {self.environment_line()}",
             f"input: {settings.input}" + ("  (local folder: for this preview only; upload it to a datastore to submit)"
                                           if is_local_path(settings.input) else ""),
@@ -97,7 +149,8 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
                 environment_dir: str | os.PathLike | None = None) -> PreparedJob:
     """Check ``settings``, stage the code into ``code_dir``, build the job, preview the plan.
 
-    ``code_dir`` defaults to a new temporary folder (see :func:`default_code_dir`).
+    ``code_dir`` defaults to a new temporary folder (see :func:`default_code_dir`)
+    that the returned job owns (see :class:`PreparedJob`).
     Raises ``SettingsError``, ``StageError``, ``BuildError`` or ``PreviewError``
     (all ``ValueError``), each with a one-line message.
     """
@@ -108,11 +161,11 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     target = Path(code_dir) if code_dir is not None else default_code_dir()
     try:
         folder = stage_code(target, settings.job_config)
-        job = build_job(settings, folder, environment_dir)
+        job = build_job(settings, folder, environment_dir, checkout_commit())
         plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) \
             else None
     except BaseException:
         if code_dir is None:  # our temporary folder: nothing of it is left
             shutil.rmtree(target.parent, ignore_errors=True)
         raise
-    return PreparedJob(settings, layout, job_config, folder, job, plan)
+    return PreparedJob(settings, layout, job_config, folder, job, plan, code_dir is None)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from job.config import ConfigError, load_yaml
 
@@ -74,16 +74,137 @@ def _count(minimum: int, allow_none: bool = False) -> Callable[[str, Any], Any]:
     return check
 
 
-def _distribution(name: str, value: Any) -> str:
-    value = _text(name, value).lower()
-    if value not in DISTRIBUTIONS:
-        raise SettingsError(f"{name} must be one of {', '.join(DISTRIBUTIONS)}; got {value!r}")
-    return value
+# The storage locations Azure ML binds as a uri_folder, each a pattern and how --help spells it.
+_ACCOUNT = r"[a-z0-9]+"
+_SEGMENT = r"[^/@\s]+"
+STORAGE_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"azureml://datastores/{_SEGMENT}/paths/\S*", "azureml://datastores/NAME/paths/PATH"),
+    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}/workspaces/{_SEGMENT}"
+     rf"/datastores/{_SEGMENT}/paths/\S*",
+     "azureml://subscriptions/SUB/resourcegroups/RG/workspaces/WS/datastores/NAME/paths/PATH"),
+    (rf"https://{_ACCOUNT}\.blob\.core\.[a-z0-9.]+/{_SEGMENT}(/\S*)?",
+     "https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH"),
+    (rf"wasbs://{_SEGMENT}@{_ACCOUNT}\.blob\.core\.[a-z0-9.]+(/\S*)?",
+     "wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH"),
+    (rf"abfss://{_SEGMENT}@{_ACCOUNT}\.dfs\.core\.[a-z0-9.]+(/\S*)?",
+     "abfss://FS@ACCOUNT.dfs.core.windows.net/PATH"),
+)
+DATASTORE_FORMS = STORAGE_FORMS[:2]  # what a job output may be: a path on a datastore
+_ASSET_NAME = r"[A-Za-z0-9_<][A-Za-z0-9_.<>-]*"
+ASSET_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"azureml:{_ASSET_NAME}:[A-Za-z0-9_.<>-]+", "azureml:NAME:VERSION"),
+    (rf"azureml:{_ASSET_NAME}@latest", "azureml:NAME@latest"),
+)
+
+
+def is_local_path(location: str) -> bool:
+    """True for a local folder; False for a storage URI (``...://...``) or ``azureml:`` asset."""
+    return "://" not in location and not location.startswith("azureml:")
+
+
+def _matches(location: str, forms: tuple[tuple[str, str], ...]) -> bool:
+    return any(re.fullmatch(pattern, location, flags=re.IGNORECASE) for pattern, _ in forms)
+
+
+def _input(name: str, value: Any) -> str:
+    """An input folder: a storage URI, a registered data asset or a local folder (see --help)."""
+    value = _text(name, value)
+    if is_local_path(value) or _matches(value, STORAGE_FORMS + ASSET_FORMS):
+        return value
+    accepted = ", ".join(form for _, form in STORAGE_FORMS + ASSET_FORMS)
+    raise SettingsError(f"{name} {value!r} is not a location Azure ML reads; use {accepted} "
+                        "or a local folder")
+
+
+def _output(name: str, value: Any) -> str | None:
+    """An output folder: a datastore path, or '' / null for the job's default output."""
+    value = _optional_text(name, value)
+    if value is None or _matches(value, DATASTORE_FORMS):
+        return value
+    accepted = " or ".join(form for _, form in DATASTORE_FORMS)
+    raise SettingsError(f"{name} {value!r} is not a datastore path Azure ML writes job outputs "
+                        f"to; use {accepted} (register other storage as a datastore), or '' "
+                        "for the job's default output")
+
+
+def _choice(*choices: str | None) -> Callable[[str, Any], Any]:
+    """A checker taking one of ``choices`` in any case, and giving it as spelled here."""
+    by_lower = {c.lower(): c for c in choices if c is not None}
+
+    def check(name: str, value: Any) -> Any:
+        if value is None and None in choices:
+            return None
+        text = _text(name, value)
+        if text.lower() not in by_lower:
+            raise SettingsError(f"{name} must be one of {', '.join(by_lower.values())}; "
+                                f"got {text!r}")
+        return by_lower[text.lower()]
+    return check
+
+
+_distribution = _choice(*DISTRIBUTIONS)
+ENVIRONMENT_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _pairs(what: str, name_pattern: re.Pattern | None = None) -> Callable[[str, Any], Any]:
+    """A checker of ``NAME=VALUE`` pairs: a mapping (a config file) or ``K=V`` texts (flags)."""
+    def check(name: str, value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if isinstance(value, (list, tuple)):
+            pairs = {}
+            for item in value:
+                key, equals, text = str(item).partition("=")
+                if not equals or not key.strip():
+                    raise SettingsError(f"{name} takes {what}=VALUE; got {item!r}")
+                pairs[key.strip()] = text
+            value = pairs
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{name} must be a mapping of {what} to values, got {value!r}")
+        checked = {}
+        for key, text in value.items():
+            key = str(key).strip()
+            if not key or (name_pattern is not None and not name_pattern.fullmatch(key)):
+                raise SettingsError(f"{name}: {key!r} is not a valid {what}")
+            if text is None or isinstance(text, (dict, list)):
+                raise SettingsError(f"{name}: {key} must have a text value, got {text!r}")
+            checked[key] = str(text).lower() if isinstance(text, bool) else str(text)
+        return checked
+    return check
+
+
+BUILT_ENVIRONMENTS = ("conda", "docker")  # built from environment/
+REGISTERED_ENVIRONMENT_FORMS: tuple[tuple[str, str], ...] = (
+    (rf"(azureml:)?{_ASSET_NAME}:[A-Za-z0-9_.<>-]+", "azureml:NAME:VERSION"),
+    (rf"(azureml:)?{_ASSET_NAME}@latest", "azureml:NAME@latest"),
+    (rf"azureml://registries/{_SEGMENT}/environments/{_SEGMENT}"
+     rf"/(versions/{_SEGMENT}|labels/latest)",
+     "azureml://registries/REGISTRY/environments/NAME/versions/VERSION"),
+)
+
+
+def _environment(name: str, value: Any) -> str:
+    """``conda`` or ``docker`` (any case), or a registered environment; else one line naming all."""
+    value = _text(name, value)
+    if value.lower() in BUILT_ENVIRONMENTS:
+        return value.lower()
+    if _matches(value, REGISTERED_ENVIRONMENT_FORMS):
+        return value
+    forms = ", ".join(form for _, form in REGISTERED_ENVIRONMENT_FORMS)
+    raise SettingsError(f"{name} {value!r} is neither {' nor '.join(BUILT_ENVIRONMENTS)} nor a "
+                        f"registered environment ({forms})")
 
 
 @dataclass(frozen=True)
 class Key:
-    """One setting: its name, checker, flag, environment variable, config.json key and meaning."""
+    """One setting: its name, checker, meaning, and where it comes from.
+
+    ``help`` and ``metavar`` make its flag's ``--help`` line and ``group`` its
+    section; ``flag_name`` is the flag's name when it is not the setting's
+    (``--tag`` for ``tags``). A ``merge`` setting is a mapping: its flag repeats
+    (``--tag k=v --tag k2=v2``) and each source adds entries to the one below.
+    ``count`` settings are read as integers by the parser already.
+    """
 
     name: str
     check: Callable[[str, Any], Any]
@@ -91,33 +212,79 @@ class Key:
     env: str | None = None
     config_json: str | None = None
     in_file: bool = True  # may the submit config file set it?
+    group: str = "job"
+    metavar: str = "VALUE"
+    flag_name: str | None = None
+    merge: bool = False
+    count: bool = False
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
+
+SHAPE, WHERE, JOB = "job shape", "workspace and data", "job"
+IDENTITIES = ("user", "managed", None)
+JOB_TIERS = ("Spot", "Basic", "Standard", "Premium", None)
+PRIORITIES = ("Low", "Medium", "High", None)
 
 KEYS: tuple[Key, ...] = (
-    Key("subscription", _text, "Azure subscription ID", "AZURE_SUBSCRIPTION_ID", "subscription_id"),
+    Key("subscription", _text, "Azure subscription ID", "AZURE_SUBSCRIPTION_ID",
+        "subscription_id", group=WHERE, metavar="ID"),
     Key("resource_group", _text, "resource group of the workspace", "AZURE_RESOURCE_GROUP",
-        "resource_group"),
-    Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME", "workspace_name"),
-    Key("compute", _text, "compute cluster that runs the job", "AZUREML_COMPUTE"),
-    Key("input", _text, "input folder: azureml://datastores/NAME/paths/PATH, another storage "
-        "URI, or a local folder"),
-    Key("output", _optional_text, "output folder: azureml://datastores/NAME/paths/PATH or another "
-        "storage URI ('' = the job's default output)"),
-    Key("experiment", _text, "experiment name"),
-    Key("nodes", _count(1), "nodes (instance_count)"),
-    Key("processes_per_node", _count(1), "ranks per node (process count per instance)"),
-    Key("process_count", _count(1, allow_none=True), "worker processes per rank (null: one per CPU)"),
-    Key("distribution", _distribution, "launcher: mpi, pytorch or none"),
-    Key("environment", _text, "conda, docker, or a registered environment (azureml:NAME:VERSION)"),
-    Key("job_config", _text, "config file of `python -m job` that the nodes run"),
-    Key("node_count", _count(1, allow_none=True), "selective node: the node count to emulate",
-        in_file=False),
-    Key("node_rank", _count(0, allow_none=True), "selective node: the node rank to run",
-        in_file=False),
+        "resource_group", group=WHERE, metavar="NAME"),
+    Key("workspace", _text, "Azure ML workspace name", "AZUREML_WORKSPACE_NAME",
+        "workspace_name", group=WHERE, metavar="NAME"),
+    Key("compute", _optional_text, "compute cluster that runs the job ('': serverless compute)",
+        "AZUREML_COMPUTE", group=WHERE, metavar="NAME"),
+    Key("instance_type", _optional_text, "serverless compute: the VM size of each node "
+        "(e.g. Standard_D4s_v3), with no --compute", group=WHERE, metavar="SIZE"),
+    Key("input", _input, "input folder: azureml://datastores/NAME/paths/PATH (or the full "
+        "azureml://subscriptions/... form), https://, wasbs:// or abfss:// storage, a data asset "
+        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder (the dry run then shows "
+        "each node's files)", group=WHERE, metavar="URI|ASSET|DIR"),
+    Key("output", _output, "output folder: azureml://datastores/NAME/paths/PATH (or the full "
+        "azureml://subscriptions/... form); '' = the job's default output", group=WHERE,
+        metavar="URI"),
+    Key("experiment", _text, "experiment name (default amlshard)", metavar="NAME"),
+    Key("nodes", _count(1), "nodes of the job (instance_count); default 1", group=SHAPE,
+        metavar="N", count=True),
+    Key("processes_per_node", _count(1), "ranks per node: the launcher's process count per "
+        "instance (default 1)", group=SHAPE, metavar="N", count=True),
+    Key("process_count", _count(1, allow_none=True), "worker processes of each rank, passed to "
+        "the job as --process_count (default: one per CPU of the node)", group=SHAPE,
+        metavar="N", count=True),
+    Key("distribution", _distribution, "launcher starting the ranks: mpi (default), pytorch, "
+        "none", group=SHAPE, metavar="{mpi,pytorch,none}"),
+    Key("environment", _environment, "conda (default: image + conda file of environment/), "
+        "docker (environment/Dockerfile), or a registered environment azureml:NAME:VERSION or "
+        "azureml:NAME@latest", metavar="ENV"),
+    Key("job_config", _text, "config of `python -m job` run on the nodes (default "
+        "submit/job_config.yaml)", metavar="FILE"),
+    Key("node_count", _count(1, allow_none=True), "selective node: the node count of the run to "
+        "emulate (with --node-rank)", in_file=False, group=SHAPE, metavar="N", count=True),
+    Key("node_rank", _count(0, allow_none=True), "selective node: the node of that run to "
+        "process, 0-based", in_file=False, group=SHAPE, metavar="R", count=True),
+    Key("display_name", _optional_text, "the job's name in the studio list (default: amlshard, "
+        "the input's name, the nodes and the time, e.g. 'amlshard corpus x5 1432')",
+        metavar="TEXT"),
+    Key("description", _optional_text, "the job's description", metavar="TEXT"),
+    Key("tags", _pairs("tag name"), "a job tag, repeatable; laid over the default tags input, "
+        "output, nodes, processes_per_node and git_commit (the checkout's commit)",
+        flag_name="tag", metavar="K=V", merge=True),
+    Key("environment_variables", _pairs("variable name", ENVIRONMENT_VARIABLE),
+        "a variable of the job's environment, repeatable; laid over "
+        "OMPI_MCA_hwloc_base_binding_policy=none and PRTE_MCA_hwloc_default_binding_policy=none",
+        flag_name="env", metavar="K=V", merge=True),
+    Key("timeout", _count(1, allow_none=True), "cancel the job after this many seconds "
+        "(limits.timeout)", metavar="SECONDS", count=True),
+    Key("identity", _choice(*IDENTITIES), "identity the job uses for data: user (the "
+        "submitter's) or managed (the compute's); default: Azure ML's choice",
+        metavar="{user,managed}"),
+    Key("job_tier", _choice(*JOB_TIERS), "serverless queue tier (queue_settings.job_tier)",
+        metavar="{Spot,Basic,Standard,Premium}"),
+    Key("priority", _choice(*PRIORITIES), "priority in the queue (queue_settings.priority)",
+        metavar="{Low,Medium,High}"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 WORKSPACE_KEYS = ("subscription", "resource_group", "workspace")
@@ -126,13 +293,14 @@ PATH_KEYS = ("job_config",)
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved values (``values[name]``) and, for each, the source that gave it."""
+    """Resolved values (``values[name]``), the source that gave each, and warnings to show."""
 
     values: Mapping[str, Any]
     sources: Mapping[str, str]
+    warnings: tuple[str, ...] = ()  # one line each, e.g. a config.json that was skipped
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("values", "sources"):
+        if name in ("values", "sources", "warnings"):
             raise AttributeError(name)
         try:
             return self.values[name]
@@ -145,25 +313,27 @@ class Settings:
         lines = []
         for key in KEYS:
             value, source = self.values[key.name], self.sources[key.name]
-            if value is None and not key.in_file:
+            if (value is None and not key.in_file) or (key.merge and not value):
                 continue
-            shown = "null" if value is None else str(value)
+            shown = ("null" if value is None else
+                     " ".join(f"{k}={v}" for k, v in value.items()) if key.merge else str(value))
             mark = "   <- placeholder" if is_placeholder(value) else ""
             lines.append(f"  {key.name:<{width}}  {shown}  ({source}){mark}")
         return "\n".join(lines)
 
 
-def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None:
-    """The workspace config file ``MLClient.from_config`` would use, searching from ``start``.
+def workspace_config_candidates(start: str | os.PathLike | None = None) -> Iterator[Path]:
+    """The files ``MLClient.from_config`` would consider, searching from ``start``, in its order.
 
     For each folder in ``.azureml``, ``aml_config``, the folder itself and each
     file name in ``config.json``, ``project.json`` (in that order), walk up from
-    ``start`` (default: the current folder) through 20 parents; the first file
-    found wins. ``None`` when there is none.
+    ``start`` (default: the current folder) through 20 parents. The SDK takes
+    the first; :func:`resolve` skips those that are not workspace configs.
     """
     origin = Path(start) if start is not None else Path(".")
     if origin.is_file():
-        return origin
+        yield origin
+        return
     root = os.path.realpath(os.sep)
     for folder, name in product(WORKSPACE_CONFIG_FOLDERS, WORKSPACE_CONFIG_FILES):
         relative = os.path.join(folder, name) if folder else name
@@ -171,38 +341,76 @@ def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None
         while True:
             candidate = os.path.join(current, relative)
             if os.path.isfile(candidate):
-                return Path(candidate)
+                yield Path(candidate)
             if current == root or level == WORKSPACE_CONFIG_LEVELS:
                 break
             current = os.path.realpath(os.path.join(current, os.pardir))
             level += 1
-    return None
+
+
+def find_workspace_config(start: str | os.PathLike | None = None) -> Path | None:
+    """The file ``MLClient.from_config`` would use (the first candidate), or ``None``."""
+    return next(workspace_config_candidates(start), None)
+
+
+class NotAWorkspaceConfig(SettingsError):
+    """A config.json that holds no workspace at all (e.g. an editor's settings)."""
 
 
 def read_workspace_config(path: str | os.PathLike) -> dict[str, str]:
-    """``{"subscription", "resource_group", "workspace"}`` from a workspace config.json."""
+    """What a workspace config.json gives of ``subscription``, ``resource_group``, ``workspace``.
+
+    Raises :class:`NotAWorkspaceConfig` for a file that is not JSON, not an
+    object, or names none of ``subscription_id``, ``resource_group``,
+    ``workspace_name`` and ``Scope``; :class:`SettingsError` for an unreadable
+    file or a ``Scope`` that is not a workspace ID. A file naming only some of
+    the values gives those (:func:`resolve` says which are missing, if needed).
+    """
+    shown = repr(str(path))
     try:
         with open(path, encoding="utf-8-sig") as stream:
             data = json.load(stream)
     except OSError as error:
-        raise SettingsError(f"workspace config {str(path)!r} cannot be read: {error.strerror}") from None
+        raise SettingsError(f"workspace config {shown} cannot be read: {error.strerror}") from None
     except ValueError as error:
-        raise SettingsError(f"workspace config {str(path)!r} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"workspace config {str(path)!r} must hold a JSON object")
+        raise NotAWorkspaceConfig(f"{shown} is not a workspace config: not valid JSON "
+                                  f"({error})") from None
+    names = {KEYS_BY_NAME[k].config_json: k for k in WORKSPACE_KEYS}
+    if not isinstance(data, dict) or not any(data.get(n) for n in (*names, "Scope")):
+        raise NotAWorkspaceConfig(f"{shown} is not a workspace config: it names none of "
+                                  f"{', '.join(names)}, Scope")
     scope = data.get("Scope")
     if scope:
         pieces = str(scope).split("/")
         if len(pieces) < 9:
-            raise SettingsError(f"workspace config {str(path)!r}: Scope {scope!r} is not a "
+            raise SettingsError(f"workspace config {shown}: Scope {scope!r} is not a "
                                 "workspace resource ID")
         return {"subscription": pieces[2], "resource_group": pieces[4], "workspace": pieces[8]}
-    absent = [KEYS_BY_NAME[k].config_json for k in WORKSPACE_KEYS
-              if not data.get(KEYS_BY_NAME[k].config_json)]
-    if absent:
-        raise SettingsError(f"workspace config {str(path)!r} lacks {', '.join(absent)}; it needs "
-                            "subscription_id, resource_group and workspace_name")
-    return {k: str(data[KEYS_BY_NAME[k].config_json]) for k in WORKSPACE_KEYS}
+    return {k: str(data[n]) for n, k in names.items() if data.get(n)}
+
+
+def _workspace_from_config_json(values: dict[str, Any], sources: dict[str, str],
+                                unset: list[str], search_from: str | os.PathLike | None,
+                                warnings: list[str]) -> None:
+    """Fill the ``unset`` workspace values from the first workspace config.json found.
+
+    Files that are not workspace configs are skipped, each with a warning; a
+    workspace config lacking one of the ``unset`` values is a :class:`SettingsError`.
+    """
+    for found in workspace_config_candidates(search_from):
+        try:
+            given = read_workspace_config(found)
+        except NotAWorkspaceConfig as error:
+            warnings.append(f"{error}; skipped it")
+            continue
+        absent = [KEYS_BY_NAME[k].config_json for k in unset if k not in given]
+        if absent:
+            raise SettingsError(f"workspace config {str(found)!r} lacks {', '.join(absent)}; "
+                                "it needs subscription_id, resource_group and workspace_name")
+        for name in unset:
+            values[name] = given[name]
+            sources[name] = f"workspace config {_display(found.resolve())}"
+        return
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -236,7 +444,9 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
     holding a placeholder counts as not given, so a notebook's unfilled cell
     falls through to the other sources. ``config_file`` is laid over the
     packaged ``submit/config.yaml``. The workspace config.json is searched from
-    ``search_from`` (default: the current folder). Relative ``job_config``
+    ``search_from`` (default: the current folder), and read only when flags or
+    ``environ`` leave a workspace value unset; a file there that is not a workspace
+    config is skipped with a line in ``Settings.warnings``. Relative ``job_config``
     paths are relative to the config file that gives them, or to the current
     folder when given as a flag. Raises :class:`SettingsError`.
     """
@@ -262,24 +472,25 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
                 value = data[key.name]
                 if key.name in PATH_KEYS and isinstance(value, str) and value:
                     value = str((base / value).resolve())
-                values[key.name], sources[key.name] = value, label
+                _lay(key, values, sources, value, label)
 
-    if use_workspace_config:
-        found = find_workspace_config(search_from)
-        if found is not None:
-            for name, value in read_workspace_config(found).items():
-                values[name], sources[name] = value, f"workspace config {_display(found.resolve())}"
+    flagged = {k for k, v in overrides.items() if v is not None and not is_placeholder(v)}
+    from_env = {k.name for k in KEYS if k.env and environ.get(k.env, "").strip()}
+    unset = [name for name in WORKSPACE_KEYS if name not in flagged | from_env]
+    warnings: list[str] = []
+    if use_workspace_config and unset:
+        _workspace_from_config_json(values, sources, unset, search_from, warnings)
 
     for key in KEYS:
         if key.env and environ.get(key.env, "").strip():
             values[key.name], sources[key.name] = environ[key.env].strip(), f"env {key.env}"
 
     for name, value in overrides.items():
-        if value is None or is_placeholder(value):
+        if name not in flagged:
             continue
         if name in PATH_KEYS and isinstance(value, (str, os.PathLike)):
             value = str(Path(value).resolve())
-        values[name], sources[name] = value, f"flag {KEYS_BY_NAME[name].flag}"
+        _lay(KEYS_BY_NAME[name], values, sources, value, f"flag {KEYS_BY_NAME[name].flag}")
 
     checked = {}
     for key in KEYS:
@@ -287,7 +498,35 @@ def resolve(overrides: Mapping[str, Any] | None = None, *,
             checked[key.name] = key.check(key.name, values[key.name])
         except SettingsError as error:
             raise SettingsError(f"{error} (from {sources[key.name]})") from None
-    return Settings(checked, sources)
+    _serverless(checked, sources)
+    return Settings(checked, sources, tuple(warnings))
+
+
+def _lay(key: Key, values: dict[str, Any], sources: dict[str, str], value: Any,
+         label: str) -> None:
+    """Give ``key`` the ``value`` of source ``label``: it replaces an earlier value, or for a
+    mapping (tags, environment variables) it is laid over the earlier one, entry by entry."""
+    if key.merge and values[key.name] is not None:
+        try:
+            value = {**key.check(key.name, values[key.name]), **key.check(key.name, value)}
+        except SettingsError as error:
+            raise SettingsError(f"{error} (from {label})") from None
+        label = f"{sources[key.name]} + {label}"
+    values[key.name], sources[key.name] = value, label
+
+
+def _serverless(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """An instance type means serverless compute: a compute placeholder is dropped; a
+    compute cluster given with it is a :class:`SettingsError`."""
+    if not values["instance_type"]:
+        return
+    if values["compute"] is None or is_placeholder(values["compute"]):
+        values["compute"], sources["compute"] = None, "serverless (instance_type)"
+        return
+    raise SettingsError(f"instance_type {values['instance_type']!r} (from "
+                        f"{sources['instance_type']}) runs on serverless compute, but compute "
+                        f"{values['compute']!r} (from {sources['compute']}) is a cluster: give "
+                        "one of them (--compute '' for serverless)")
 
 
 def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook: bool = False) -> str:
@@ -304,7 +543,9 @@ def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook:
 
 def unfilled(settings: Settings) -> list[str]:
     """Names of the settings that still hold a placeholder, in declaration order."""
-    return [key.name for key in KEYS if is_placeholder(settings.values[key.name])]
+    return [key.name for key in KEYS if is_placeholder(settings.values[key.name])
+            or (isinstance(settings.values[key.name], Mapping)
+                and any(map(is_placeholder, settings.values[key.name].values())))]
 
 
 def unfilled_message(settings: Settings, in_notebook: bool = False) -> str:

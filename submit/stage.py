@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from job import config as job_config_module
@@ -91,3 +92,19 @@ def staged_files(folder: str | os.PathLike) -> list[str]:
     """The files of a staged code folder, as sorted relative POSIX paths."""
     root = Path(folder)
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def checkout_commit() -> str | None:
+    """The git commit of the checkout the ``job`` package comes from, ``-dirty`` when the
+    package differs from it; ``None`` outside a git checkout or without git."""
+    package = job_package_dir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if changed else commit

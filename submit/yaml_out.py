@@ -4,9 +4,9 @@
 job's fields), which ``load_job`` rejects. The YAML here is the command job
 schema's own serialization: the SDK's ``CommandJob._to_dict()`` (a marshmallow
 dump of ``CommandJobSchema``) with the ``$schema`` line first, the SDK's empty
-fields left out, local folders (``code``, a local input) written as paths,
-relative to the YAML file when they lie beside it. :func:`check_round_trip` loads the written file back
-with ``load_job`` and compares.
+fields left out, local folders (``code``, a local input, a Docker build context)
+written as paths relative to the YAML file's folder. :func:`check_round_trip`
+loads the written file back with ``load_job`` and compares.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from .build import is_local_binding
+
 SCHEMA_URL = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+URI_AS_ASSET = ("azureml:https://", "azureml:wasbs://", "azureml:abfss://")
 
 
 class RoundTripError(RuntimeError):
@@ -50,54 +53,70 @@ def _local_path(job, location) -> Path | None:
     if not isinstance(location, (str, os.PathLike)):
         return None
     location = os.fspath(location)
-    if location.startswith("azureml:") or "://" in location:
+    if not is_local_binding(location):  # a URI, or an asset load_job read without 'azureml:'
         return None
     base = Path(getattr(job, "_base_path", None) or ".")
     return (base / location).resolve()
 
 
 def _written(path: Path, base_dir: str | os.PathLike | None) -> str:
-    """A local path as written in the YAML: relative to ``base_dir`` when inside it."""
+    """A local path as written in the YAML: relative to ``base_dir`` if given, else absolute."""
     if base_dir is not None:
-        base = Path(base_dir).resolve()
-        if path == base or base in path.parents:
-            return path.relative_to(base).as_posix() or "."
+        try:
+            return Path(os.path.relpath(path, Path(base_dir).resolve())).as_posix()
+        except ValueError:  # another drive: no relative path leads there
+            pass
     return str(path)
 
 
-def job_dict(job, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def job_dict(job, base_dir: str | os.PathLike | None = None,
+             code: str | None = None) -> dict[str, Any]:
     """The command job as a plain mapping in the YAML schema, ``$schema`` first.
 
     ``job`` is what ``command()`` or ``load_job`` returns. With ``base_dir``,
-    a local ``code`` path inside it is written relative to it (``load_job``
-    resolves paths relative to the YAML file's folder).
+    local paths (``code``, a local input folder, a Docker build context) are
+    written relative to it, as ``load_job`` resolves them relative to the YAML
+    file's folder; without, they are absolute. ``code`` replaces what is
+    written for the code folder.
     """
     as_job = job._to_job() if hasattr(job, "_to_job") else job
     data = _prune(_plain(as_job._to_dict()))
-    code = _local_path(job, getattr(job, "code", None))
+    local_code = _local_path(job, getattr(job, "code", None))
     if code is not None:
-        data["code"] = _written(code, base_dir)
+        data["code"] = code
+    elif local_code is not None:
+        data["code"] = _written(local_code, base_dir)
     # The SDK dumps a local input folder as "azureml:<path>", an asset reference that
     # load_job would then send as such; write the folder itself.
     for name, binding in (getattr(as_job, "inputs", None) or {}).items():
         local = _local_path(job, getattr(binding, "path", None))
-        if local is not None and isinstance(data.get("inputs", {}).get(name), dict):
-            data["inputs"][name]["path"] = _written(local, base_dir)
+        written = data.get("inputs", {}).get(name)
+        if local is not None and isinstance(written, dict):
+            written["path"] = _written(local, base_dir)
+        elif isinstance(written, dict) and str(written.get("path", "")).startswith(URI_AS_ASSET):
+            # ... and an https://, wasbs:// or abfss:// URI as "azureml:https://...", which
+            # load_job reads back as the URI itself: write the URI.
+            written["path"] = written["path"].removeprefix("azureml:")
     environment = data.get("environment")
     if isinstance(environment, dict) and getattr(job.environment, "_is_anonymous", False):
         # The SDK names anonymous environments itself (from a hash of their content).
-        data["environment"] = {k: v for k, v in environment.items() if k not in ("name", "version")}
+        environment = {k: v for k, v in environment.items() if k not in ("name", "version")}
+        build = environment.get("build")
+        if isinstance(build, dict) and build.get("path") and "://" not in build["path"]:
+            # the SDK dumps the build context absolute, resolved against the YAML's folder
+            environment["build"] = {**build, "path": _written(Path(build["path"]), base_dir)}
+        data["environment"] = environment
     return {"$schema": SCHEMA_URL, **data}
 
 
-def job_yaml(job, base_dir: str | os.PathLike | None = None) -> str:
+def job_yaml(job, base_dir: str | os.PathLike | None = None, code: str | None = None) -> str:
     """The command job as YAML text (see :func:`job_dict`)."""
-    return yaml.safe_dump(job_dict(job, base_dir), sort_keys=False, width=4096,
+    return yaml.safe_dump(job_dict(job, base_dir, code), sort_keys=False, width=4096,
                           default_flow_style=False)
 
 
 def write_job_yaml(job, path: str | os.PathLike) -> str:
-    """Write the job's YAML to ``path`` (code relative to its folder); returns the text."""
+    """Write the job's YAML to ``path`` (local paths relative to its folder); returns the text."""
     target = Path(path)
     text = job_yaml(job, target.resolve().parent)
     target.parent.mkdir(parents=True, exist_ok=True)

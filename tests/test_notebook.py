@@ -66,9 +66,10 @@ def test_the_placeholders_cell_comes_first():
         assert forbidden not in source
 
 
-def test_as_shipped_it_runs_headless_in_dry_run_mode(kernel_environment):
+def test_as_shipped_it_runs_headless_in_dry_run_mode(kernel_environment, tmp_path):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     execute(notebook)
+    assert list(tmp_path.glob("amlshard-*")) == []  # staged code folders went with the kernel
     cells = code_cells(notebook)
     assert "mode: dry run" in stdout_of(cells[1])
     shown = [yaml.safe_load(stdout_of(cell)) for cell in cells[2:5]]
@@ -76,6 +77,7 @@ def test_as_shipped_it_runs_headless_in_dry_run_mode(kernel_environment):
     assert [job["distribution"]["type"] for job in shown] == ["mpi"] * 3
     assert shown[2]["command"].endswith("--distribArgs.node_count 5 --distribArgs.node_rank 3")
     assert all(job["$schema"].endswith("commandJob.schema.json") for job in shown)
+    assert [job["code"] for job in shown] == ["job-code"] * 3  # no temporary path shown
     last = stdout_of(cells[5])
     assert last.startswith("dry run: nothing was submitted.")
     assert "fill SUBSCRIPTION in the first cell" in last

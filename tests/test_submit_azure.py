@@ -22,7 +22,7 @@ from azure_standin.runner import CLEARED_PREFIXES, clean_environment, network_re
 from submit import azure as submit_azure
 from submit import prepare_job, resolve_settings
 from submit.build import job_command, read_environment_spec
-from submit.stage import job_package_dir
+from submit.stage import checkout_commit, job_package_dir
 
 pytestmark = [pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning"),
               pytest.mark.slow]
@@ -41,15 +41,16 @@ WORKSPACE = {"subscription": SUBSCRIPTION, "resource_group": "rg-test", "workspa
 class StaticCredential:
     """A token credential that always returns the stand-in's token (no sign-in)."""
 
-    def __init__(self, token: str):
-        self.token = token
+    def __init__(self, token: str, aml_token: str | None = None):
+        self.token, self.aml_token = token, aml_token
         self.requests = 0
 
     def get_token(self, *scopes, **kwargs):
         from azure.core.credentials import AccessToken
 
         self.requests += 1
-        return AccessToken(self.token, int(time.time()) + 3600)
+        aml = self.aml_token and any(s.startswith("https://ml.azure.com") for s in scopes)
+        return AccessToken(self.aml_token if aml else self.token, int(time.time()) + 3600)
 
 
 @pytest.fixture
@@ -113,7 +114,10 @@ def test_api_submission_sends_the_job_and_uploads_only_the_job_package(sdk_envir
     assert submitted.studio_url.endswith(f"&tid={server.tenant_id}")
     body = check_job_body(server, submitted.name, settings, nodes=5, per_node=2)
     assert body["command"].endswith("--process_count 3")
-    assert body["displayName"] == "amlshard 5 nodes"
+    assert re.fullmatch(r"amlshard corpus x5 \d{4}", body["displayName"])
+    assert body["tags"] == {"input": WORKSPACE["input"], "output": WORKSPACE["output"],
+                            "nodes": "5", "processes_per_node": "2",
+                            "git_commit": checkout_commit()}
 
     uploaded = server.uploaded_code()
     staged = {p.relative_to(prepared.code_dir).as_posix(): p.read_bytes()
@@ -138,7 +142,8 @@ def test_selective_node_submission(sdk_environment, tmp_path):
     submitted = submit_azure.submit_job(client, prepared.job)
     body = check_job_body(server, submitted.name, settings, nodes=1, per_node=1)
     assert body["command"].endswith("--distribArgs.node_count 5 --distribArgs.node_rank 3")
-    assert body["displayName"] == "amlshard node 3 of 5"
+    assert re.fullmatch(r"amlshard corpus node 3 of 5 \d{4}", body["displayName"])
+    assert body["tags"]["selective_node"] == "3 of 5"
 
 
 def test_the_dry_run_yaml_submits_the_same_job(sdk_environment, tmp_path):
@@ -147,9 +152,9 @@ def test_the_dry_run_yaml_submits_the_same_job(sdk_environment, tmp_path):
 
     server = sdk_environment
     result = run_submit("--nodes", "5", "--dry-run", "--yaml", str(tmp_path / "job.yml"),
-                        *WORKSPACE_FLAGS, cwd=tmp_path)
+                        *WORKSPACE_FLAGS, "--display-name", "tokens", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    settings = resolve_settings({**WORKSPACE, "nodes": 5})
+    settings = resolve_settings({**WORKSPACE, "nodes": 5, "display_name": "tokens"})
     client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
     from_yaml = client.jobs.create_or_update(load_job_yaml(tmp_path / "job.yml"))
     direct = submit_azure.submit_job(client, prepare_job(settings, tmp_path / "direct" / "job-code").job)
@@ -157,6 +162,99 @@ def test_the_dry_run_yaml_submits_the_same_job(sdk_environment, tmp_path):
     first, second = (bodies[n]["properties"] for n in (from_yaml.name, direct.name))
     assert first == second
     check_job_body(server, direct.name, settings, nodes=5, per_node=1)
+
+
+@pytest.mark.parametrize("source", ["azureml:corpus:2", "azureml:corpus@latest"])
+def test_a_data_asset_input_is_sent_as_its_version(sdk_environment, tmp_path, source):
+    """A registered data asset binds as its version's ID, from the YAML as from submit."""
+    from submit.yaml_out import load_job_yaml
+
+    server = sdk_environment
+    result = run_submit("--dry-run", "--yaml", str(tmp_path / "job.yml"), *WORKSPACE_FLAGS,
+                        "--input", source, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    settings = resolve_settings({**WORKSPACE, "input": source})
+    client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
+    from_yaml = client.jobs.create_or_update(load_job_yaml(tmp_path / "job.yml"))
+    direct = submit_azure.submit_job(client, prepare_job(settings, tmp_path / "code").job)
+    version = "2" if source.endswith(":2") else "3"  # the stand-in's latest corpus is 3
+    for name in (from_yaml.name, direct.name):
+        uri = server.job_bodies()[name]["properties"]["inputs"]["input_dir"]["uri"]
+        assert uri.endswith(f"/workspaces/ws-test/data/corpus/versions/{version}")
+    assert server.unmatched() == []
+
+
+def test_a_missing_data_asset_is_named_in_one_line(sdk_environment, tmp_path):
+    server = sdk_environment
+    settings = resolve_settings({**WORKSPACE, "input": "azureml:nowhere@latest"})
+    client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
+    with pytest.raises(submit_azure.AzureError) as caught:
+        submit_azure.submit_job(client, prepare_job(settings, tmp_path / "code").job)
+    assert str(caught.value) == ("submitting the job: the Azure ML SDK refused: Asset nowhere "
+                                 "does not exist in workspace ws-test.")
+    assert server.job_bodies() == {}
+
+
+JOB_SETTINGS = ["--tag", "team=nlp", "--tag", "nodes=all five", "--description", "tokens of c",
+                "--env", "LOG=debug", "--env", "OMPI_MCA_hwloc_base_binding_policy=core",
+                "--timeout", "7200", "--identity", "user", "--job-tier", "Spot",
+                "--priority", "high", "--display-name", "tokens of corpus"]
+
+
+def check_settings_body(body: dict) -> None:
+    """The job settings of JOB_SETTINGS as Azure ML's REST API receives them."""
+    assert body["displayName"] == "tokens of corpus"
+    assert body["description"] == "tokens of c"
+    assert body["tags"]["team"] == "nlp" and body["tags"]["nodes"] == "all five"
+    assert body["tags"]["input"] == WORKSPACE["input"] and "git_commit" in body["tags"]
+    assert body["environmentVariables"] == {"OMPI_MCA_hwloc_base_binding_policy": "core",
+                                            "PRTE_MCA_hwloc_default_binding_policy": "none",
+                                            "LOG": "debug"}
+    assert body["limits"] == {"jobLimitsType": "Command", "timeout": "PT2H"}
+    assert body["identity"] == {"identityType": "UserIdentity"}
+    assert body["queueSettings"] == {"jobTier": "Spot", "priority": 3}
+
+
+def test_job_settings_reach_azure_ml(sdk_environment, tmp_path):
+    """Tags, description, variables, timeout, identity, queue: from flags and from the YAML."""
+    from submit.yaml_out import load_job_yaml
+
+    server = sdk_environment
+    result = run_submit("--dry-run", "--yaml", str(tmp_path / "job.yml"), *WORKSPACE_FLAGS,
+                        *JOB_SETTINGS, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "experimental" not in result.stderr
+    settings = resolve_settings(WORKSPACE)
+    credential = StaticCredential(server.token, server.aml_token)
+    client = submit_azure.ml_client(settings, credential, show_progress=False)
+    from_yaml = client.jobs.create_or_update(load_job_yaml(tmp_path / "job.yml"))
+    check_settings_body(server.job_bodies()[from_yaml.name]["properties"])
+    result = run_submit(*WORKSPACE_FLAGS, *JOB_SETTINGS, env=cli_environment(server),
+                        cwd=tmp_path, timeout=120, loopback_only=True)
+    assert result.returncode == 0, result.stderr
+    direct = re.search(r"^submitted job: (\S+) ", result.stdout, re.MULTILINE)[1]
+    check_settings_body(server.job_bodies()[direct]["properties"])
+    first, second = (server.job_bodies()[n]["properties"] for n in (from_yaml.name, direct))
+    assert first == second
+    # a user identity: the SDK sends the submitter's Azure ML token along
+    assert all(r.headers.get("x-azureml-token") == server.aml_token
+               for r in server.calls("PUT", "/jobs/"))
+
+
+def test_serverless_compute_sends_an_instance_type_and_no_compute(sdk_environment, tmp_path):
+    server = sdk_environment
+    settings = resolve_settings({**WORKSPACE, "compute": None, "nodes": 2,
+                                 "instance_type": "Standard_D4s_v3"},
+                                environ={}, search_from=tmp_path)
+    assert settings.compute is None and settings.sources["compute"].startswith("serverless")
+    prepared = prepare_job(settings, tmp_path / "code")
+    assert "on serverless compute (Standard_D4s_v3)" in prepared.summary()
+    client = submit_azure.ml_client(settings, StaticCredential(server.token), show_progress=False)
+    submitted = submit_azure.submit_job(client, prepared.job)
+    body = server.job_bodies()[submitted.name]["properties"]
+    assert (body["resources"]["instanceCount"], body["resources"]["instanceType"]) == \
+        (2, "Standard_D4s_v3")
+    assert body.get("computeId") is None
 
 
 def cli_environment(server) -> dict[str, str]:

@@ -122,8 +122,8 @@ def test_config_json_with_a_scope(tmp_path):
 
 @pytest.mark.parametrize("content, words", [
     ({"subscription_id": "s"}, ["resource_group", "workspace_name"]),
-    ("not json", ["not valid JSON"]),
-    ([1, 2], ["JSON object"]),
+    ({"resource_group": "rg", "workspace_name": "ws"}, ["lacks subscription_id"]),
+    ({"Scope": "/subscriptions/s"}, ["not a workspace resource ID"]),
 ])
 def test_a_broken_config_json_is_named(tmp_path, content, words):
     path = tmp_path / "config.json"
@@ -134,6 +134,52 @@ def test_a_broken_config_json_is_named(tmp_path, content, words):
     assert str(path) in message and "\n" not in message
     for word in words:
         assert word in message
+
+
+@pytest.mark.parametrize("content, words", [
+    ({"editor.fontSize": 12}, ["names none of subscription_id, resource_group, workspace_name"]),
+    ('{"editor.fontSize": 12, // a comment\n}', ["not valid JSON"]),
+    ([1, 2], ["names none of"]),
+])
+def test_a_config_json_that_is_no_workspace_config_is_skipped_with_a_warning(tmp_path, content,
+                                                                               words):
+    """An editor's config.json above the project neither blocks nor hides a real one."""
+    start = tmp_path / "project" / "notebooks"
+    start.mkdir(parents=True)
+    unrelated = tmp_path / "project" / "config.json"
+    unrelated.write_text(content if isinstance(content, str) else json.dumps(content))
+    settings = S.resolve({}, environ={}, search_from=start)
+    [warning] = settings.warnings
+    assert warning.startswith(f"{str(unrelated)!r} is not a workspace config")
+    assert warning.endswith("; skipped it") and "\n" not in warning
+    for word in words:
+        assert word in warning
+    assert settings.subscription == "<SUBSCRIPTION_ID>"  # the next source, submit/config.yaml
+    # a workspace config further up is still found
+    write_json(tmp_path / "config.json", WORKSPACE_VALUES)
+    settings = S.resolve({}, environ={}, search_from=start)
+    assert settings.workspace == "ws-from-json" and len(settings.warnings) == 1
+
+
+@pytest.mark.parametrize("content", [{"editor.fontSize": 12}, {"subscription_id": "s"},
+                                     {"Scope": "broken"}])
+def test_config_json_is_not_read_when_flags_and_environment_give_the_workspace(tmp_path,
+                                                                               content):
+    write_json(tmp_path / "config.json", content)
+    settings = S.resolve({"subscription": "sub", "workspace": "ws"},
+                         environ={"AZURE_RESOURCE_GROUP": "rg"}, search_from=tmp_path)
+    assert (settings.subscription, settings.resource_group, settings.workspace) == \
+        ("sub", "rg", "ws")
+    assert settings.warnings == ()
+
+
+def test_config_json_gives_only_what_flags_and_environment_leave_unset(tmp_path):
+    write_json(tmp_path / "config.json", {"workspace_name": "ws-from-json"})
+    settings = S.resolve({"subscription": "sub"}, environ={"AZURE_RESOURCE_GROUP": "rg"},
+                         search_from=tmp_path)
+    assert settings.workspace == "ws-from-json"
+    assert settings.sources["workspace"].startswith("workspace config")
+    assert settings.sources["subscription"] == "flag --subscription"
 
 
 def test_a_user_config_file_lies_over_the_packaged_one(tmp_path):

@@ -49,6 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 from .azurite import ACCOUNT, ACCOUNT_KEY, Azurite
 from .tls import TestCertificates
 
+AML_RESOURCE = "https://ml.azure.com"
 WORKSPACE_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                   r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 ARM = re.compile(rf"^{WORKSPACE_PATH}(?P<rest>/.*)?$", re.IGNORECASE)
@@ -90,20 +91,27 @@ class AzureMLStandIn:
     ``outcome`` is the status a job ends in (``Completed``, ``Failed``, ...),
     reached after ``running_polls`` run-details polls that report ``Running``.
     With ``workspace_exists=False`` every workspace call answers 404.
+    ``data_assets`` are the registered data assets, each name with its versions,
+    oldest first (default: ``corpus`` versions 1 to 3).
     """
 
     def __init__(self, certificates: TestCertificates, azurite: Azurite, *,
                  outcome: str = "Completed", running_polls: int = 2,
-                 workspace_exists: bool = True, code_container: str | None = None):
+                 workspace_exists: bool = True, code_container: str | None = None,
+                 data_assets: dict[str, list[str]] | None = None):
         self.certificates = certificates
         self.azurite = azurite
         self.outcome = outcome
         self.running_polls = running_polls
         self.workspace_exists = workspace_exists
+        self.data_assets = {"corpus": ["1", "2", "3"]} if data_assets is None else data_assets
         self.code_container = code_container or f"standin-{uuid.uuid4().hex[:12]}"
         self.tenant_id = "00000000-0000-0000-0000-0000000000aa"
         self.token = _unsigned_jwt({"tid": self.tenant_id, "aud": "https://management.azure.com",
                                     "oid": str(uuid.uuid4()), "exp": int(time.time()) + 3600})
+        # what a job with a user identity also sends (x-azureml-token): a token for Azure ML
+        self.aml_token = _unsigned_jwt({"tid": self.tenant_id, "aud": AML_RESOURCE,
+                                        "exp": int(time.time()) + 3600})
         self.identity_header = f"standin-identity-{uuid.uuid4().hex}"
         self.requests: list[Recorded] = []
         self.tokens_issued = 0
@@ -264,13 +272,18 @@ class AzureMLStandIn:
             return 404, _error("ResourceNotFound", f"workspace {arm['ws']!r} was not found"), None
         return self._arm(r, arm["sub"], arm["rg"], arm["ws"], arm["rest"] or "")
 
+    def token_for(self, scope_or_resource: str) -> str:
+        """The token for a scope: Azure ML's own (``https://ml.azure.com``) or the ARM one."""
+        return self.aml_token if scope_or_resource.startswith(AML_RESOURCE) else self.token
+
     def _token(self, r: Recorded) -> tuple[int, Any, str | None]:
         if r.headers.get("x-identity-header") != self.identity_header:
             return 401, {"error": "invalid_request", "error_description": "bad identity header"}, None
         with self._lock:
             self.tokens_issued += 1
         resource = (r.query.get("resource") or [""])[0]
-        return 200, {"access_token": self.token, "expires_on": str(int(time.time()) + 3600),
+        token = self.token_for(resource)
+        return 200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
                      "resource": resource, "token_type": "Bearer"}, None
 
     def _arm(self, r: Recorded, sub: str, rg: str, ws: str, rest: str) -> tuple[int, Any, str | None]:
@@ -287,6 +300,9 @@ class AzureMLStandIn:
             ("PUT", r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
              lambda name, version: self._put_asset(self.environments, workspace_id,
                                                    "environments", name, version, r)),
+            ("GET", r"/data/(?P<name>[^/]+)", lambda name: self._data(workspace_id, name)),
+            ("GET", r"/data/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
+             lambda name, version: self._data(workspace_id, name, version)),
             ("PUT", r"/jobs/(?P<name>[^/]+)", lambda name: self._put_job(workspace_id, ws, name, r)),
             ("GET", r"/jobs/(?P<name>[^/]+)", lambda name: self._get_job(workspace_id, ws, name)),
             ("POST", r"/jobs/(?P<name>[^/]+)/cancel", lambda name: self._cancel(name)),
@@ -310,6 +326,25 @@ class AzureMLStandIn:
                            "workspaceId": "00000000-0000-0000-0000-00000000feed",
                            "provisioningState": "Succeeded"},
         }, None
+
+    def _data(self, workspace_id: str, name: str, version: str | None = None
+              ) -> tuple[int, Any, str | None]:
+        """A data asset's container (its latest version) or one of its versions."""
+        versions = self.data_assets.get(name, [])
+        if not versions or (version is not None and version not in versions):
+            missing = f"data asset {name}:{version or ''} was not found"
+            return 404, _error("UserError", missing), None
+        resource_id = f"{workspace_id}/data/{name}"
+        if version is None:
+            return 200, {"id": resource_id, "name": name,
+                         "type": "Microsoft.MachineLearningServices/workspaces/data",
+                         "properties": {"dataType": "uri_folder", "latestVersion": versions[-1],
+                                        "nextVersion": str(len(versions) + 1)}}, None
+        return 200, {"id": f"{resource_id}/versions/{version}", "name": version,
+                     "type": "Microsoft.MachineLearningServices/workspaces/data/versions",
+                     "properties": {"dataType": "uri_folder",
+                                    "dataUri": f"azureml://datastores/workspaceblobstore/paths/"
+                                               f"{name}/{version}/"}}, None
 
     def _pending_upload(self) -> tuple[int, Any, str | None]:
         sas = self.azurite.container_sas_url(self.code_container)
