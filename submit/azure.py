@@ -1,4 +1,4 @@
-"""Talking to Azure ML: the credential, the client, the submission and the log stream.
+"""Talking to Azure ML: the credential, the client, the workspace check, the submission, the logs.
 
 The only module of ``submit`` that opens connections. ``azure.identity`` and
 ``azure.ai.ml`` are imported when a function needs them. Every Azure error a
@@ -151,6 +151,77 @@ def submit_job(client, job) -> Submitted:
     with azure_errors("submitting the job"):
         returned = client.jobs.create_or_update(job)
     return Submitted(returned.name, returned.studio_url, status_text(returned.status))
+
+
+@dataclass(frozen=True)
+class WorkspaceCheck:
+    """What :func:`check_workspace` found: the workspace, and the compute the job runs on."""
+
+    workspace: str
+    location: str | None
+    compute: str | None  # None: serverless compute
+    compute_type: str | None
+    max_nodes: int | None  # None: the compute reports no maximum
+    nodes: int  # what the job asks for (instance_count)
+
+    def describe(self) -> str:
+        lines = [f"workspace {self.workspace}: found ({self.location or 'location not reported'})"]
+        if self.compute is None:
+            lines.append(f"compute: serverless; {self.nodes} node(s), no cluster to check")
+        elif self.max_nodes is None:
+            lines.append(f"compute {self.compute} ({self.compute_type}): found; it reports no "
+                         f"maximum node count, so {self.nodes} node(s) could not be checked")
+        else:
+            lines.append(f"compute {self.compute} ({self.compute_type}): found, up to "
+                         f"{self.max_nodes} node(s); the job asks for {self.nodes}")
+        return "\n".join(lines)
+
+
+def max_nodes_of(compute) -> int | None:
+    """The most nodes ``compute`` gives one job: a cluster's ``max_instances`` (its
+    ``scale_settings.max_node_count``), 1 for a compute instance, None if not reported."""
+    maximum = getattr(compute, "max_instances", None)
+    if maximum is None:
+        maximum = getattr(getattr(compute, "scale_settings", None), "max_node_count", None)
+    if maximum is None and str(getattr(compute, "type", "")).lower() == "computeinstance":
+        return 1
+    return maximum
+
+
+def check_workspace(client, settings: Settings) -> WorkspaceCheck:
+    """Check that the settings' workspace exists and that its compute can run the job's nodes.
+
+    Two reads (the workspace, the compute; none for serverless compute). Raises
+    :class:`AzureError` (exit code 2) for a workspace or compute that is not there and
+    for a compute whose maximum node count is below ``settings.nodes``, saying how to fix it.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    where = f"resource group {settings.resource_group}, subscription {settings.subscription}"
+    with azure_errors(f"checking workspace {settings.workspace}"):
+        try:
+            workspace = client.workspaces.get(settings.workspace)
+        except ResourceNotFoundError:
+            raise AzureError(f"workspace {settings.workspace!r} was not found in {where}: "
+                             "check the subscription, resource group and workspace",
+                             EXIT_USAGE) from None
+        found = (settings.workspace, getattr(workspace, "location", None))
+        if not settings.compute:
+            return WorkspaceCheck(*found, None, None, None, settings.nodes)
+        try:
+            compute = client.compute.get(settings.compute)
+        except ResourceNotFoundError:
+            raise AzureError(f"compute {settings.compute!r} was not found in workspace "
+                             f"{settings.workspace}: check the compute name (`az ml compute "
+                             "list` lists them), or create the cluster", EXIT_USAGE) from None
+    check = WorkspaceCheck(*found, settings.compute, getattr(compute, "type", None),
+                           max_nodes_of(compute), settings.nodes)
+    if check.max_nodes is not None and check.max_nodes < settings.nodes:
+        raise AzureError(f"compute {settings.compute!r} runs at most {check.max_nodes} node(s) "
+                         f"(its max_instances), but the job asks for {settings.nodes}: choose "
+                         f"fewer nodes, or raise its maximum (`az ml compute update --name "
+                         f"{settings.compute} --max-instances {settings.nodes}`)", EXIT_USAGE)
+    return check
 
 
 def stream_job(client, name: str) -> str:

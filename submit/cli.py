@@ -159,13 +159,21 @@ def _dry_run(prepared, args: argparse.Namespace) -> int:
 
 
 def _submit(prepared, args: argparse.Namespace) -> int:
-    from .azure import exit_code_for, ml_client, refuse_local_inputs, stream_job, submit_job
+    from .azure import (
+        check_workspace,
+        exit_code_for,
+        ml_client,
+        refuse_local_inputs,
+        stream_job,
+        submit_job,
+    )
 
     refuse_local_inputs(prepared.job)
     if args.yaml:
         prepared.write_yaml(args.yaml)
     print(prepared.summary())
     client = ml_client(prepared.settings)
+    print(check_workspace(client, prepared.settings).describe())
     submitted = submit_job(client, prepared.job)
     print(f"submitted job: {submitted.name} (status {submitted.status})")
     print(f"studio: {submitted.studio_url}")

@@ -340,5 +340,8 @@ def test_a_missing_workspace_is_one_line_exit_2(make_standin, tmp_path):
     result = run_submit("--nodes", "5", *WORKSPACE_FLAGS, env=cli_environment(server),
                         cwd=tmp_path, timeout=60, loopback_only=True)
     assert result.returncode == 2, result.stderr
-    assert result.error_lines[-1].startswith("error: submitting the job: not found")
+    # the check before submitting says so (check_workspace), before any code is uploaded
+    assert result.error_lines[-1].startswith("error: workspace 'ws-test' was not found in "
+                                             "resource group rg-test")
+    assert server.calls("POST") == [] and server.calls("PUT") == []
     assert "Traceback" not in result.stderr

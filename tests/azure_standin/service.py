@@ -17,6 +17,10 @@ discovery URL), ``GET`` the discovery document (the run history host), then
 ``GET /history/v1.0/.../runs/{name}/details`` until the run ends, fetching the
 log files it lists. ``jobs.get(name)`` once more for the final status.
 
+``check_workspace`` (the notebook's check, and the command line's before it submits):
+``GET .../workspaces/{ws}`` and ``GET .../computes/{name}``, an ``AmlCompute`` cluster whose
+``scaleSettings.maxNodeCount`` is the stand-in's ``computes[name]`` (404 for another name).
+
 The lifecycle of a job (``python -m submit status|cancel|logs|report|download|resubmit``):
 ``GET .../jobs/{name}`` (404 for a job it never received), ``POST .../jobs/{name}/cancel``,
 ``GET /history/v1.0/.../runs/{name}`` (start and end times), and the datastores the
@@ -92,19 +96,22 @@ class AzureMLStandIn:
     reached after ``running_polls`` run-details polls that report ``Running``.
     With ``workspace_exists=False`` every workspace call answers 404.
     ``data_assets`` are the registered data assets, each name with its versions,
-    oldest first (default: ``corpus`` versions 1 to 3).
+    oldest first (default: ``corpus`` versions 1 to 3). ``computes`` are the workspace's
+    compute clusters, each name with its maximum node count (default: ``cpu-cluster``, 10).
     """
 
     def __init__(self, certificates: TestCertificates, azurite: Azurite, *,
                  outcome: str = "Completed", running_polls: int = 2,
                  workspace_exists: bool = True, code_container: str | None = None,
-                 data_assets: dict[str, list[str]] | None = None):
+                 data_assets: dict[str, list[str]] | None = None,
+                 computes: dict[str, int] | None = None):
         self.certificates = certificates
         self.azurite = azurite
         self.outcome = outcome
         self.running_polls = running_polls
         self.workspace_exists = workspace_exists
         self.data_assets = {"corpus": ["1", "2", "3"]} if data_assets is None else data_assets
+        self.computes = {"cpu-cluster": 10} if computes is None else computes
         self.code_container = code_container or f"standin-{uuid.uuid4().hex[:12]}"
         self.tenant_id = "00000000-0000-0000-0000-0000000000aa"
         self.token = _unsigned_jwt({"tid": self.tenant_id, "aud": "https://management.azure.com",
@@ -306,6 +313,7 @@ class AzureMLStandIn:
             ("PUT", r"/jobs/(?P<name>[^/]+)", lambda name: self._put_job(workspace_id, ws, name, r)),
             ("GET", r"/jobs/(?P<name>[^/]+)", lambda name: self._get_job(workspace_id, ws, name)),
             ("POST", r"/jobs/(?P<name>[^/]+)/cancel", lambda name: self._cancel(name)),
+            ("GET", r"/computes/(?P<name>[^/]+)", lambda name: self._compute(workspace_id, name)),
             ("GET", r"/datastores", lambda: self._default_datastore(workspace_id, r)),
             ("GET", r"/datastores/(?P<name>[^/]+)",
              lambda name: self._datastore(workspace_id, name)),
@@ -345,6 +353,21 @@ class AzureMLStandIn:
                      "properties": {"dataType": "uri_folder",
                                     "dataUri": f"azureml://datastores/workspaceblobstore/paths/"
                                                f"{name}/{version}/"}}, None
+
+    def _compute(self, workspace_id: str, name: str) -> tuple[int, Any, str | None]:
+        """A compute cluster (``AmlCompute``) scaling from 0 to ``computes[name]`` nodes."""
+        if name not in self.computes:
+            return 404, _error("ResourceNotFound", f"compute {name!r} was not found"), None
+        scale = {"maxNodeCount": self.computes[name], "minNodeCount": 0,
+                 "nodeIdleTimeBeforeScaleDown": "PT2M"}
+        return 200, {"id": f"{workspace_id}/computes/{name}", "name": name,
+                     "type": "Microsoft.MachineLearningServices/workspaces/computes",
+                     "location": "westeurope",
+                     "properties": {"computeType": "AmlCompute", "computeLocation": "westeurope",
+                                    "provisioningState": "Succeeded",
+                                    "properties": {"vmSize": "STANDARD_D4S_V3",
+                                                   "vmPriority": "Dedicated",
+                                                   "scaleSettings": scale}}}, None
 
     def _pending_upload(self) -> tuple[int, Any, str | None]:
         sas = self.azurite.container_sas_url(self.code_container)
