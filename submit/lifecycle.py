@@ -17,9 +17,11 @@ codes are in its ``--help``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -353,37 +355,79 @@ def print_report_after_stream(client, name: str) -> None:
     print("\n".join(lines), flush=True)
 
 
-def report_command(client, args, settings: Settings) -> int:
-    job = get_job(client, args.job_name, settings)
+@dataclass(frozen=True)
+class JobReport:
+    """The job-wide summary of a job's manifests, as ``python -m submit report`` prints it."""
+
+    job: str
+    text: str
+    exit_code: int  # 0: every rank wrote a complete manifest and no file failed; else 1
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def job_report(client, name: str, settings: Settings) -> JobReport:
+    """Job ``name``'s report: every rank's manifest so far, summed up (see :func:`report_lines`)."""
+    job = get_job(client, name, settings)
     lines, code = report_lines(client, job)
-    print("\n".join(lines))
-    return code
+    return JobReport(job.name, "\n".join(lines), code)
 
 
-def download_command(client, args, settings: Settings) -> int:
+def report_command(client, args, settings: Settings) -> int:
+    report = job_report(client, args.job_name, settings)
+    print(report.text)
+    return report.exit_code
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """What :func:`download_output` did."""
+
+    job: str
+    status: str  # the job's status when the download began
+    source: str  # the output folder's URI
+    destination: Path
+    fetched: int  # files downloaded now
+    kept: int  # files already there with the same size
+    size: int  # bytes of all of them
+
+    def describe(self) -> str:
+        if not self.fetched + self.kept:
+            return f"the output of job {self.job} ({self.source}) holds no file"
+        return (f"downloaded {self.fetched} file(s) of {self.source} to {self.destination}"
+                + (f" ({self.kept} already there)" if self.kept else "")
+                + f": {self.size:,} bytes\nsummary: python -m job.report {self.destination}")
+
+
+def download_output(client, name: str, settings: Settings,
+                    to: str | os.PathLike | None = None) -> Downloaded:
+    """Download job ``name``'s output folder (out_dir, ``_manifest/`` included) to ``to``
+    (default ``./NAME``); files already there with the same size are kept."""
     from .azure import azure_errors
     from .datastore import container_of, fetch, list_folder
 
-    job = get_job(client, args.job_name, settings)
-    status = status_of(job)
-    if status not in ENDED:
-        print(f"note: job {job.name} is {status}: its output is not complete yet",
-              file=sys.stderr)
+    job = get_job(client, name, settings)
     location = output_location(client, job)
-    destination = Path(args.to or job.name)
+    destination = Path(to or job.name)
     fetched = kept = size = 0
     with azure_errors(f"downloading the output of job {job.name}"):
         container = container_of(client, location)
         for blob in list_folder(container, location):
             _, new = fetch(container, blob, destination)
             fetched, kept, size = fetched + new, kept + (not new), size + blob.size
-    if not fetched + kept:
-        print(f"error: the output of job {job.name} ({location.uri}) holds no file",
-              file=sys.stderr)
+    return Downloaded(job.name, status_of(job), location.uri, destination, fetched, kept, size)
+
+
+def download_command(client, args, settings: Settings) -> int:
+    downloaded = download_output(client, args.job_name, settings, args.to)
+    if downloaded.status not in ENDED:
+        print(f"note: job {downloaded.job} is {downloaded.status}: its output is not complete "
+              "yet", file=sys.stderr)
+    if not downloaded.fetched + downloaded.kept:
+        print(f"error: {downloaded.describe()}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"downloaded {fetched} file(s) of {location.uri} to {destination}"
-          + (f" ({kept} already there)" if kept else "") + f": {size:,} bytes")
-    print(f"summary: python -m job.report {destination}")
+    print(downloaded.describe())
     return EXIT_OK
 
 

@@ -307,6 +307,23 @@ class Settings:
         except KeyError:
             raise AttributeError(name) from None
 
+    def replace(self, source: str, **values: Any) -> "Settings":
+        """These settings with ``values`` (by setting name) given by ``source``.
+
+        Each value is checked as :func:`resolve` checks it; unlike an override there,
+        a placeholder is kept: ``settings.replace("layout", output=settings.output +
+        "5-nodes/")`` is still a placeholder, and shows as one, in a dry run.
+        """
+        unknown = [name for name in values if name not in KEYS_BY_NAME]
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]!r}")
+        checked, sources = dict(self.values), dict(self.sources)
+        for name, value in values.items():
+            checked[name] = KEYS_BY_NAME[name].check(name, value)
+            sources[name] = source
+        _serverless(checked, sources)
+        return Settings(checked, sources, self.warnings)
+
     def describe(self) -> str:
         """One line per setting: name, value and source, placeholders marked."""
         width = max(len(key.name) for key in KEYS)
