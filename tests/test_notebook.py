@@ -11,6 +11,7 @@ DefaultAzureCredential, real Azurite holding what a real rank wrote).
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -134,6 +135,18 @@ def test_title_and_requirements_then_the_parameters_cell():
                    "download"]
     [submission] = [cell for cell in notebook.cells if cell.get("id") == "submit"]
     assert source.count("submit.submit_job(") == 1 and "for " not in submission.source
+
+
+def test_the_notebook_extra_installs_jupyter_and_the_readme_says_how_to_open_it():
+    root = NOTEBOOK.parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = [requirement.split(">")[0].split("[")[0] for requirement in extras["notebook"]]
+    assert names == ["amlshard", "jupyterlab", "ipykernel"]  # amlshard[submit]: the Azure SDK
+    assert "jupyterlab" not in " ".join(extras["dev"])  # make test runs it with nbclient only
+    readme = (root / "README.md").read_text()
+    assert ".venv/bin/pip install -e '.[notebook]'" in readme
+    assert ".venv/bin/jupyter lab notebooks/submit_job.ipynb" in readme
 
 
 def test_as_shipped_it_runs_headless_in_dry_run_mode(kernel_environment, tmp_path):
