@@ -549,7 +549,8 @@ def _serverless(values: dict[str, Any], sources: dict[str, str]) -> None:
 def how_to_set(name: str, config_label: str = "submit/config.yaml", in_notebook: bool = False) -> str:
     """How a user gives setting ``name``: its flag (or notebook cell), variable, config.json, file."""
     key = KEYS_BY_NAME[name]
-    ways = [f"fill {name.upper()} in the first cell" if in_notebook else f"pass {key.flag} VALUE"]
+    ways = [f"fill {name.upper()} in the parameters cell" if in_notebook
+            else f"pass {key.flag} VALUE"]
     if key.env:
         ways.append(f"export {key.env}=VALUE")
     if key.config_json:

@@ -170,7 +170,7 @@ def test_as_shipped_it_runs_headless_in_dry_run_mode(kernel_environment, tmp_pat
 
     submitted = stdout_of(notebook, "submit")
     assert submitted.startswith("dry run: nothing was submitted (LAYOUT '5-nodes' would be).")
-    assert "fill SUBSCRIPTION in the first cell" in submitted
+    assert "fill SUBSCRIPTION in the parameters cell" in submitted
     for cell_id in ("wait", "report", "download"):
         assert stdout_of(notebook, cell_id).startswith("dry run: skipped")
 

@@ -234,4 +234,5 @@ def test_the_refusal_lists_each_missing_value_and_how_to_set_it(tmp_path):
     assert "--workspace" in lines[2] and "AZUREML_WORKSPACE_NAME" in lines[2]
     assert "--input" in lines[3] and "submit/config.yaml" in lines[3]
     notebook = S.unfilled_message(settings, in_notebook=True)
-    assert "fill SUBSCRIPTION in the first cell" in notebook and "--subscription" not in notebook
+    assert "fill SUBSCRIPTION in the parameters cell" in notebook
+    assert "--subscription" not in notebook
