@@ -47,8 +47,10 @@ from .rows import Bench, Row, _contention, _runs, _verify, ratio, say
 TESTS = ROOT / "tests"
 MANIFEST = "_manifest/"
 TEMPORARY = ".partial-"
-# A request as rclone's ``--dump headers`` logs it: the request line, then its headers.
-DUMPED = re.compile(r"HTTP REQUEST .*\n.*? : ([A-Z]+) (\S+) HTTP/[\d.]+\n((?:.+\n)*)")
+# A request as rclone's ``--dump headers`` logs it: the request line, then its headers up
+# to a blank line, in one log entry (the "HTTP REQUEST" line before it is another entry,
+# and another goroutine's entries may come between the two).
+DUMPED = re.compile(r"^\S+ \S+ DEBUG : ([A-Z]+) (/\S*) HTTP/[\d.]+\n((?:.+\n)*)", re.MULTILINE)
 POLL = 0.02  # seconds between two looks at rclone's upload queue
 
 
@@ -188,6 +190,7 @@ class MountRun:
     storage_cpu: float   # CPU seconds rclone and Azurite used meanwhile
     container: str
     requests: collections.Counter  # counted when asked for (see dumped_requests)
+    logged: int = 0                # requests in rclone's log, to check that count
 
 
 def on_mount(azurite, blobmount, scratch: Path, inputs: InputSet, processes: int,
@@ -207,12 +210,13 @@ def on_mount(azurite, blobmount, scratch: Path, inputs: InputSet, processes: int
         storage_cpu = cpu_seconds(storage) - before
     # the storage side is part of what is measured, not another tenant of the machine
     others = max(0.0, job.others - during / (job.seconds * (os.cpu_count() or 1)))
-    counts = collections.Counter()
+    counts, logged = collections.Counter(), 0
     if count_requests:
-        counts = dumped_requests(mount.log_file.read_text(errors="replace"), container)
+        text = mount.log_file.read_text(errors="replace")
+        counts, logged = dumped_requests(text, container), text.count("HTTP REQUEST")
     shutil.rmtree(folder, ignore_errors=True)
     return MountRun(dataclasses.replace(job, others=others), uploaded, storage_cpu, container,
-                    counts)
+                    counts, logged)
 
 
 # -- what a rename costs where the file was uploaded at close (blobfuse) --------------------
@@ -369,6 +373,11 @@ def _mount_rows(bench: Bench, azurite, blobmount, inputs: InputSet, processes: i
                         (("container",), "on the container (listings)")):
         counted.notes.append(f"{what}: {per_output(counts, files, kinds)} per output file, "
                              f"{sum(n for (k, _), n in counts.items() if k in kinds)} in all")
+    counted.notes.append(f"requests counted: {sum(counts.values())} of the "
+                         f"{run.logged} rclone logged")
+    if sum(counts.values()) != run.logged:
+        counted.mismatch = f"{run.logged - sum(counts.values())} logged requests not understood"
+    counted.checked, counted.check = 1, "every request rclone logged was counted"
     return counted
 
 
