@@ -331,7 +331,7 @@ def _mount_rows(bench: Bench, azurite, blobmount, inputs: InputSet, processes: i
     scratch = bench.scratch / "blob"
     say("  counted run (rclone logs every request's headers, not timed) ...")
     run = on_mount(azurite, blobmount, scratch, inputs, processes, True)
-    counts = run.requests
+    counts, logged = run.requests, run.logged
     _check_container(row, azurite, run.container, expected, "counted run")
     local_times, job_times, uploaded, storage_cpu = [], [], [], []
     for rep in range(bench.reps):
@@ -374,9 +374,9 @@ def _mount_rows(bench: Bench, azurite, blobmount, inputs: InputSet, processes: i
         counted.notes.append(f"{what}: {per_output(counts, files, kinds)} per output file, "
                              f"{sum(n for (k, _), n in counts.items() if k in kinds)} in all")
     counted.notes.append(f"requests counted: {sum(counts.values())} of the "
-                         f"{run.logged} rclone logged")
-    if sum(counts.values()) != run.logged:
-        counted.mismatch = f"{run.logged - sum(counts.values())} logged requests not understood"
+                         f"{logged} rclone logged")
+    if sum(counts.values()) != logged:
+        counted.mismatch = f"{logged - sum(counts.values())} logged requests not understood"
     counted.checked, counted.check = 1, "every request rclone logged was counted"
     return counted
 
