@@ -17,15 +17,18 @@ from typing import Callable
 
 from job.sample import write_corpus
 
-from . import inputs, report, rows
+from . import blob, inputs, report, rows
 from .measure import ROOT, CommandFailed
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
-ALL_ROWS = (1, 2, 3, 4, 5, 6)
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7)
+ROW_NAMES = {"blob": 7}  # --rows blob is --rows 7
 FULL = {"reps": 3, "corpus_mb": 300, "corpus_files": 30, "big_mb": [1000, 2000],
-        "small_files": 20_000, "skewed_files": 300, "cache": ROOT / "build" / "bench"}
+        "small_files": 20_000, "skewed_files": 300, "blob_files": 2_000,
+        "cache": ROOT / "build" / "bench"}
 QUICK = {"reps": 1, "corpus_mb": 4, "corpus_files": 4, "big_mb": [8, 16],
-         "small_files": 200, "skewed_files": 60, "cache": ROOT / "build" / "bench-quick"}
+         "small_files": 200, "skewed_files": 60, "blob_files": 200,
+         "cache": ROOT / "build" / "bench-quick"}
 
 
 def _numbers(text: str) -> list[int]:
@@ -36,6 +39,11 @@ def _numbers(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def _rows(text: str) -> list[int]:
+    """Row numbers, or their names (``blob``)."""
+    return _numbers(",".join(str(ROW_NAMES.get(x.strip(), x)) for x in text.split(",")))
 
 
 def _default_tmpfs() -> Path | None:
@@ -59,8 +67,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "1 rep, cache build/bench-quick")
     parser.add_argument("--reps", type=int, help="repetitions per measurement, median reported "
                         f"(default {FULL['reps']})")
-    parser.add_argument("--rows", type=_numbers, default=list(ALL_ROWS),
-                        help="rows to run, e.g. 1,2 (default: all)")
+    parser.add_argument("--rows", type=_rows, default=list(ALL_ROWS),
+                        help="rows to run, e.g. 1,2; 'blob' is 7 (default: all)")
     parser.add_argument("--cache", type=Path,
                         help="inputs, scratch outputs and results.md (default build/bench)")
     parser.add_argument("--results", type=Path, help="where to write the report "
@@ -84,6 +92,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "'' to skip)")
     parser.add_argument("--skewed-files", type=int, help=f"files in the skewed set, row 5 "
                         f"(default {FULL['skewed_files']})")
+    parser.add_argument("--blob-files", type=int, help="files in the blob-mount set, row 7 "
+                        f"(default {FULL['blob_files']:,})")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -180,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         step("5", "busiest of 5 ranks", lambda: rows.balance(skewed))
     if 6 in args.rows:
         step("6", "python -m submit --dry-run", lambda: rows.submit(bench))
+    if 7 in args.rows:
+        few = built(inputs.small_files(args.cache, corpus, args.blob_files))
+        step("7", "blob mount", lambda: blob.rows(bench, few))
     bench.clean()
 
     elapsed = time.monotonic() - started

@@ -47,7 +47,9 @@ from conftest import mount_points, require
 WRITE_BACK = "100ms"
 REMOTE = "BLOB"  # the name of the rclone remote its environment variables define
 RC_ADDRESS = re.compile(r"Serving remote control on (http://127\.0\.0\.1:\d+)/")
-REQUEST = re.compile(r"HTTP REQUEST .*\n.*? : ([A-Z]+) \S+ HTTP/[\d.]+$", re.MULTILINE)
+# The request line of a dumped request: its own log entry, not always right after the
+# "HTTP REQUEST" entry (another goroutine's entries may come between them).
+REQUEST = re.compile(r"^\S+ \S+ DEBUG : ([A-Z]+) /\S* HTTP/[\d.]+$", re.MULTILINE)
 
 
 class MountError(RuntimeError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -203,3 +204,93 @@ def test_the_journal_knows_a_blob_mount_from_a_disk(blob_mount, tmp_path):  # no
     assert mounts.uploads_on_close(blob_mount.mountpoint / "_manifest")  # not made yet
     assert not mounts.uploads_on_close(tmp_path)
     assert mounts.filesystem_type("/proc/self") == "proc"
+
+
+# What a killed writer leaves in the container. The SPEC wants no partial output under
+# a final name. Would writing the final name directly (no temporary name, no rename: one
+# request per output instead of a copy and a delete on blobfuse) be atomic enough on an
+# upload-on-close mount? No: the kernel closes a killed process's files, and the mount
+# uploads what a close leaves, finished or not. The job's own path leaves only a
+# temporary name, which the next run removes.
+
+WRITER = """\
+import sys, time
+with open(sys.argv[1], "wb") as output:
+    output.write(b"partial")
+    output.flush()
+    print("written", flush=True)
+    time.sleep(120)
+    output.write(b" and the rest\\n")
+"""
+
+
+def test_a_killed_writer_of_a_final_name_leaves_a_partial_blob(azurite, blob_mount):  # noqa: F811
+    """A worker killed by the OOM killer mid-write, the mount living on: the partial file is
+    uploaded under its final name. So the job never writes a final name directly."""
+    final = blob_mount.mountpoint / "out.txt"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(final)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "written\n"
+    finally:
+        writer.kill()  # SIGKILL: no handler, no atexit; the kernel closes the file
+        writer.communicate(timeout=30)
+    blob_mount.unmount()  # waits for the uploads
+    assert azurite.blobs(blob_mount.container) == {"out.txt": b"partial"}
+
+
+def worker_writing(rank: subprocess.Popen, out_dir, timeout: float = 60) -> int:
+    """The pid of the job's process that has a temporary output open in ``out_dir``, once it
+    sleeps (``fault_processors.Slow``); its name ``.NAME.partial-TAG-PID-N`` names it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and rank.poll() is None:
+        for name in os.listdir(out_dir):
+            if ".partial-" in name:
+                pid = int(name.rsplit("-", 2)[1])
+                with open(f"/proc/{pid}/stat", "rb") as stat:
+                    state = stat.read().rpartition(b")")[2].split()[0]
+                if state == b"S":
+                    return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no process was writing an output (rank exited {rank.poll()})")
+
+
+def test_a_killed_worker_leaves_no_blob_under_a_final_name(azurite, blob_mounts,  # noqa: F811
+                                                          tmp_path):
+    """The job's own path, killed the same way: its output was a temporary file, so the
+    container holds at most a temporary blob, never the final name; the next run removes
+    the temporary blob and writes the output whole."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "f.txt").write_bytes(b"alpha beta\tgamma\n" * 40)
+    out = blob_mounts()
+    arguments = ["--input_dir", str(source), "--out_dir", str(out.mountpoint),
+                 "--processor", "fault_processors:Slow", "--process_count", "2",
+                 "--max_retries", "0"]
+    rank = subprocess.Popen([sys.executable, "-m", "job", *arguments],
+                            env=clean_environ(SLOW_SECONDS="120"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        os.kill(worker_writing(rank, out.mountpoint), signal.SIGKILL)
+        _, errors = rank.communicate(timeout=60)
+    finally:
+        if rank.poll() is None:
+            rank.kill()
+            rank.communicate(timeout=30)
+    assert rank.returncode == 1, errors  # the file failed: a crash that retries did not cure
+    out.unmount()
+    blobs = azurite.blobs(out.container)
+    assert "f.txt" not in blobs, "a partial output under its final name"
+    # the rank removed the dead worker's temporary file (a rank killed too would leave it)
+    assert all(temporary(name) or name.startswith("_manifest/") for name in blobs), blobs
+
+    again = blob_mounts(out.container)
+    arguments[arguments.index(str(out.mountpoint))] = str(again.mountpoint)
+    rerun = subprocess.run([sys.executable, "-m", "job", *arguments],
+                           env=clean_environ(SLOW_SECONDS="0"), cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    again.unmount()
+    blobs = azurite.blobs(again.container)
+    assert blobs["f.txt"] == reference((source / "f.txt").read_bytes())
+    assert not [name for name in blobs if temporary(name)], sorted(blobs)
