@@ -17,7 +17,8 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path, corpus):
     require(not missing, f"the tr reference's tools {', '.join(missing)}")
     cache = tmp_path / "bench"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--cache", str(cache),
-                           "--corpus", str(corpus), "--tmpfs", str(tmp_path / "memory")],
+                           "--corpus", str(corpus), "--tmpfs", str(tmp_path / "memory"),
+                           "--blob-files", "40"],
                           cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = (cache / "results.md").read_text()
@@ -28,7 +29,7 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path, corpus):
     assert "\n| 4. 200 small files (0.4 MB) on tmpfs, " in results
     # rows 1, 2, twice 3 (two sizes), twice 4 (the cache's file system and "tmpfs")
     assert results.count("byte-identical to the reference's: yes") == 6
-    # row 7 (blob mount, 200 files): Azurite and rclone, which `make test` installs, ran it
+    # row 7 (blob mount, 40 files): Azurite and rclone, which `make test` installs, ran it
     assert "n/a (blob mount not available)" not in results
     assert "in the container after the unmount, no temporary blob: yes" in results
     assert "FAILED" not in results
