@@ -9,6 +9,7 @@ there; 1 for anything else the service refused).
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,32 +123,41 @@ def ml_client(settings: Settings, credential=None, **client_options):
                     workspace_name=settings.workspace, **client_options)
 
 
-LOCAL_INPUT_HINT = ("a local input folder is for the dry run's plan preview; upload it first "
-                    "(e.g. `az ml data create --type uri_folder --path DIR`, or azcopy into a "
-                    "datastore) and pass --input azureml://datastores/NAME/paths/PATH")
-
-
-def refuse_local_inputs(job) -> None:
-    """:class:`AzureError` (exit code 2) if an input of ``job`` is a local folder.
-
-    Input data goes to storage first; a local folder only serves the dry run's preview.
-    """
+def local_inputs(job) -> dict[str, str]:
+    """The inputs of ``job`` that the SDK uploads as local folders: name -> path."""
     from .build import is_local_binding
 
+    found = {}
     for name, binding in (getattr(job, "inputs", None) or {}).items():
         path = getattr(binding, "path", None)
         if isinstance(path, str) and is_local_binding(path):
-            raise AzureError(f"input {name} is the local folder {path!r}: {LOCAL_INPUT_HINT}",
-                             EXIT_USAGE)
+            found[name] = path
+    return found
+
+
+def check_local_inputs(job) -> None:
+    """:class:`AzureError` (exit code 2) if a local input folder of ``job`` is gone or
+    holds no file to upload (see :mod:`submit.upload`); the SDK would stop there too,
+    after signing in and uploading the code."""
+    from .upload import local_upload
+
+    for name, path in local_inputs(job).items():
+        if not os.path.isdir(path):
+            raise AzureError(f"input {name}: the local folder {path!r} is not there", EXIT_USAGE)
+        if local_upload(path).files == 0:
+            raise AzureError(f"input {name}: the local folder {path!r} holds no file to upload "
+                             "(an .amlignore or .gitignore there may exclude them all)", EXIT_USAGE)
 
 
 def submit_job(client, job) -> Submitted:
-    """Create the job (uploading its code, creating its environment); returns its name and URL.
+    """Create the job (uploading its code and any local input folder, creating its
+    environment); returns its name and URL.
 
-    A job whose input is a local folder is refused before any request (see
-    :func:`refuse_local_inputs`).
+    A local input folder goes to the datastore ``workspaceblobstore`` (see
+    :mod:`submit.upload`); one that is gone or empty is refused before any request
+    (see :func:`check_local_inputs`).
     """
-    refuse_local_inputs(job)
+    check_local_inputs(job)
     with azure_errors("submitting the job"):
         returned = client.jobs.create_or_update(job)
     return Submitted(returned.name, returned.studio_url, status_text(returned.status))

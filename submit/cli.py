@@ -160,15 +160,15 @@ def _dry_run(prepared, args: argparse.Namespace) -> int:
 
 def _submit(prepared, args: argparse.Namespace) -> int:
     from .azure import (
+        check_local_inputs,
         check_workspace,
         exit_code_for,
         ml_client,
-        refuse_local_inputs,
         stream_job,
         submit_job,
     )
 
-    refuse_local_inputs(prepared.job)
+    check_local_inputs(prepared.job)
     if args.yaml:
         prepared.write_yaml(args.yaml)
     print(prepared.summary())

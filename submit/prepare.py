@@ -29,6 +29,7 @@ from .build import (
 from .preview import Preview, preview
 from .settings import Settings
 from .stage import checkout_commit, load_job_config, stage_code, staged_files
+from .upload import LocalUpload, local_upload
 
 
 @dataclass
@@ -47,6 +48,7 @@ class PreparedJob:
     job: object  # azure.ai.ml.entities.Command
     preview: Preview | None
     temporary: bool = False
+    upload: LocalUpload | None = None  # what submitting uploads of a local input folder
 
     def __post_init__(self) -> None:
         self._remove = weakref.finalize(self.job, shutil.rmtree, self.code_dir.parent,
@@ -115,6 +117,14 @@ class PreparedJob:
         size = self.settings.instance_type
         return "serverless compute" + (f" ({size})" if size else " (default instance type)")
 
+    def input_line(self) -> str:
+        """``input: LOCATION``; for a local folder, also what submitting uploads of it
+        (file count, size, datastore: see :mod:`submit.upload`)."""
+        source = self.settings.input
+        if self.upload is None:
+            return f"input: {source}"
+        return f"input: {source} (local folder, uploaded on submission: {self.upload.describe()})"
+
     def summary(self) -> str:
         """A short account of the job: layout, command, code, environment, data, settings, plan."""
         settings = self.settings
@@ -129,8 +139,7 @@ class PreparedJob:
             f"code: {len(files)} files, {size / 1000:.1f} KB (the job package and "
             f"job_config.yaml) in {where}",
             f"environment: {self.environment_line()}",
-            f"input: {settings.input}" + ("  (local folder: for this preview only; upload it to a datastore to submit)"
-                                          if is_local_path(settings.input) else ""),
+            self.input_line(),
             f"output: {settings.output or '(the job default output folder)'}",
             "settings (value, source):",
             settings.describe(),
@@ -147,7 +156,8 @@ def default_code_dir() -> Path:
 
 def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
                 environment_dir: str | os.PathLike | None = None) -> PreparedJob:
-    """Check ``settings``, stage the code into ``code_dir``, build the job, preview the plan.
+    """Check ``settings``, stage the code into ``code_dir``, build the job, count what a
+    local input folder uploads (:func:`submit.upload.local_upload`), preview the plan.
 
     ``code_dir`` defaults to a new temporary folder (see :func:`default_code_dir`)
     that the returned job owns (see :class:`PreparedJob`).
@@ -162,10 +172,11 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     try:
         folder = stage_code(target, settings.job_config)
         job = build_job(settings, folder, environment_dir, checkout_commit())
-        plan = preview(settings.input, job_config, layout) if is_local_path(settings.input) \
+        upload = local_upload(input_location(settings)) if is_local_path(settings.input) \
             else None
+        plan = preview(settings.input, job_config, layout, upload.names) if upload else None
     except BaseException:
         if code_dir is None:  # our temporary folder: nothing of it is left
             shutil.rmtree(target.parent, ignore_errors=True)
         raise
-    return PreparedJob(settings, layout, job_config, folder, job, plan, code_dir is None)
+    return PreparedJob(settings, layout, job_config, folder, job, plan, code_dir is None, upload)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Collection
 
 from job.config import JobConfig
 from job.listing import InputDirError, InputFile, list_inputs
@@ -50,16 +51,22 @@ class Preview:
         return describe(self)
 
 
-def preview(input_dir: str | os.PathLike, job_config: JobConfig, layout: Layout) -> Preview:
+def preview(input_dir: str | os.PathLike, job_config: JobConfig, layout: Layout,
+            uploaded: Collection[str] | None = None) -> Preview:
     """Every rank's files for a job of ``layout`` on the local folder ``input_dir``.
 
     A selective node yields only its own rank, numbered within the emulated
-    ``node_count`` nodes.
+    ``node_count`` nodes. ``uploaded``, if given, are the files (relative POSIX
+    paths) that reach Azure ML: the job cannot take the others, which the plan
+    leaves out (a folder's ``.gitignore`` keeps files from the upload).
     """
     try:
         listing = list_inputs(input_dir, None, job_config.pattern)
     except InputDirError as error:
         raise PreviewError(str(error)) from None
+    if uploaded is not None:
+        kept = set(uploaded)
+        listing = [f for f in listing if f.rel in kept]
     sizes = [f.size for f in listing]
     if layout.selective:
         ranks = [Rank(layout.node_rank, layout.node_count, 0, 1, "selective node")]
@@ -71,7 +78,8 @@ def preview(input_dir: str | os.PathLike, job_config: JobConfig, layout: Layout)
     return Preview(str(input_dir), job_config, listing, plans)
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
+    """A byte count for people, in powers of 1000: ``512 B``, ``1.2 KB``, ``3.4 MB``."""
     value = float(count)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
@@ -84,7 +92,7 @@ def describe(result: Preview) -> str:
     """The plan as text: one line per rank (files, bytes, the first names)."""
     config = result.job_config
     lines = [f"plan for local input {result.input_dir!r}: {len(result.listing)} file(s), "
-             f"{_size(sum(f.size for f in result.listing))}, {config.shard_strategy} sharding"
+             f"{size_text(sum(f.size for f in result.listing))}, {config.shard_strategy} sharding"
              + (f", pattern {config.pattern!r}" if config.pattern else "")]
     for rank_plan in result.plans:
         rank = rank_plan.rank
@@ -93,6 +101,6 @@ def describe(result: Preview) -> str:
         more = f", ... (+{len(names) - NAMES_SHOWN} more)" if len(names) > NAMES_SHOWN else ""
         where = f"node {rank.node_rank}" + (f" rank {rank.local_rank}" if rank.local_size > 1 else "")
         lines.append(f"  {where} (shard {rank.shard_index} of {rank.shard_count}): "
-                     f"{len(names)} file(s), {_size(rank_plan.size)}"
+                     f"{len(names)} file(s), {size_text(rank_plan.size)}"
                      + (f": {shown}{more}" if names else ""))
     return "\n".join(lines)

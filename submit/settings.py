@@ -241,8 +241,9 @@ KEYS: tuple[Key, ...] = (
         "(e.g. Standard_D4s_v3), with no --compute", group=WHERE, metavar="SIZE"),
     Key("input", _input, "input folder: azureml://datastores/NAME/paths/PATH (or the full "
         "azureml://subscriptions/... form), https://, wasbs:// or abfss:// storage, a data asset "
-        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder (the dry run then shows "
-        "each node's files)", group=WHERE, metavar="URI|ASSET|DIR"),
+        "azureml:NAME:VERSION or azureml:NAME@latest, or a local folder (uploaded to the "
+        "datastore workspaceblobstore when submitted; the dry run shows each node's files)",
+        group=WHERE, metavar="URI|ASSET|DIR"),
     Key("output", _output, "output folder: azureml://datastores/NAME/paths/PATH (or the full "
         "azureml://subscriptions/... form); '' = the job's default output", group=WHERE,
         metavar="URI"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from azure_standin.runner import clean_environment, network_report, run_submit
 
 MISSING = ["subscription", "resource_group", "workspace", "compute", "input", "output"]
@@ -43,9 +44,21 @@ def test_only_what_is_still_missing_is_listed(tmp_path):
     assert result.error_lines[0].startswith("error: 1 setting(s) still hold placeholders")
 
 
-def test_a_local_input_is_refused_for_a_submission_before_any_request(tmp_path):
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.txt").write_text("a b c\n")
+def _empty_after_ignore(folder):
+    folder.mkdir()
+    (folder / ".amlignore").write_text("*\n")  # excludes every file, itself too
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: None, "is neither a storage URI nor a local folder"),
+    (_empty_after_ignore, "holds no file to upload (an .amlignore or .gitignore there may "
+                          "exclude them all)"),
+], ids=["missing", "nothing to upload"])
+def test_a_bad_local_input_is_refused_for_a_submission_before_any_request(tmp_path, make,
+                                                                          message):
+    """A local folder is uploaded when submitted; one that is not there, or whose files
+    its ignore file all excludes, stops before sign-in (the SDK would stop later)."""
+    make(tmp_path / "in")
     env = clean_environment(AZURE_SUBSCRIPTION_ID="s", AZURE_RESOURCE_GROUP="rg",
                             AZUREML_WORKSPACE_NAME="ws", AZUREML_COMPUTE="cpu")
     result = run_submit("--input", str(tmp_path / "in"), "--output",
@@ -54,6 +67,6 @@ def test_a_local_input_is_refused_for_a_submission_before_any_request(tmp_path):
     assert result.returncode == 2, result.stderr
     report = network_report(result)
     assert report["connections"] == "0" and report["identity"] == "False"
-    assert result.error_lines[-1].startswith("error: input input_dir is the local folder")
-    assert "az ml data create" in result.error_lines[-1]
+    [line] = result.error_lines  # one line, the summary not printed
+    assert line.startswith("error: input ") and line.endswith(message)
     assert "Traceback" not in result.stderr

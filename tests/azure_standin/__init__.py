@@ -7,12 +7,16 @@
   and a managed-identity token endpoint so that ``DefaultAzureCredential``
   signs in without a network. Its certificate comes from a test CA
   (``trustme``) that clients trust through ``REQUESTS_CA_BUNDLE``.
+- :class:`BlobProxy`: an HTTPS proxy (``HTTPS_PROXY``) through which
+  ``ACCOUNT.blob.core.windows.net``, where the SDK uploads a local input folder, is Azurite.
 
 Nothing here listens on anything but 127.0.0.1.
 """
 
 from .azurite import Azurite, AzuriteUnavailable
+from .proxy import BlobProxy
 from .service import AzureMLStandIn, Recorded
 from .tls import TestCertificates
 
-__all__ = ["Azurite", "AzuriteUnavailable", "AzureMLStandIn", "Recorded", "TestCertificates"]
+__all__ = ["Azurite", "AzuriteUnavailable", "AzureMLStandIn", "BlobProxy", "Recorded",
+           "TestCertificates"]

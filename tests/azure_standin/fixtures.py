@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .azurite import Azurite
+from .proxy import BlobProxy
 from .service import AzureMLStandIn
 from .tls import TestCertificates
 
@@ -41,3 +42,10 @@ def make_standin(certificates, azurite):
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def blob_proxy(certificates, azurite):
+    """An HTTPS proxy through which ``*.blob.core.windows.net`` is the session's Azurite."""
+    with BlobProxy(certificates, azurite) as proxy:
+        yield proxy
