@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .settings import WORKSPACE_KEYS, Settings, how_to_set, is_placeholder, resolve
+from .settings import WORKSPACE_KEYS, Settings, is_placeholder, placeholder_lines, resolve
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 OUTPUT_NAME = "out_dir"  # submit/build.py's OUTPUT_NAME: the job's output folder
@@ -138,14 +138,9 @@ def unfilled_workspace(settings: Settings) -> str | None:
     names = [name for name in WORKSPACE_KEYS if is_placeholder(settings.values[name])]
     if not names:
         return None
-    lines = [f"error: {len(names)} workspace setting(s) still hold placeholders; nothing was "
-             "sent to Azure. Set each of them:"]
-    for name in names:
-        source = settings.sources[name]
-        label = source if source.endswith((".yaml", ".yml")) else "submit/config.yaml"
-        lines.append(f"  {name} = {settings.values[name]} (from {source}): "
-                     f"{how_to_set(name, label)}")
-    return "\n".join(lines)
+    return "\n".join([f"error: {len(names)} workspace setting(s) still hold placeholders; "
+                      "nothing was sent to Azure. Set each of them:",
+                      *placeholder_lines(settings, names)])
 
 
 # --- reading the job --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from job.config import ConfigError, load_yaml
 
@@ -575,9 +575,16 @@ def unfilled_message(settings: Settings, in_notebook: bool = False) -> str:
     else:
         lines = [f"error: {len(names)} setting(s) still hold placeholders; nothing was sent to "
                  "Azure. Set each of them, or use --dry-run:"]
+    return "\n".join(lines + placeholder_lines(settings, names, in_notebook))
+
+
+def placeholder_lines(settings: Settings, names: Sequence[str],
+                      in_notebook: bool = False) -> list[str]:
+    """One line per setting of ``names``: its placeholder, where it came from, how to set it."""
+    lines = []
     for name in names:
         source = settings.sources[name]
         label = source if source.endswith((".yaml", ".yml")) else "submit/config.yaml"
         lines.append(f"  {name} = {settings.values[name]} (from {source}): "
                      f"{how_to_set(name, label, in_notebook)}")
-    return "\n".join(lines)
+    return lines

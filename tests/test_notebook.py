@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import yaml
 from azure_standin.fixtures import azurite, certificates, make_standin, standin  # noqa: F401
-from azure_standin.runner import CLEARED_PREFIXES
+from azure_standin.runner import CLEARED_PREFIXES, RESOLVE_LOCALHOST
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from test_submit_lifecycle import run_ranks, upload_folder
@@ -45,17 +45,6 @@ socket.socket.connect = _refuse
 socket.socket.connect_ex = lambda self, address: _refuse(self, address) or 111
 """
 COUNT_CONNECTIONS = 'print(f"@@connections={len(_refused)}")'
-# Names under .localhost are the loopback address (RFC 6761): the stand-in's datastores are
-# Azurite at devstoreaccount1.blob.localhost:PORT (as azure_standin.runner's wrapper does).
-RESOLVE_LOCALHOST = """\
-import socket
-_resolve = socket.getaddrinfo
-def _resolve_localhost(host, *args, **kwargs):
-    if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
-        host = "127.0.0.1"
-    return _resolve(host, *args, **kwargs)
-socket.getaddrinfo = _resolve_localhost
-"""
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from .azurite import Azurite
+from .loopback import LoopbackServer
 from .tls import TestCertificates
 
 BLOB_SUFFIX = ".blob.core.windows.net"
@@ -42,7 +43,7 @@ class Forwarded:
     status: int
 
 
-class BlobProxy:
+class BlobProxy(LoopbackServer):
     """The proxy; use as a context manager. :meth:`environment` points a client at it."""
 
     def __init__(self, certificates: TestCertificates, azurite: Azurite):
@@ -51,7 +52,7 @@ class BlobProxy:
         self.forwarded: list[Forwarded] = []
         self.refused: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        super().__init__()
 
     def start(self) -> "BlobProxy":
         tls = self.certificates.server_context("*" + BLOB_SUFFIX)
@@ -129,28 +130,8 @@ class BlobProxy:
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Tunnel)
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="blob-proxy", daemon=True).start()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), Tunnel), "blob-proxy")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "BlobProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def environment(self) -> dict[str, str]:
         """``HTTPS_PROXY`` (both spellings) to this proxy; loopback stays direct (``NO_PROXY``)."""

@@ -18,16 +18,19 @@ CLEARED = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 # proof that a command needs no network, or touches nothing beyond this machine.
 # Names under .localhost resolve to the loopback address (RFC 6761, as systemd-resolved does):
 # the stand-in's datastores are Azurite reached as devstoreaccount1.blob.localhost:PORT.
-NO_NETWORK = r"""
+RESOLVE_LOCALHOST = """\
+import socket
+_resolve = socket.getaddrinfo
+def _resolve_localhost(host, *args, **kwargs):
+    if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
+        host = "127.0.0.1"
+    return _resolve(host, *args, **kwargs)
+socket.getaddrinfo = _resolve_localhost
+"""
+NO_NETWORK = RESOLVE_LOCALHOST + r"""
 import os, runpy, socket, sys
 allow_loopback = os.environ.pop("_SUBMIT_TEST_ALLOW_LOOPBACK", "") == "1"
 attempts = []
-resolve = socket.getaddrinfo
-def resolve_localhost(host, *args, **kwargs):
-    if isinstance(host, str) and host.lower().rstrip(".").endswith(".localhost"):
-        host = "127.0.0.1"
-    return resolve(host, *args, **kwargs)
-socket.getaddrinfo = resolve_localhost
 original = socket.socket.connect
 def guarded(self, address, *args, **kwargs):
     host = address[0] if isinstance(address, tuple) else address

@@ -51,6 +51,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .azurite import ACCOUNT, ACCOUNT_KEY, Azurite
+from .loopback import LoopbackServer
 from .tls import TestCertificates
 
 AML_RESOURCE = "https://ml.azure.com"
@@ -89,7 +90,7 @@ class _Run:
     status: str | None = None  # set by a test or a cancel: the status, whatever the polls
 
 
-class AzureMLStandIn:
+class AzureMLStandIn(LoopbackServer):
     """The stand-in server; use as a context manager.
 
     ``outcome`` is the status a job ends in (``Completed``, ``Failed``, ...),
@@ -99,6 +100,8 @@ class AzureMLStandIn:
     oldest first (default: ``corpus`` versions 1 to 3). ``computes`` are the workspace's
     compute clusters, each name with its maximum node count (default: ``cpu-cluster``, 10).
     """
+
+    SCHEME = "https"
 
     def __init__(self, certificates: TestCertificates, azurite: Azurite, *,
                  outcome: str = "Completed", running_polls: int = 2,
@@ -128,8 +131,7 @@ class AzureMLStandIn:
         suffix = uuid.uuid4().hex[:12]
         self.containers = {name: f"{name[9:]}-{suffix}" for name in DATASTORES}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "AzureMLStandIn":
@@ -148,31 +150,11 @@ class AzureMLStandIn:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
         server.socket = self.certificates.server_context().wrap_socket(server.socket,
                                                                        server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="azureml-standin",
-                                        daemon=True)
-        self._thread.start()
+        self._serve(server, "azureml-standin")
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "AzureMLStandIn":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
 
     def client_environment(self) -> dict[str, str]:
         """Variables that point an unmodified SDK process at this stand-in.
