@@ -9,11 +9,12 @@ value as written. Every key is checked for name and type; any error is a
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
@@ -273,29 +274,109 @@ def parse_scalar(key: str, text: str) -> Any:
         return text
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def check_key(dotted: str) -> None:
+    """:class:`ConfigError` naming ``dotted`` unless it is a key or ``distribArgs.KEY``."""
+    section, _, key = dotted.partition(".")
+    if section not in KEYS:
+        raise ConfigError(f"unknown key {dotted!r}; see --help for the keys")
+    if key and (section != "distribArgs" or "." in key):
+        raise ConfigError(f"unknown key {dotted!r}: only distribArgs has sub-keys")
+    if key and key not in DISTRIB_KEYS:
+        raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]],
+                    other_keys: Collection[str] = ()) -> dict[str, Any]:
     """Apply ``(dotted_key, raw_value)`` pairs to a copy of ``values``.
 
     ``distribArgs.node_rank`` sets one key of the ``distribArgs`` section,
-    creating the section if needed.
+    creating the section if needed. ``other_keys`` are keys that are not the
+    job's (a processor's own, for :class:`job.api.CustomArgParser`): one is
+    replaced, or one key of it set when it is a mapping.
     """
     result = dict(values)
     for dotted, raw in overrides:
         section, _, key = dotted.partition(".")
-        if section not in KEYS:
-            raise ConfigError(f"unknown key {dotted!r}; see --help for the keys")
+        if section in other_keys and (not key or isinstance(result.get(section), Mapping)):
+            result[section] = (parse_scalar(section, raw) if not key
+                               else {**result[section], key: parse_scalar(key, raw)})
+            continue
+        check_key(dotted)
         if not key:
             result[section] = parse_scalar(section, raw)
             continue
-        if section != "distribArgs" or "." in key:
-            raise ConfigError(f"unknown key {dotted!r}: only distribArgs has sub-keys")
-        if key not in DISTRIB_KEYS:
-            raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
         current = result.get(section)
         merged = dict(current) if isinstance(current, Mapping) else {}
         merged[key] = parse_scalar(key, raw)
         result[section] = merged
     return result
+
+
+@dataclass
+class CommandLine:
+    """A parsed command line: the config file, the ``(key, value)`` overrides and the flags."""
+
+    config_path: str | None = None
+    overrides: list[tuple[str, str]] = field(default_factory=list)
+    help: bool = False
+    print_config: bool = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, for the caller to print: never argparse's usage
+        raise ConfigError(message)
+
+
+class _Override(argparse.Action):
+    """Appends ``(key, value)`` to ``overrides``, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides.append((self.dest, values))
+
+
+def _spellings(name: str) -> list[str]:
+    """``--key_name`` and ``--key-name`` (the same key)."""
+    return list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
+
+
+def command_line_parser(other_keys: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of ``--config PATH``, ``--print_config``, ``--help`` and one ``--KEY VALUE``
+    per key of :data:`SCHEMA` (and ``--distribArgs.KEY``); values stay text, read later as
+    YAML scalars (:func:`parse_scalar`). ``other_keys`` are accepted as well."""
+    parser = _Parser(prog="python -m job", add_help=False, allow_abbrev=False,
+                     exit_on_error=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument(*_spellings("print_config"), action="store_true")
+    parser.add_argument(*_spellings("config"), *_spellings("config_path"), dest="config_path")
+    names = [key.name for key in SCHEMA] + [f"distribArgs.{key}" for key in DISTRIB_KEYS]
+    for name in names + [name for name in other_keys if name not in names]:
+        parser.add_argument(*_spellings(name), dest=name, action=_Override,
+                            default=argparse.SUPPRESS)
+    return parser
+
+
+def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
+                       strict: bool = True) -> CommandLine:
+    """Split ``argv`` into the config path, ``(key, value)`` overrides and flags.
+
+    Any problem is a one-line :class:`ConfigError`; with ``strict=False`` options
+    that are not keys are left out instead (to find the config file first).
+    """
+    parsed = CommandLine()
+    try:
+        _, extra = command_line_parser(other_keys).parse_known_args(list(argv), parsed)
+    except argparse.ArgumentError as error:
+        flag = (error.argument_name or "").split("/")[0]
+        if error.message.startswith("expected one argument"):
+            raise ConfigError(f"{flag} needs a value") from None
+        raise ConfigError(f"{flag}: {error.message}") from None
+    if extra and strict:
+        if not extra[0].startswith("--") or extra[0] == "--":
+            raise ConfigError(f"unexpected argument {extra[0]!r}: options are --KEY VALUE; "
+                              "see --help")
+        check_key(extra[0][2:].partition("=")[0].replace("-", "_"))
+        raise ConfigError(f"unexpected argument {extra[0]!r}; see --help")
+    return parsed
 
 
 def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfig:

@@ -25,7 +25,7 @@ from .listing import InputDirError, InputFile, identity, list_inputs
 from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool
-from .processor import DataProcessor
+from .processor import DataProcessor, DistributedPreprocessArguments
 from .progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -75,21 +75,6 @@ def load_processor_class(spec: str) -> type[DataProcessor]:
     return cls
 
 
-def distrib_arguments(rank: ranks.Rank):
-    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it.
-
-    They carry ``rank`` itself as ``resolved_rank``, which
-    :meth:`DataProcessor.rank` returns: under a launcher, fields given are
-    otherwise a contradiction.
-    """
-    from .api import DistributedPreprocessArguments
-    arguments = DistributedPreprocessArguments(
-        local_rank=rank.local_rank, global_rank=rank.shard_index, world_size=rank.shard_count,
-        node_count=rank.node_count, local_size=rank.local_size, node_rank=rank.node_rank)
-    arguments.resolved_rank = rank
-    return arguments
-
-
 def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     """Resolve the rank, list and shard the inputs, build the processor; write nothing."""
     try:
@@ -120,7 +105,8 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
                           rank.shard_count, config.shard_strategy)
     cls = load_processor_class(config.processor)
     try:
-        processor = cls(config.input_dir, config.out_dir, distrib_arguments(rank))
+        arguments = DistributedPreprocessArguments.of_rank(rank)
+        processor = cls(config.input_dir, config.out_dir, arguments)
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
