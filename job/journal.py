@@ -12,7 +12,8 @@ node (preemption) loses at most the records of the last interval. Those
 files are redone on resume (outputs are atomic, so redoing is safe). Records:
 ``input`` and ``output`` (paths relative to ``input_dir`` and ``out_dir``, so a
 journal stays valid when the folders are mounted elsewhere), ``status``
-(``ok`` | ``failed`` | ``skipped``), ``bytes_in``, ``tokens``, ``seconds``,
+(``ok`` | ``failed`` | ``skipped``), ``bytes_in``, then each count the processor
+declares (:attr:`job.DataProcessor.counts`: the token splitter's ``tokens``), ``seconds``,
 ``attempts``, ``error``, ``mtime_ns`` of the input, which resume compares,
 ``processor`` (``module:Class``, with ``@VERSION`` when the class declares a
 ``version``: a file made by another processor is done again), and ``time``
@@ -32,7 +33,7 @@ import os
 import re
 import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .mounts import uploads_on_close
 
@@ -41,9 +42,11 @@ DONE = ("ok", "skipped")
 _encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 _string = json.encoder.encode_basestring  # ensure_ascii=False, as _encode_utf8
-FIELDS = ("input", "output", "status", "bytes_in", "tokens", "seconds", "attempts", "error",
-          "mtime_ns", "processor", "time")
+#: A record's fields before and after the counts the processor declares.
+HEAD_FIELDS = ("input", "output", "status", "bytes_in")
+TAIL_FIELDS = ("seconds", "attempts", "error", "mtime_ns", "processor", "time")
 _WHOLE = (int, type(None))
+BASE_TOTALS = ("files", "ok", "skipped", "failed", "bytes_in", "seconds")
 
 
 def _encode(value: Any) -> str:
@@ -61,21 +64,26 @@ def _encode(value: Any) -> str:
 def encode_record(record: dict[str, Any]) -> str:
     """The JSON of a record, as ``_encode`` gives it; written out directly for the usual one
     (it is the rank's main cost per file on many small files)."""
-    if tuple(record) != FIELDS:
+    keys = tuple(record)
+    if keys[:4] != HEAD_FIELDS or keys[-6:] != TAIL_FIELDS or len(keys) < 10:
         return _encode(record)
-    (name, output, status, bytes_in, tokens, seconds, attempts, error, mtime_ns, processor,
-     stamp) = record.values()
+    values = tuple(record.values())
+    name, output, status, bytes_in = values[:4]
+    seconds, attempts, error, mtime_ns, processor, stamp = values[-6:]
+    counts = list(zip(keys[4:-6], values[4:-6]))  # the processor's: names need no escaping
+    if not all(type(value) in _WHOLE and key.isidentifier() for key, value in counts):
+        return _encode(record)
+    counts = "".join([f',"{key}":{"null" if value is None else value}' for key, value in counts])
     if not (type(seconds) is float and seconds - seconds == 0 and type(stamp) is float
             and stamp - stamp == 0 and type(status) is str and status.isalpha()
-            and type(bytes_in) in _WHOLE and type(tokens) in _WHOLE
-            and type(attempts) in _WHOLE and type(mtime_ns) in _WHOLE
-            and type(processor) is str and type(name) is str
+            and type(bytes_in) in _WHOLE and type(attempts) in _WHOLE
+            and type(mtime_ns) in _WHOLE and type(processor) is str and type(name) is str
             and (output is None or type(output) is str) and (error is None or type(error) is str)):
         return _encode(record)
     line = (f'{{"input":{_string(name)},'
             f'"output":{"null" if output is None else _string(output)},'
-            f'"status":"{status}","bytes_in":{"null" if bytes_in is None else bytes_in},'
-            f'"tokens":{"null" if tokens is None else tokens},"seconds":{seconds!r},'
+            f'"status":"{status}","bytes_in":{"null" if bytes_in is None else bytes_in}'
+            f'{counts},"seconds":{seconds!r},'
             f'"attempts":{"null" if attempts is None else attempts},'
             f'"error":{"null" if error is None else _string(error)},'
             f'"mtime_ns":{"null" if mtime_ns is None else mtime_ns},'
@@ -157,19 +165,21 @@ def newest_records(out_dir: str) -> dict[str, tuple[dict[str, Any], str]]:
     return newest
 
 
-def totals(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Counts by status and sums of bytes, tokens and seconds."""
+def totals(records: Iterable[dict[str, Any]], counts: Sequence[str] = ()) -> dict[str, Any]:
+    """Files by status, and the sums of bytes, of each of ``counts`` and of seconds."""
     records = list(records)
-    counts = Counter(r["status"] for r in records)
-    return {
-        "files": len(records),
-        "ok": counts["ok"],
-        "skipped": counts["skipped"],
-        "failed": counts["failed"],
-        "bytes_in": sum(r.get("bytes_in") or 0 for r in records),
-        "tokens": sum(r.get("tokens") or 0 for r in records),
-        "seconds": round(sum(r.get("seconds") or 0 for r in records), 6),
-    }
+    statuses = Counter(r["status"] for r in records)
+    result = {"files": len(records), "ok": statuses["ok"], "skipped": statuses["skipped"],
+              "failed": statuses["failed"], "bytes_in": sum(r.get("bytes_in") or 0 for r in records)}
+    for name in counts:
+        result[name] = sum(r.get(name) or 0 for r in records)
+    result["seconds"] = round(sum(r.get("seconds") or 0 for r in records), 6)
+    return result
+
+
+def count_names(totals: dict[str, Any]) -> list[str]:
+    """The names of the processor's counts among a manifest's ``totals``."""
+    return [name for name in totals if name not in BASE_TOTALS]
 
 
 class Journal:
@@ -181,11 +191,13 @@ class Journal:
     journal is closed.
     """
 
-    def __init__(self, out_dir: str, index: int, count: int, sync_interval: float = 10.0):
+    def __init__(self, out_dir: str, index: int, count: int, sync_interval: float = 10.0,
+                 counts: Sequence[str] = ()):
         self.folder = os.path.join(out_dir, MANIFEST_DIR)
         base = os.path.join(self.folder, shard_name(index, count))
         self.path = base + ".jsonl"
         self.manifest_path = base + ".json"
+        self.counts = tuple(counts)  # the processor's, summed in the manifest's totals
         self.records: list[dict[str, Any]] = []
         self._lines: list[str] = []  # the JSON of each record, written once, reused by the manifest
         self._stream = None
@@ -336,7 +348,7 @@ class Journal:
         """Write ``shard-….json`` (atomically): every record in listing order, and the totals."""
         order = sorted(range(len(self.records)), key=lambda k: self.records[k]["input"])
         records = [self.records[k] for k in order]
-        manifest = {"files": records, "totals": totals(records), **extra}
+        manifest = {"files": records, "totals": totals(records, self.counts), **extra}
         rest = _encode({"totals": manifest["totals"], **extra})
         temp = f"{self.manifest_path}.{os.getpid()}.partial"
         try:

@@ -81,8 +81,22 @@ class DataProcessor:
     never leaves a partial file under its final name.
     """
 
+    #: The names of what :meth:`process` counts, as keys of the dict it returns (each a
+    #: whole number from 0 to 2**63 - 1, or None): ``python -m job`` records each as a
+    #: field of the file's journal record and sums each in the manifest's totals.
+    counts: tuple[str, ...] = ()
+
     def __init__(self, distrib_args=None):
         self.distrib_args = distrib_args
+
+    def combine_counts(self, parts: Sequence[Mapping[str, int | None]]) -> dict[str, int | None]:
+        """The counts of a file processed in byte ranges, from the counts of its ranges (in
+        order): by default each count summed, None where no range gave it."""
+        combined = {}
+        for name in self.counts:
+            values = [part.get(name) for part in parts]
+            combined[name] = None if all(v is None for v in values) else sum(v or 0 for v in values)
+        return combined
 
     def process(self, *args) -> Any:
         """Process one item; the return value is collected by ``multi_process_data``."""

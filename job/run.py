@@ -168,18 +168,27 @@ def _record(plan: Plan, identity: str, item: InputFile,
             result: tasks.FileResult) -> dict[str, Any]:
     output = result.output if result.ok else tasks.output_rel(
         plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
-    return {"input": item.rel, "output": output,
-            "status": "ok" if result.ok else "failed", "bytes_in": result.size,
-            "tokens": result.tokens, "seconds": round(result.seconds, 6),
-            "attempts": result.attempts, "error": result.error, "mtime_ns": result.mtime_ns,
-            "processor": identity, "time": time.time()}
+    record = {"input": item.rel, "output": output, "status": "ok" if result.ok else "failed",
+              "bytes_in": result.size}
+    record.update(zip(plan.processor.counts, result.counts or _nothing(plan)))
+    record.update(seconds=round(result.seconds, 6), attempts=result.attempts,
+                  error=result.error, mtime_ns=result.mtime_ns, processor=identity,
+                  time=time.time())
+    return record
 
 
 def _unlisted(plan: Plan, identity: str, item: InputFile) -> dict[str, Any]:
     """The record of a listing entry that could not be listed or examined."""
-    return {"input": item.rel, "output": None, "status": "failed", "bytes_in": item.size,
-            "tokens": None, "seconds": 0.0, "attempts": 0, "error": item.error,
-            "mtime_ns": item.mtime_ns, "processor": identity, "time": time.time()}
+    record = {"input": item.rel, "output": None, "status": "failed", "bytes_in": item.size}
+    record.update(zip(plan.processor.counts, _nothing(plan)))
+    record.update(seconds=0.0, attempts=0, error=item.error, mtime_ns=item.mtime_ns,
+                  processor=identity, time=time.time())
+    return record
+
+
+def _nothing(plan: Plan) -> tuple:
+    """No value for each count the processor declares (a failed file)."""
+    return (None,) * len(plan.processor.counts)
 
 
 def _batch_size(task_count: int, workers: int) -> int:
@@ -280,14 +289,15 @@ def _execute(plan: Plan) -> int:
     config, rank = plan.config, plan.rank
     identity = processor_identity(plan.processor)
     shard = journal.shard_name(rank.shard_index, rank.shard_count)
-    carried, todo = resume.split_done(config, plan.files, identity, shard + ".jsonl")
+    carried, todo = resume.split_done(config, plan.files, identity, shard + ".jsonl",
+                                      plan.processor.counts)
     unlisted = [item for item in todo if item.error is not None]
     if unlisted:
         todo = [item for item in todo if item.error is None]
     tag = f"{rank.shard_index}of{rank.shard_count}"
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count,
-                           config.journal_sync_interval)
+                           config.journal_sync_interval, plan.processor.counts)
     if not resume.ended_cleanly(book):
         resume.remove_stale_temps(config, plan.processor, plan.files, tag, plan.input_folders)
     resume.remove_orphaned_temps(config, plan.processor, plan.files, rank.shard_count,
@@ -405,10 +415,10 @@ def _size(count: float) -> str:
 def _summarize(plan: Plan, manifest_path: str, manifest: dict, interrupted) -> int:
     totals = manifest["totals"]
     failed = [r for r in manifest["files"] if r["status"] == "failed"]
+    counts = "".join(f", {totals[name]:,} {name}" for name in plan.processor.counts)
     log.info("summary: %d files: %d done, %d skipped (done earlier), %d failed; "
-             "%s in, %d tokens, %.1f s", totals["files"], totals["ok"], totals["skipped"],
-             totals["failed"], _size(totals["bytes_in"]), totals["tokens"],
-             manifest["wall_seconds"])
+             "%s in%s, %.1f s", totals["files"], totals["ok"], totals["skipped"],
+             totals["failed"], _size(totals["bytes_in"]), counts, manifest["wall_seconds"])
     for record in failed[:LOGGED_FAILURES]:
         log.error("failed: %s: %s", record["input"], record["error"])
     if len(failed) > LOGGED_FAILURES:

@@ -53,7 +53,7 @@ class FileResult:
     ok: bool
     size: int = 0
     mtime_ns: int | None = None
-    tokens: int | None = None
+    counts: tuple = ()  # the processor's declared counts, in its order (None: not given)
     error: str | None = None
     seconds: float = 0.0
     attempts: int = 1
@@ -125,26 +125,29 @@ def known_output_of(processor, input_dir: str, rel: str) -> str | None:
         return None
 
 
-def tokens_of(value: Any) -> int | None:
-    """The ``tokens`` count of a processor's return value; :class:`TypeError` if unusable.
+def counts_of(value: Any, names: Sequence[str]) -> tuple:
+    """The declared counts ``names`` of a processor's return value, in that order;
+    :class:`TypeError` if the value is unusable.
 
-    ``process`` returns None, or a mapping whose ``tokens`` (if any) is a
-    non-negative integer; other keys are the processor's own.
+    ``process`` returns None, or a mapping whose declared counts (if any) are
+    non-negative integers; other keys are the processor's own.
     """
     if value is None:
-        return None
+        return (None,) * len(names)
     if type(value) is not dict and not isinstance(value, Mapping):
+        example = names[0] if names else "tokens"
         raise TypeError(f"process() returned {type(value).__name__} {value!r:.60}: the runner "
-                        "takes None or a dict of counts, such as {'tokens': 12}")
-    tokens = value.get("tokens")
-    if tokens is None or (type(tokens) is int and 0 <= tokens < 1 << 63):
-        return tokens
-    try:
-        shown = repr(tokens)[:60]
-    except ValueError:  # an integer too long to write out
-        shown = "a number too large"
-    raise TypeError(f"process() returned tokens={shown}: not a count (an integer from 0 "
-                    "to 2**63 - 1)")
+                        f"takes None or a dict of counts, such as {{{example!r}: 12}}")
+    counts = tuple(value.get(name) for name in names)
+    for name, count in zip(names, counts):
+        if count is not None and not (type(count) is int and 0 <= count < 1 << 63):
+            try:
+                shown = repr(count)[:60]
+            except ValueError:  # an integer too long to write out
+                shown = "a number too large"
+            raise TypeError(f"process() returned {name}={shown}: not a count (an integer "
+                            "from 0 to 2**63 - 1)")
+    return counts
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -218,7 +221,7 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
              *fields: int, input_folders: frozenset[tuple[int, int]] = frozenset()) -> tuple:
     """Worker side: process the file or its range, the :class:`Task` of ``fields``.
 
-    Returns ``(size, mtime_ns, tokens, output)``, ``tokens`` as :func:`tokens_of`
+    Returns ``(size, mtime_ns, counts, output)``, ``counts`` as :func:`counts_of`
     and ``output`` relative to ``out_dir``. A file whose output would land on
     an input or among the journals fails (see :func:`landing_error`; ``input_folders``
     are the identities of the listed folders).
@@ -244,10 +247,10 @@ def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
         _check_landing(absolute, input_dir, out_dir, input_folders)
         output = _relative(absolute, out_dir)
     if task.parts == 1:
-        return None, None, tokens_of(processor.process(path)), output
+        return None, None, counts_of(processor.process(path), processor.counts), output
     end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
     value = processor.process_range(path, task.start, end, part_path(temp_dir, task))
-    return info.st_size, info.st_mtime_ns, tokens_of(value), output
+    return info.st_size, info.st_mtime_ns, counts_of(value, processor.counts), output
 
 
 @dataclass
@@ -298,7 +301,7 @@ class Assembler:
                 joining.writer.commit()
             except OSError as error:
                 joining.error = f"{type(error).__name__}: {error}"
-        if joining.error is not None:
+        if joining.error is not None or not result.ok:
             self._discard(task, joining)
             result.ok, result.error = False, result.error or joining.error
         return result
@@ -344,14 +347,19 @@ class Assembler:
                               error="input changed while its ranges were processed",
                               attempts=attempts)
         size, mtime_ns = fingerprints.pop()
-        values = [o.value[2] for o in outcomes]
-        value = values[0] if len(values) == 1 else _sum_tokens(values)
-        return FileResult(index, True, size, mtime_ns, value, seconds=seconds, attempts=attempts,
-                          output=outcomes[0].value[3])
-
-
-def _sum_tokens(values: list[int | None]) -> int | None:
-    return None if all(v is None for v in values) else sum(v or 0 for v in values)
+        counts = outcomes[0].value[2]
+        if len(outcomes) > 1:
+            names = self._processor.counts
+            try:
+                combined = self._processor.combine_counts([dict(zip(names, o.value[2]))
+                                                           for o in outcomes])
+                counts = counts_of(combined, names)
+            except Exception as error:  # noqa: BLE001 - the processor's hook: its file fails
+                return FileResult(index, False, self._files[index].size, seconds=seconds,
+                                  error=f"combine_counts(): {type(error).__name__}: {error}",
+                                  attempts=attempts)
+        return FileResult(index, True, size, mtime_ns, counts, seconds=seconds,
+                          attempts=attempts, output=outcomes[0].value[3])
 
 
 def _remove(path: str) -> None:
