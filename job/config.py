@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
@@ -146,65 +146,58 @@ def _distrib(name: str, value: Any) -> dict | None:
     return result
 
 
-SCHEMA: tuple[Key, ...] = (
-    Key("input_dir", "text", None, "folder of input files (required)",
-        _text(allow_none=True, path=True)),
-    Key("out_dir", "text", "out", "where outputs go (created; input_dir may not be inside it)",
-        _text(path=True)),
-    Key("process_count", "integer", None,
-        "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
-        _int(1, allow_none=True)),
-    Key("run_type", "text", "",
-        "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one rank, "
-        "ignore launcher variables", _text(RUN_TYPES)),
-    Key("distribArgs", "mapping", None,
-        "selective node: node_count, node_rank, local_size, local_rank, global_rank, "
-        "world_size (null: from the launcher)", _distrib),
-    Key("processor", "text", DEFAULT_PROCESSOR,
-        "'module:Class', a DataProcessor subclass built as Class(input_dir, out_dir, "
-        "distrib_args)", _processor),
-    Key("shard_strategy", "text", "contiguous",
-        "'contiguous' (blocks of the sorted list) or 'size' (balance total bytes)",
-        _text(SHARD_STRATEGIES)),
-    Key("pattern", "text", None,
-        "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
-        "('**/' is zero or more folders) (null: every file)", _pattern),
-    Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged", _bool),
-    Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any number)",
-        _int(-1)),
-    Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
-    Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)", _number()),
-    Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR", _text(LOG_LEVELS, upper=True)),
-    Key("progress_interval", "seconds", 30.0,
-        "seconds between progress lines when stderr is not a terminal (a bar when it is)",
-        _number(allow_none=False)),
-    Key("journal_sync_interval", "seconds", 10.0,
-        "seconds a finished file's journal record may wait before it is forced to storage "
-        "(fsync, and a close that uploads it on a blob mount): what a preempted node loses",
-        _number(allow_none=False)),
-)
-KEYS = {key.name: key for key in SCHEMA}
+def _key(kind: str, default: Any, help: str, check: Callable[[str, Any], Any],
+         required: bool = False):
+    """A field of :class:`JobConfig` that declares its config key: type, default, meaning and
+    checker (``required``: no default in the dataclass; ``null`` until the key is given)."""
+    metadata = {"kind": kind, "help": help, "check": check}
+    return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The validated configuration of one run; field names are the config keys."""
+    """The validated configuration of one run. Each field declares one config key, once:
+    :data:`SCHEMA`, the command line, ``--help`` and the README's table derive from it."""
 
-    input_dir: str
-    out_dir: str = "out"
-    process_count: int | None = None
-    run_type: str = ""
-    distribArgs: dict | None = None
-    processor: str = DEFAULT_PROCESSOR
-    shard_strategy: str = "contiguous"
-    pattern: str | None = None
-    resume: bool = True
-    error_threshold: int = 0
-    max_retries: int = 1
-    file_timeout: float | None = None
-    log_level: str = "INFO"
-    progress_interval: float = 30.0
-    journal_sync_interval: float = 10.0
+    input_dir: str = _key("text", None, "folder of input files (required)",
+                          _text(allow_none=True, path=True), required=True)
+    out_dir: str = _key("text", "out", "where outputs go (created; input_dir may not be inside it)",
+                        _text(path=True))
+    process_count: int | None = _key(
+        "integer", None,
+        "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
+        _int(1, allow_none=True))
+    run_type: str = _key(
+        "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one "
+        "rank, ignore launcher variables", _text(RUN_TYPES))
+    distribArgs: dict | None = _key(
+        "mapping", None, "selective node: node_count, node_rank, local_size, local_rank, "
+        "global_rank, world_size (null: from the launcher)", _distrib)
+    processor: str = _key(
+        "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass built as "
+        "Class(input_dir, out_dir, distrib_args)", _processor)
+    shard_strategy: str = _key(
+        "text", "contiguous", "'contiguous' (blocks of the sorted list) or 'size' (balance "
+        "total bytes)", _text(SHARD_STRATEGIES))
+    pattern: str | None = _key(
+        "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
+        "('**/' is zero or more folders) (null: every file)", _pattern)
+    resume: bool = _key("boolean", True, "skip files an earlier run finished, inputs unchanged",
+                        _bool)
+    error_threshold: int = _key("integer", 0, "failed files tolerated before exit 1 (-1: any "
+                                "number)", _int(-1))
+    max_retries: int = _key("integer", 1, "extra attempts per file after a failure", _int(0))
+    file_timeout: float | None = _key("seconds", None, "seconds one file may take (null: no "
+                                      "limit)", _number())
+    log_level: str = _key("text", "INFO", "DEBUG, INFO, WARNING or ERROR",
+                          _text(LOG_LEVELS, upper=True))
+    progress_interval: float = _key(
+        "seconds", 30.0, "seconds between progress lines when stderr is not a terminal (a bar "
+        "when it is)", _number(allow_none=False))
+    journal_sync_interval: float = _key(
+        "seconds", 10.0, "seconds a finished file's journal record may wait before it is forced "
+        "to storage (fsync, and a close that uploads it on a blob mount): what a preempted node "
+        "loses", _number(allow_none=False))
 
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
@@ -220,7 +213,11 @@ class JobConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-assert [f.name for f in fields(JobConfig)] == list(KEYS), "schema and JobConfig disagree"
+#: Every key, in the order of :class:`JobConfig`'s fields.
+SCHEMA: tuple[Key, ...] = tuple(
+    Key(f.name, f.metadata["kind"], None if f.default is MISSING else f.default,
+        f.metadata["help"], f.metadata["check"]) for f in fields(JobConfig))
+KEYS = {key.name: key for key in SCHEMA}
 
 
 def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
