@@ -6,11 +6,10 @@ report is run as a user runs it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
-from conftest import ROOT, clean_environ, run_job
+from conftest import ROOT, clean_environ, read_manifest, run_job
 
 from job import report as job_report
 
@@ -46,7 +45,7 @@ def test_every_rank_finished_is_ok_with_totals_and_the_slowest_rank(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "ranks: 3 of 3 finished"
     assert [line.split(":")[0] for line in lines[1:4]] == [f"  rank {r}/3" for r in range(3)]
-    manifests = [json.loads((out / "_manifest" / f"shard-{r:05d}-of-00003.json").read_text())
+    manifests = [read_manifest(out, f"shard-{r:05d}-of-00003")
                  for r in range(3)]
     tokens = sum(m["totals"]["tokens"] for m in manifests)
     size = sum(m["totals"]["bytes_in"] for m in manifests)
