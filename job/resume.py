@@ -19,7 +19,7 @@ from . import atomic, journal
 from .config import JobConfig
 from .listing import InputFile
 from .processor import DataProcessor
-from .tasks import known_output_of, landing_error
+from .outputs import known_output_of, landing_error
 
 log = logging.getLogger("job")
 
