@@ -252,19 +252,12 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     return data
 
 
-_PLAIN_SCALARS = {"": "", "true": True, "false": False, "null": None, "~": None}
-
-
 def parse_scalar(key: str, text: str) -> Any:
     """A command-line value read as a YAML scalar; text keys keep the raw string."""
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
         return text
-    if text in _PLAIN_SCALARS:  # the usual values, without loading the YAML parser
-        return _PLAIN_SCALARS[text]
-    if text.isascii() and text.isdigit() and (text == "0" or text[0] != "0"):  # 010 is octal
-        return int(text)
-    import yaml
+    import yaml  # here: imported when first needed (20 ms), as load_yaml does
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:

@@ -41,11 +41,9 @@ MANIFEST_DIR = "_manifest"
 DONE = ("ok", "skipped")
 _encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-_string = json.encoder.encode_basestring  # ensure_ascii=False, as _encode_utf8
 #: A record's fields before and after the counts the processor declares.
 HEAD_FIELDS = ("input", "output", "status", "bytes_in")
 TAIL_FIELDS = ("seconds", "attempts", "error", "mtime_ns", "processor", "time")
-_WHOLE = (int, type(None))
 BASE_TOTALS = ("files", "ok", "skipped", "failed", "bytes_in", "seconds")
 
 
@@ -62,39 +60,12 @@ def _encode(value: Any) -> str:
 
 
 def encode_record(record: dict[str, Any]) -> str:
-    """The JSON of a record, as ``_encode`` gives it; written out directly for the usual one
-    (it is the rank's main cost per file on many small files)."""
-    keys = tuple(record)
-    if keys[:4] != HEAD_FIELDS or keys[-6:] != TAIL_FIELDS or len(keys) < 10:
-        return _encode(record)
-    values = tuple(record.values())
-    name, output, status, bytes_in = values[:4]
-    seconds, attempts, error, mtime_ns, processor, stamp = values[-6:]
-    counts = list(zip(keys[4:-6], values[4:-6]))  # the processor's: names need no escaping
-    if not all(type(value) in _WHOLE and key.isidentifier() for key, value in counts):
-        return _encode(record)
-    counts = "".join([f',"{key}":{"null" if value is None else value}' for key, value in counts])
-    if not (type(seconds) is float and seconds - seconds == 0 and type(stamp) is float
-            and stamp - stamp == 0 and type(status) is str and status.isalpha()
-            and type(bytes_in) in _WHOLE and type(attempts) in _WHOLE
-            and type(mtime_ns) in _WHOLE and type(processor) is str and type(name) is str
-            and (output is None or type(output) is str) and (error is None or type(error) is str)):
-        return _encode(record)
-    line = (f'{{"input":{_string(name)},'
-            f'"output":{"null" if output is None else _string(output)},'
-            f'"status":"{status}","bytes_in":{"null" if bytes_in is None else bytes_in}'
-            f'{counts},"seconds":{seconds!r},'
-            f'"attempts":{"null" if attempts is None else attempts},'
-            f'"error":{"null" if error is None else _string(error)},'
-            f'"mtime_ns":{"null" if mtime_ns is None else mtime_ns},'
-            f'"processor":{_string(processor)},"time":{stamp!r}}}')
-    if line.isascii():
-        return line
-    try:
-        line.encode("utf-8")
-    except UnicodeEncodeError:  # a name that is not UTF-8: escaped
-        return _encode(record)
-    return line
+    """The JSON line of a record, as :func:`_encode` writes it.
+
+    (A hand-written encoder of the usual record saved 0.6 µs a record: 12 ms
+    on row 4's 20,000 files, under 1% of the row. It went.)
+    """
+    return _encode(record)
 
 
 class JournalError(OSError):
@@ -170,7 +141,8 @@ def totals(records: Iterable[dict[str, Any]], counts: Sequence[str] = ()) -> dic
     records = list(records)
     statuses = Counter(r["status"] for r in records)
     result = {"files": len(records), "ok": statuses["ok"], "skipped": statuses["skipped"],
-              "failed": statuses["failed"], "bytes_in": sum(r.get("bytes_in") or 0 for r in records)}
+              "failed": statuses["failed"],
+              "bytes_in": sum(r.get("bytes_in") or 0 for r in records)}
     for name in counts:
         result[name] = sum(r.get(name) or 0 for r in records)
     result["seconds"] = round(sum(r.get("seconds") or 0 for r in records), 6)
@@ -199,7 +171,11 @@ class Journal:
         self.manifest_path = base + ".json"
         self.counts = tuple(counts)  # the processor's, summed in the manifest's totals
         self.records: list[dict[str, Any]] = []
-        self._lines: list[str] = []  # the JSON of each record, written once, reused by the manifest
+        # The JSON of each record, written once, spliced into the manifest: encoding the
+        # manifest anew takes 100 ms for 20,000 records, splicing 18 ms, so this saves about
+        # 80 ms of the rank's serial end, 5-7% of row 4 (1.1-1.5 s), a gain at the level of
+        # the benchmark's noise on a shared machine (runs of one row vary by 30%).
+        self._lines: list[str] = []
         self._stream = None
         self.sync_interval = sync_interval
         self.syncs = 0

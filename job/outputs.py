@@ -14,8 +14,8 @@ from .journal import MANIFEST_DIR
 from .listing import identity
 
 
-@functools.lru_cache(maxsize=8)
 def folder_prefix(folder: str) -> str:
+    """``folder`` with one trailing slash: a file's path is this and its relative path."""
     return os.path.join(folder, "")
 
 

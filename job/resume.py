@@ -56,7 +56,8 @@ class Carried(NamedTuple):
 
 
 def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
-               journal_name: str = "", counts: Sequence[str] = ()) -> tuple[Carried, list[InputFile]]:
+               journal_name: str = "",
+               counts: Sequence[str] = ()) -> tuple[Carried, list[InputFile]]:
     """The files carried over from earlier runs, and the files still to do.
 
     A carried record keeps the earlier record's ``bytes_in`` and ``counts``
