@@ -30,6 +30,7 @@ from typing import Any, Iterable, TextIO
 
 from . import journal
 from .check import Shard, newest_layout, read_bookkeeping
+from .tokens import TokenSplitter
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 SHOWN = 20  # failed files printed by name; the rest are counted
@@ -79,11 +80,16 @@ class JobSummary:
 
     @property
     def totals(self) -> dict[str, int]:
-        """Sums of the manifests' totals (``files``, ``ok``, ``failed``, ``bytes_in`` ...)."""
-        sums = dict.fromkeys(TOTAL_KEYS, 0)
-        for rank in self.ranks:
-            for key in [*TOTAL_KEYS, *journal.count_names(rank.totals or {})]:
-                sums[key] = sums.get(key, 0) + ((rank.totals or {}).get(key) or 0)
+        """Sums of the manifests' totals (``files``, ``ok``, ``failed``, ``bytes_in``, then the
+        processor's counts; before any manifest, the default processor's: 0 ``tokens``)."""
+        manifests = [rank.totals for rank in self.ranks if rank.totals is not None]
+        names = {} if manifests else dict.fromkeys(TokenSplitter.counts)
+        for totals in manifests:
+            names.update(dict.fromkeys(journal.count_names(totals)))
+        sums = dict.fromkeys([*TOTAL_KEYS, *names], 0)
+        for totals in manifests:
+            for key in sums:
+                sums[key] += totals.get(key) or 0
         return sums
 
     @property

@@ -55,6 +55,21 @@ def test_every_rank_finished_is_ok_with_totals_and_the_slowest_rank(tmp_path):
     assert lines[-1] == "OK: 3 rank(s) finished, no file failed"
 
 
+def test_the_totals_are_the_counts_the_processor_declares(tmp_path):
+    inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
+    for rank in range(2):
+        run_rank(inputs, out, 2, rank, "--processor", "odd_processors:Counts")
+    result = run_report(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    data = [path.read_bytes() for path in sorted(inputs.iterdir())]
+    size, lines_in = sum(map(len, data)), sum(d.count(b"\n") for d in data)
+    largest = sum(map(len, data))  # each file is one range: its largest is its size
+    assert (f"files: 12 (12 ok, 0 skipped, 0 failed); {size:,} bytes in, {lines_in:,} lines, "
+            f"{largest:,} largest") in lines, lines
+    assert "tokens" not in result.stdout
+
+
 def test_a_missing_rank_and_failed_files_are_named_and_exit_1(tmp_path):
     inputs = write_inputs(tmp_path / "in", poisoned={1, 2})
     out = tmp_path / "out"
