@@ -338,11 +338,30 @@ def command_line_parser(other_keys: Sequence[str] = ()) -> argparse.ArgumentPars
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument(*_spellings("print_config"), action="store_true")
     parser.add_argument(*_spellings("config"), *_spellings("config_path"), dest="config_path")
-    names = [key.name for key in SCHEMA] + [f"distribArgs.{key}" for key in DISTRIB_KEYS]
-    for name in names + [name for name in other_keys if name not in names]:
+    for name in _value_keys(other_keys):
         parser.add_argument(*_spellings(name), dest=name, action=_Override,
                             default=argparse.SUPPRESS)
     return parser
+
+
+def _value_keys(other_keys: Sequence[str] = ()) -> list[str]:
+    """The keys given as ``--KEY VALUE``: every key, ``distribArgs.KEY``, and ``other_keys``."""
+    names = [key.name for key in SCHEMA] + [f"distribArgs.{key}" for key in DISTRIB_KEYS]
+    return names + [name for name in other_keys if name not in names]
+
+
+def _joined(argv: Sequence[str], other_keys: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--KEY VALUE`` written ``--KEY=VALUE``: a key's value is the next
+    argument even when it begins with ``-`` (argparse would take ``-x`` for an option)."""
+    takes_value = {flag for name in ("config", "config_path", *_value_keys(other_keys))
+                   for flag in _spellings(name)}
+    args, joined = list(argv), []
+    while args:
+        arg = args.pop(0)
+        if arg == "--":  # argparse's end of options: what follows is no option
+            return joined + [arg] + args
+        joined.append(f"{arg}={args.pop(0)}" if arg in takes_value and args else arg)
+    return joined
 
 
 def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
@@ -354,7 +373,8 @@ def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
     """
     parsed = CommandLine()
     try:
-        _, extra = command_line_parser(other_keys).parse_known_args(list(argv), parsed)
+        _, extra = command_line_parser(other_keys).parse_known_args(
+            _joined(argv, other_keys), parsed)
     except argparse.ArgumentError as error:
         flag = (error.argument_name or "").split("/")[0]
         if error.message.startswith("expected one argument"):
