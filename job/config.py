@@ -376,7 +376,8 @@ def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
         _, extra = command_line_parser(other_keys).parse_known_args(
             _joined(argv, other_keys), parsed)
     except argparse.ArgumentError as error:
-        flag = (error.argument_name or "").split("/")[0]
+        flags = (error.argument_name or "").split("/")
+        flag = next((f for f in flags if f.startswith("--")), flags[0])
         if error.message.startswith("expected one argument"):
             raise ConfigError(f"{flag} needs a value") from None
         raise ConfigError(f"{flag}: {error.message}") from None
