@@ -70,9 +70,11 @@ class CustomArgParser:
             found = config_module.parse_command_line(argv, strict=False).config_path
             data = config_module.load_yaml(found or self.default_yamlfile)
             own = [k for k in data if k not in config_module.KEYS]
-            options = own + [f"{k}.{sub}" for k in own if isinstance(data[k], dict)
-                             for sub in data[k]]
-            arguments = config_module.parse_command_line(argv, [str(o) for o in options])
+            sections = {str(k) for k in own if isinstance(data[k], dict)}
+            named = [a[2:].partition("=")[0].replace("-", "_") for a in argv if a.startswith("--")]
+            options = [str(k) for k in own] + [name for name in named  # a key of a section
+                                               if name.partition(".")[0] in sections]
+            arguments = config_module.parse_command_line(argv, options)
             data.setdefault("log_level", self.log_level)
             data = config_module.apply_overrides(data, arguments.overrides, own)
             known = {k: v for k, v in data.items() if k in config_module.KEYS}
