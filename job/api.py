@@ -11,43 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import config as config_module
 from .config import ConfigError
 from .listing import list_inputs
-from .processor import DataProcessor
+from .processor import SEED_DEFAULTS, DataProcessor, DistributedPreprocessArguments
 
-
-#: The seed's value of each field of :class:`DistributedPreprocessArguments` not given.
-SEED_DEFAULTS = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count": 1,
-                 "local_size": 1, "node_rank": None}
-
-
-@dataclass
-class DistributedPreprocessArguments:
-    """The seed's rank description, as ``distribArgs`` gives it (``None``: not given).
-
-    With no field given, a processor takes its rank from the launcher's
-    environment, as with ``distrib_args=None``; ``DistributedPreprocessArguments(
-    **config["distribArgs"])`` means that when the config has no ``distribArgs``.
-    With some given, the others take the seed's defaults (:data:`SEED_DEFAULTS`);
-    ``node_rank=None`` then means ``global_rank // local_size``.
-    """
-
-    local_rank: int | None = None
-    global_rank: int | None = None
-    world_size: int | None = None
-    node_count: int | None = None
-    local_size: int | None = None
-    node_rank: int | None = None
-
-    def __post_init__(self) -> None:
-        if any(getattr(self, key) is not None for key in SEED_DEFAULTS):
-            for key, default in SEED_DEFAULTS.items():
-                if getattr(self, key) is None:
-                    setattr(self, key, default)
+__all__ = ["CustomArgParser", "DataInterface", "DistributedPreprocessArguments", "SEED_DEFAULTS"]
 
 
 class DataInterface:
@@ -91,30 +62,26 @@ class CustomArgParser:
         self.log_level = log_level
 
     def parse(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
-        from .cli import parse_arguments
-
         argv = sys.argv[1:] if argv is None else argv
         flag = f"--{self.yaml_file_arg_key}"
         argv = ["--config" + a[len(flag):] if a == flag or a.startswith(flag + "=") else a
                 for a in argv]
         try:
-            arguments = parse_arguments(argv)
-            data = config_module.load_yaml(arguments.config_path or self.default_yamlfile)
-            own = {k: v for k, v in data.items() if k not in config_module.KEYS}
+            found = config_module.parse_command_line(argv, strict=False).config_path
+            data = config_module.load_yaml(found or self.default_yamlfile)
+            own = [k for k in data if k not in config_module.KEYS]
+            sections = {str(k) for k in own if isinstance(data[k], dict)}
+            named = [a[2:].partition("=")[0].replace("-", "_") for a in argv if a.startswith("--")]
+            options = [str(k) for k in own] + [name for name in named  # a key of a section
+                                               if name.partition(".")[0] in sections]
+            arguments = config_module.parse_command_line(argv, options)
+            data.setdefault("log_level", self.log_level)
+            data = config_module.apply_overrides(data, arguments.overrides, own)
             known = {k: v for k, v in data.items() if k in config_module.KEYS}
-            known.setdefault("log_level", self.log_level)
-            for key, value in arguments.overrides:
-                section, _, sub = key.partition(".")
-                if section in own and not sub:
-                    own[section] = config_module.parse_scalar(section, value)
-                elif section in own and isinstance(own[section], dict):
-                    own[section][sub] = config_module.parse_scalar(sub, value)
-                else:
-                    known = config_module.apply_overrides(known, [(key, value)])
             checked = config_module.build(known, require_input_dir=False).as_dict()
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         if checked["distribArgs"] is None:
             checked["distribArgs"] = {}
-        return {**checked, **own}
+        return {**checked, **{k: data[k] for k in own}}

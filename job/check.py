@@ -221,7 +221,8 @@ def read_manifest(path: str, shard: Shard) -> None:
         if record["status"] == "ok":
             shard.claims.add(_claim(record))
     listed, by = manifest.get("listing"), manifest.get("interrupted_by")
-    shard.manifest = Manifest(journal.totals(records), [r["input"] for r in records],
+    counts = journal.count_names(manifest["totals"])
+    shard.manifest = Manifest(journal.totals(records, counts), [r["input"] for r in records],
                               manifest.get("complete"), by if isinstance(by, str) else None,
                               (listed["files"], listed["digest"]) if listed else None,
                               [(r["input"], r.get("error")) for r in records
@@ -499,7 +500,7 @@ def check_layout(report: Report, shards: dict[tuple[int, int], Shard], count: in
             totals = manifest.totals
             report.ranks.append(
                 f"rank {index}/{count}: {totals['files']:4d} files "
-                f"{totals['bytes_in']:>10,d} bytes {totals['tokens']:>9,d} tokens  "
+                f"{totals['bytes_in']:>10,d} bytes {totals.get('tokens', 0):>9,d} tokens  "
                 f"({totals['ok']} done, {totals['skipped']} skipped, {totals['failed']} failed)"
                 f"{running}")
             if manifest.complete is False:

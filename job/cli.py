@@ -10,6 +10,7 @@ from typing import Sequence
 
 from . import config as config_module
 from .config import ConfigError
+from .config import parse_command_line as parse_arguments
 from .run import EXIT_SIGNAL, EXIT_USAGE, UsageError, configure_logging, execute, prepare
 
 USAGE = """\
@@ -32,46 +33,6 @@ keys (defaults < config file < command line):
 exit codes: 0 done; 1 failures beyond error_threshold; 2 bad usage, config,
 environment or input folder; 130 SIGINT; 143 SIGTERM.
 """
-
-CONFIG_FLAGS = ("config", "config_path")
-
-
-class Arguments:
-    """The parsed command line: the config file, the overrides and the flags."""
-
-    def __init__(self) -> None:
-        self.config_path: str | None = None
-        self.overrides: list[tuple[str, str]] = []
-        self.help = False
-        self.print_config = False
-
-
-def parse_arguments(argv: Sequence[str]) -> Arguments:
-    """Split ``argv`` into the config path, ``(key, value)`` overrides and flags."""
-    parsed = Arguments()
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg in ("-h", "--help"):
-            parsed.help = True
-            continue
-        if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument {arg!r}: options are --KEY VALUE; see --help")
-        name, equals, value = arg[2:].partition("=")
-        name = name.replace("-", "_")
-        if name == "print_config":
-            parsed.print_config = True
-            continue
-        if not equals:
-            if not args:
-                raise ConfigError(f"--{name} needs a value")
-            value = args.pop(0)
-        if name in CONFIG_FLAGS:
-            parsed.config_path = value
-        else:
-            parsed.overrides.append((name, value))
-    return parsed
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m job`` with ``argv``; returns the exit code."""

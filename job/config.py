@@ -9,11 +9,12 @@ value as written. Every key is checked for name and type; any error is a
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
@@ -145,65 +146,58 @@ def _distrib(name: str, value: Any) -> dict | None:
     return result
 
 
-SCHEMA: tuple[Key, ...] = (
-    Key("input_dir", "text", None, "folder of input files (required)",
-        _text(allow_none=True, path=True)),
-    Key("out_dir", "text", "out", "where outputs go (created; input_dir may not be inside it)",
-        _text(path=True)),
-    Key("process_count", "integer", None,
-        "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
-        _int(1, allow_none=True)),
-    Key("run_type", "text", "",
-        "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one rank, "
-        "ignore launcher variables", _text(RUN_TYPES)),
-    Key("distribArgs", "mapping", None,
-        "selective node: node_count, node_rank, local_size, local_rank, global_rank, "
-        "world_size (null: from the launcher)", _distrib),
-    Key("processor", "text", DEFAULT_PROCESSOR,
-        "'module:Class', a DataProcessor subclass built as Class(input_dir, out_dir, "
-        "distrib_args)", _processor),
-    Key("shard_strategy", "text", "contiguous",
-        "'contiguous' (blocks of the sorted list) or 'size' (balance total bytes)",
-        _text(SHARD_STRATEGIES)),
-    Key("pattern", "text", None,
-        "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
-        "('**/' is zero or more folders) (null: every file)", _pattern),
-    Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged", _bool),
-    Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any number)",
-        _int(-1)),
-    Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
-    Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)", _number()),
-    Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR", _text(LOG_LEVELS, upper=True)),
-    Key("progress_interval", "seconds", 30.0,
-        "seconds between progress lines when stderr is not a terminal (a bar when it is)",
-        _number(allow_none=False)),
-    Key("journal_sync_interval", "seconds", 10.0,
-        "seconds a finished file's journal record may wait before it is forced to storage "
-        "(fsync, and a close that uploads it on a blob mount): what a preempted node loses",
-        _number(allow_none=False)),
-)
-KEYS = {key.name: key for key in SCHEMA}
+def _key(kind: str, default: Any, help: str, check: Callable[[str, Any], Any],
+         required: bool = False):
+    """A field of :class:`JobConfig` that declares its config key: type, default, meaning and
+    checker (``required``: no default in the dataclass; ``null`` until the key is given)."""
+    metadata = {"kind": kind, "help": help, "check": check}
+    return field(metadata=metadata) if required else field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class JobConfig:
-    """The validated configuration of one run; field names are the config keys."""
+    """The validated configuration of one run. Each field declares one config key, once:
+    :data:`SCHEMA`, the command line, ``--help`` and the README's table derive from it."""
 
-    input_dir: str
-    out_dir: str = "out"
-    process_count: int | None = None
-    run_type: str = ""
-    distribArgs: dict | None = None
-    processor: str = DEFAULT_PROCESSOR
-    shard_strategy: str = "contiguous"
-    pattern: str | None = None
-    resume: bool = True
-    error_threshold: int = 0
-    max_retries: int = 1
-    file_timeout: float | None = None
-    log_level: str = "INFO"
-    progress_interval: float = 30.0
-    journal_sync_interval: float = 10.0
+    input_dir: str = _key("text", None, "folder of input files (required)",
+                          _text(allow_none=True, path=True), required=True)
+    out_dir: str = _key("text", "out", "where outputs go (created; input_dir may not be inside it)",
+                        _text(path=True))
+    process_count: int | None = _key(
+        "integer", None,
+        "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
+        _int(1, allow_none=True))
+    run_type: str = _key(
+        "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one "
+        "rank, ignore launcher variables", _text(RUN_TYPES))
+    distribArgs: dict | None = _key(
+        "mapping", None, "selective node: node_count, node_rank, local_size, local_rank, "
+        "global_rank, world_size (null: from the launcher)", _distrib)
+    processor: str = _key(
+        "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass built as "
+        "Class(input_dir, out_dir, distrib_args)", _processor)
+    shard_strategy: str = _key(
+        "text", "contiguous", "'contiguous' (blocks of the sorted list) or 'size' (balance "
+        "total bytes)", _text(SHARD_STRATEGIES))
+    pattern: str | None = _key(
+        "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
+        "('**/' is zero or more folders) (null: every file)", _pattern)
+    resume: bool = _key("boolean", True, "skip files an earlier run finished, inputs unchanged",
+                        _bool)
+    error_threshold: int = _key("integer", 0, "failed files tolerated before exit 1 (-1: any "
+                                "number)", _int(-1))
+    max_retries: int = _key("integer", 1, "extra attempts per file after a failure", _int(0))
+    file_timeout: float | None = _key("seconds", None, "seconds one file may take (null: no "
+                                      "limit)", _number())
+    log_level: str = _key("text", "INFO", "DEBUG, INFO, WARNING or ERROR",
+                          _text(LOG_LEVELS, upper=True))
+    progress_interval: float = _key(
+        "seconds", 30.0, "seconds between progress lines when stderr is not a terminal (a bar "
+        "when it is)", _number(allow_none=False))
+    journal_sync_interval: float = _key(
+        "seconds", 10.0, "seconds a finished file's journal record may wait before it is forced "
+        "to storage (fsync, and a close that uploads it on a blob mount): what a preempted node "
+        "loses", _number(allow_none=False))
 
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
@@ -219,7 +213,11 @@ class JobConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-assert [f.name for f in fields(JobConfig)] == list(KEYS), "schema and JobConfig disagree"
+#: Every key, in the order of :class:`JobConfig`'s fields.
+SCHEMA: tuple[Key, ...] = tuple(
+    Key(f.name, f.metadata["kind"], None if f.default is MISSING else f.default,
+        f.metadata["help"], f.metadata["check"]) for f in fields(JobConfig))
+KEYS = {key.name: key for key in SCHEMA}
 
 
 def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
@@ -254,48 +252,142 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
     return data
 
 
-_PLAIN_SCALARS = {"": "", "true": True, "false": False, "null": None, "~": None}
-
-
 def parse_scalar(key: str, text: str) -> Any:
     """A command-line value read as a YAML scalar; text keys keep the raw string."""
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
         return text
-    if text in _PLAIN_SCALARS:  # the usual values, without loading the YAML parser
-        return _PLAIN_SCALARS[text]
-    if text.isascii() and text.isdigit() and (text == "0" or text[0] != "0"):  # 010 is octal
-        return int(text)
-    import yaml
+    import yaml  # here: imported when first needed (20 ms), as load_yaml does
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def check_key(dotted: str) -> None:
+    """:class:`ConfigError` naming ``dotted`` unless it is a key or ``distribArgs.KEY``."""
+    section, _, key = dotted.partition(".")
+    if section not in KEYS:
+        raise ConfigError(f"unknown key {dotted!r}; see --help for the keys")
+    if key and (section != "distribArgs" or "." in key):
+        raise ConfigError(f"unknown key {dotted!r}: only distribArgs has sub-keys")
+    if key and key not in DISTRIB_KEYS:
+        raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]],
+                    other_keys: Collection[str] = ()) -> dict[str, Any]:
     """Apply ``(dotted_key, raw_value)`` pairs to a copy of ``values``.
 
     ``distribArgs.node_rank`` sets one key of the ``distribArgs`` section,
-    creating the section if needed.
+    creating the section if needed. ``other_keys`` are keys that are not the
+    job's (a processor's own, for :class:`job.api.CustomArgParser`): one is
+    replaced, or one key of it set when it is a mapping.
     """
     result = dict(values)
     for dotted, raw in overrides:
         section, _, key = dotted.partition(".")
-        if section not in KEYS:
-            raise ConfigError(f"unknown key {dotted!r}; see --help for the keys")
+        if section in other_keys and (not key or isinstance(result.get(section), Mapping)):
+            result[section] = (parse_scalar(section, raw) if not key
+                               else {**result[section], key: parse_scalar(key, raw)})
+            continue
+        check_key(dotted)
         if not key:
             result[section] = parse_scalar(section, raw)
             continue
-        if section != "distribArgs" or "." in key:
-            raise ConfigError(f"unknown key {dotted!r}: only distribArgs has sub-keys")
-        if key not in DISTRIB_KEYS:
-            raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
         current = result.get(section)
         merged = dict(current) if isinstance(current, Mapping) else {}
         merged[key] = parse_scalar(key, raw)
         result[section] = merged
     return result
+
+
+@dataclass
+class CommandLine:
+    """A parsed command line: the config file, the ``(key, value)`` overrides and the flags."""
+
+    config_path: str | None = None
+    overrides: list[tuple[str, str]] = field(default_factory=list)
+    help: bool = False
+    print_config: bool = False
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, for the caller to print: never argparse's usage
+        raise ConfigError(message)
+
+
+class _Override(argparse.Action):
+    """Appends ``(key, value)`` to ``overrides``, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.overrides.append((self.dest, values))
+
+
+def _spellings(name: str) -> list[str]:
+    """``--key_name`` and ``--key-name`` (the same key)."""
+    return list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
+
+
+def command_line_parser(other_keys: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of ``--config PATH``, ``--print_config``, ``--help`` and one ``--KEY VALUE``
+    per key of :data:`SCHEMA` (and ``--distribArgs.KEY``); values stay text, read later as
+    YAML scalars (:func:`parse_scalar`). ``other_keys`` are accepted as well."""
+    parser = _Parser(prog="python -m job", add_help=False, allow_abbrev=False,
+                     exit_on_error=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument(*_spellings("print_config"), action="store_true")
+    parser.add_argument(*_spellings("config"), *_spellings("config_path"), dest="config_path")
+    for name in _value_keys(other_keys):
+        parser.add_argument(*_spellings(name), dest=name, action=_Override,
+                            default=argparse.SUPPRESS)
+    return parser
+
+
+def _value_keys(other_keys: Sequence[str] = ()) -> list[str]:
+    """The keys given as ``--KEY VALUE``: every key, ``distribArgs.KEY``, and ``other_keys``."""
+    names = [key.name for key in SCHEMA] + [f"distribArgs.{key}" for key in DISTRIB_KEYS]
+    return names + [name for name in other_keys if name not in names]
+
+
+def _joined(argv: Sequence[str], other_keys: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--KEY VALUE`` written ``--KEY=VALUE``: a key's value is the next
+    argument even when it begins with ``-`` (argparse would take ``-x`` for an option)."""
+    takes_value = {flag for name in ("config", "config_path", *_value_keys(other_keys))
+                   for flag in _spellings(name)}
+    args, joined = list(argv), []
+    while args:
+        arg = args.pop(0)
+        if arg == "--":  # argparse's end of options: what follows is no option
+            return joined + [arg] + args
+        joined.append(f"{arg}={args.pop(0)}" if arg in takes_value and args else arg)
+    return joined
+
+
+def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
+                       strict: bool = True) -> CommandLine:
+    """Split ``argv`` into the config path, ``(key, value)`` overrides and flags.
+
+    Any problem is a one-line :class:`ConfigError`; with ``strict=False`` options
+    that are not keys are left out instead (to find the config file first).
+    """
+    parsed = CommandLine()
+    try:
+        _, extra = command_line_parser(other_keys).parse_known_args(
+            _joined(argv, other_keys), parsed)
+    except argparse.ArgumentError as error:
+        flags = (error.argument_name or "").split("/")
+        flag = next((f for f in flags if f.startswith("--")), flags[0])
+        if error.message.startswith("expected one argument"):
+            raise ConfigError(f"{flag} needs a value") from None
+        raise ConfigError(f"{flag}: {error.message}") from None
+    if extra and strict:
+        if not extra[0].startswith("--") or extra[0] == "--":
+            raise ConfigError(f"unexpected argument {extra[0]!r}: options are --KEY VALUE; "
+                              "see --help")
+        check_key(extra[0][2:].partition("=")[0].replace("-", "_"))
+        raise ConfigError(f"unexpected argument {extra[0]!r}; see --help")
+    return parsed
 
 
 def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfig:

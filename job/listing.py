@@ -171,19 +171,9 @@ def _failed(rel: str, what: str, error: OSError) -> InputFile:
 def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[InputFile],
           linked: list[str] | None) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as error:
-        if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
-            found.append(_failed(prefix, "cannot list the folder", error))
+    fd = _open_folder(folder, prefix, skip, found)
+    if fd is None:
         return
-    if skip is not None:
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) == skip.identity:  # out_dir under another name
-            os.close(fd)
-            return
-        if skip.seen is not None:
-            skip.seen.add((info.st_dev, info.st_ino))
     try:
         with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd: cheaper
             for entry in entries:
@@ -197,31 +187,55 @@ def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[Inp
                     found.append(_failed(rel, "cannot examine", error))
                     continue
                 if is_folder:
-                    if not prefix and name == RESERVED:
-                        continue
                     path = os.path.join(folder, name)
-                    if skip is None or os.path.realpath(path) != skip.path:
+                    if (prefix or name != RESERVED) and (
+                            skip is None or os.path.realpath(path) != skip.path):
                         _scan(path, rel + "/", skip, matches, found, linked)
-                    continue
-                if matches is not None and not matches(rel):
-                    continue
-                try:
-                    info = entry.stat()  # follows a link to its target
-                except OSError as error:
-                    link = entry.is_symlink()
-                    if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
-                        found.append(_failed(rel, "broken symbolic link" if link
-                                             else "cannot examine", error))
-                    continue
-                if stat.S_ISREG(info.st_mode):
-                    found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
-                elif linked is not None and stat.S_ISDIR(info.st_mode):
-                    linked.append(rel)
+                elif matches is None or matches(rel):
+                    _add_file(entry, rel, found, linked)
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
             found.append(_failed(prefix, "cannot list the folder", error))
     finally:
         os.close(fd)
+
+
+def _open_folder(folder: str, prefix: str, skip: _Skip | None,
+                 found: list[InputFile]) -> int | None:
+    """A descriptor of ``folder`` to list, or None: it vanished, cannot be opened (recorded
+    in ``found``) or is ``out_dir`` under another name (``skip``)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
+            found.append(_failed(prefix, "cannot list the folder", error))
+        return None
+    if skip is not None:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) == skip.identity:  # out_dir under another name
+            os.close(fd)
+            return None
+        if skip.seen is not None:
+            skip.seen.add((info.st_dev, info.st_ino))
+    return fd
+
+
+def _add_file(entry: os.DirEntry, rel: str, found: list[InputFile],
+              linked: list[str] | None) -> None:
+    """Add the entry ``rel`` (not a folder) if it is a regular file or a link to one; a link
+    to a folder goes to ``linked``; one that cannot be examined is recorded as failed."""
+    try:
+        info = entry.stat()  # follows a link to its target
+    except OSError as error:
+        link = entry.is_symlink()
+        if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
+            found.append(_failed(rel, "broken symbolic link" if link else "cannot examine",
+                                 error))
+        return
+    if stat.S_ISREG(info.st_mode):
+        found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
+    elif linked is not None and stat.S_ISDIR(info.st_mode):
+        linked.append(rel)
 
 
 def digest(listing: Iterable[InputFile]) -> str:

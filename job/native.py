@@ -2,9 +2,9 @@
 
 :func:`kernel` returns the C function of ``squeeze.c`` loaded with ctypes, or
 ``None`` when it cannot be had; the token splitter then uses its pure-Python
-kernel, which gives the same bytes about 1.4× slower than ``tr``. The source is plain
-C with no Python headers, so the library does not depend on the Python
-version and any ``cc`` builds it in a fraction of a second.
+kernel, which gives the same bytes more slowly (:mod:`job.tokens` says how
+much). The source is plain C with no Python headers, so the library does not
+depend on the Python version and any ``cc`` builds it in a fraction of a second.
 
 The library is cached under ``$AMLSHARD_CACHE`` (default
 ``$XDG_CACHE_HOME/amlshard``, else ``~/.cache/amlshard``), named by a digest
@@ -70,8 +70,7 @@ def kernel() -> Optional[Squeeze]:
     try:
         return _obtain()
     except Unavailable as reason:
-        log.warning("token kernel: pure Python, about 2.5x slower than the compiled one: %s",
-                    reason)
+        log.warning("token kernel: pure Python, slower than the compiled one: %s", reason)
         return None
 
 

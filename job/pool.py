@@ -1,4 +1,4 @@
-"""A small, honest process pool: one item at a time per worker, nothing hangs.
+"""A small, honest process pool: batches of items per worker, nothing hangs.
 
 The parent hands each worker batches of arguments over its own pipe, up to
 :data:`BATCHES_AHEAD` at once so that a worker never waits for the parent to

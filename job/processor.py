@@ -4,12 +4,57 @@ from __future__ import annotations
 
 import operator
 import os
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
 from .cpus import widen_affinity
 from .pool import WorkerPool
+
+
+#: The seed's value of each field of :class:`DistributedPreprocessArguments` not given.
+SEED_DEFAULTS = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count": 1,
+                 "local_size": 1, "node_rank": None}
+
+
+@dataclass
+class DistributedPreprocessArguments:
+    """The seed's rank description, as ``distribArgs`` gives it (``None``: not given).
+
+    With no field given, a processor takes its rank from the launcher's
+    environment, as with ``distrib_args=None``; ``DistributedPreprocessArguments(
+    **config["distribArgs"])`` means that when the config has no ``distribArgs``.
+    With some given, the others take the seed's defaults (:data:`SEED_DEFAULTS`);
+    ``node_rank=None`` then means ``global_rank // local_size``.
+    """
+
+    local_rank: int | None = None
+    global_rank: int | None = None
+    world_size: int | None = None
+    node_count: int | None = None
+    local_size: int | None = None
+    node_rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if any(getattr(self, key) is not None for key in SEED_DEFAULTS):
+            for key, default in SEED_DEFAULTS.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, default)
+
+    @classmethod
+    def of_rank(cls, rank: ranks.Rank) -> "DistributedPreprocessArguments":
+        """The arguments ``python -m job`` builds its processor with, for ``rank``.
+
+        They carry ``rank`` itself as ``resolved_rank``, which
+        :meth:`DataProcessor.rank` returns: under a launcher, fields given are
+        otherwise a contradiction.
+        """
+        arguments = cls(local_rank=rank.local_rank, global_rank=rank.shard_index,
+                        world_size=rank.shard_count, node_count=rank.node_count,
+                        local_size=rank.local_size, node_rank=rank.node_rank)
+        arguments.resolved_rank = rank
+        return arguments
 
 
 class ProcessingFailed(RuntimeError):
@@ -36,8 +81,22 @@ class DataProcessor:
     never leaves a partial file under its final name.
     """
 
+    #: The names of what :meth:`process` counts, as keys of the dict it returns (each a
+    #: whole number from 0 to 2**63 - 1, or None): ``python -m job`` records each as a
+    #: field of the file's journal record and sums each in the manifest's totals.
+    counts: tuple[str, ...] = ()
+
     def __init__(self, distrib_args=None):
         self.distrib_args = distrib_args
+
+    def combine_counts(self, parts: Sequence[Mapping[str, int | None]]) -> dict[str, int | None]:
+        """The counts of a file processed in byte ranges, from the counts of its ranges (in
+        order): by default each count summed, None where no range gave it."""
+        combined = {}
+        for name in self.counts:
+            values = [part.get(name) for part in parts]
+            combined[name] = None if all(v is None for v in values) else sum(v or 0 for v in values)
+        return combined
 
     def process(self, *args) -> Any:
         """Process one item; the return value is collected by ``multi_process_data``."""

@@ -30,10 +30,11 @@ from typing import Any, Iterable, TextIO
 
 from . import journal
 from .check import Shard, newest_layout, read_bookkeeping
+from .tokens import TokenSplitter
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 SHOWN = 20  # failed files printed by name; the rest are counted
-TOTAL_KEYS = ("files", "ok", "skipped", "failed", "bytes_in", "tokens")
+TOTAL_KEYS = ("files", "ok", "skipped", "failed", "bytes_in")  # then the processor's counts
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,16 @@ class JobSummary:
 
     @property
     def totals(self) -> dict[str, int]:
-        """Sums of the manifests' totals (``files``, ``ok``, ``failed``, ``bytes_in`` ...)."""
-        sums = dict.fromkeys(TOTAL_KEYS, 0)
-        for rank in self.ranks:
-            for key in TOTAL_KEYS:
-                sums[key] += (rank.totals or {}).get(key) or 0
+        """Sums of the manifests' totals (``files``, ``ok``, ``failed``, ``bytes_in``, then the
+        processor's counts; before any manifest, the default processor's: 0 ``tokens``)."""
+        manifests = [rank.totals for rank in self.ranks if rank.totals is not None]
+        names = {} if manifests else dict.fromkeys(TokenSplitter.counts)
+        for totals in manifests:
+            names.update(dict.fromkeys(journal.count_names(totals)))
+        sums = dict.fromkeys([*TOTAL_KEYS, *names], 0)
+        for totals in manifests:
+            for key in sums:
+                sums[key] += totals.get(key) or 0
         return sums
 
     @property
@@ -114,8 +120,8 @@ class JobSummary:
                 f"{count} shard{'s' * (count != 1)}" for count in self.other_layouts))
         sums = self.totals
         out.append(f"files: {sums['files']:,} ({sums['ok']:,} ok, {sums['skipped']:,} skipped, "
-                   f"{sums['failed']:,} failed); {sums['bytes_in']:,} bytes in, "
-                   f"{sums['tokens']:,} tokens")
+                   f"{sums['failed']:,} failed); {sums['bytes_in']:,} bytes in"
+                   + _counts(sums))
         slowest = self.slowest
         if slowest is not None:
             out.append(f"slowest rank: {slowest.index} ({slowest.wall_seconds:.1f} s, "
@@ -141,6 +147,11 @@ class JobSummary:
         return f"OK: {len(self.ranks)} rank(s) finished, no file failed"
 
 
+def _counts(totals: dict[str, Any]) -> str:
+    """``, 1,234 tokens``: each count of the processor in ``totals``."""
+    return "".join(f", {totals[name]:,} {name}" for name in journal.count_names(totals))
+
+
 def _rank_line(rank: RankSummary) -> str:
     head = f"  rank {rank.index}/{rank.count}: "
     if rank.totals is None:
@@ -150,8 +161,8 @@ def _rank_line(rank: RankSummary) -> str:
     totals = rank.totals
     timing = f", {rank.wall_seconds:.1f} s" if rank.wall_seconds is not None else ""
     line = (f"{head}{totals['files']:,} files ({totals['ok']:,} ok, {totals['skipped']:,} "
-            f"skipped, {totals['failed']:,} failed), {totals['bytes_in']:,} bytes, "
-            f"{totals['tokens']:,} tokens{timing}")
+            f"skipped, {totals['failed']:,} failed), {totals['bytes_in']:,} bytes"
+            f"{_counts(totals)}{timing}")
     if rank.state == "interrupted":
         line += f"; interrupted{' by ' + rank.interrupted_by if rank.interrupted_by else ''}"
     return line

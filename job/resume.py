@@ -19,7 +19,7 @@ from . import atomic, journal
 from .config import JobConfig
 from .listing import InputFile
 from .processor import DataProcessor
-from .tasks import known_output_of, landing_error
+from .outputs import known_output_of, landing_error
 
 log = logging.getLogger("job")
 
@@ -56,8 +56,12 @@ class Carried(NamedTuple):
 
 
 def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
-               journal_name: str = "") -> tuple[Carried, list[InputFile]]:
+               journal_name: str = "",
+               counts: Sequence[str] = ()) -> tuple[Carried, list[InputFile]]:
     """The files carried over from earlier runs, and the files still to do.
+
+    A carried record keeps the earlier record's ``bytes_in`` and ``counts``
+    (the processor's declared counts, :attr:`DataProcessor.counts`).
 
     For each file the newest record in any journal of ``out_dir`` decides,
     whatever rank layout wrote it (see :func:`journal.newest_records`).
@@ -69,11 +73,12 @@ def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
         record, holder = newest.get(item.rel, (None, None))
         if still_done(config, item, record, processor):
             carried.journaled.append(holder == journal_name)
-            carried.records.append({"input": item.rel, "output": record.get("output"),
-                            "status": "skipped", "bytes_in": record.get("bytes_in"),
-                            "tokens": record.get("tokens"), "seconds": 0.0, "attempts": 0,
-                            "error": None, "mtime_ns": record.get("mtime_ns"),
-                            "processor": processor, "time": now})
+            skipped = {"input": item.rel, "output": record.get("output"), "status": "skipped",
+                       "bytes_in": record.get("bytes_in")}
+            skipped.update((name, record.get(name)) for name in counts)
+            skipped.update(seconds=0.0, attempts=0, error=None, mtime_ns=record.get("mtime_ns"),
+                           processor=processor, time=now)
+            carried.records.append(skipped)
         else:
             todo.append(item)
     return carried, todo

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import atomic, journal, mounts, ranks, resume, sharding, tasks
+from .assemble import Assembler, FileResult
+from .outputs import known_output_of, output_rel
 from .config import JobConfig
 from .cpus import widen_affinity
 from .listing import InputDirError, InputFile, identity, list_inputs
 from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool
-from .processor import DataProcessor
+from .processor import DataProcessor, DistributedPreprocessArguments
 from .progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -75,21 +77,6 @@ def load_processor_class(spec: str) -> type[DataProcessor]:
     return cls
 
 
-def distrib_arguments(rank: ranks.Rank):
-    """The seed's ``DistributedPreprocessArguments`` for ``rank``, as processors receive it.
-
-    They carry ``rank`` itself as ``resolved_rank``, which
-    :meth:`DataProcessor.rank` returns: under a launcher, fields given are
-    otherwise a contradiction.
-    """
-    from .api import DistributedPreprocessArguments
-    arguments = DistributedPreprocessArguments(
-        local_rank=rank.local_rank, global_rank=rank.shard_index, world_size=rank.shard_count,
-        node_count=rank.node_count, local_size=rank.local_size, node_rank=rank.node_rank)
-    arguments.resolved_rank = rank
-    return arguments
-
-
 def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     """Resolve the rank, list and shard the inputs, build the processor; write nothing."""
     try:
@@ -120,7 +107,8 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
                           rank.shard_count, config.shard_strategy)
     cls = load_processor_class(config.processor)
     try:
-        processor = cls(config.input_dir, config.out_dir, distrib_arguments(rank))
+        arguments = DistributedPreprocessArguments.of_rank(rank)
+        processor = cls(config.input_dir, config.out_dir, arguments)
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
@@ -179,21 +167,30 @@ def processor_identity(processor: DataProcessor) -> str:
 
 
 def _record(plan: Plan, identity: str, item: InputFile,
-            result: tasks.FileResult) -> dict[str, Any]:
-    output = result.output if result.ok else tasks.output_rel(
+            result: FileResult) -> dict[str, Any]:
+    output = result.output if result.ok else output_rel(
         plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
-    return {"input": item.rel, "output": output,
-            "status": "ok" if result.ok else "failed", "bytes_in": result.size,
-            "tokens": result.tokens, "seconds": round(result.seconds, 6),
-            "attempts": result.attempts, "error": result.error, "mtime_ns": result.mtime_ns,
-            "processor": identity, "time": time.time()}
+    record = {"input": item.rel, "output": output, "status": "ok" if result.ok else "failed",
+              "bytes_in": result.size}
+    record.update(zip(plan.processor.counts, result.counts or _nothing(plan)))
+    record.update(seconds=round(result.seconds, 6), attempts=result.attempts,
+                  error=result.error, mtime_ns=result.mtime_ns, processor=identity,
+                  time=time.time())
+    return record
 
 
 def _unlisted(plan: Plan, identity: str, item: InputFile) -> dict[str, Any]:
     """The record of a listing entry that could not be listed or examined."""
-    return {"input": item.rel, "output": None, "status": "failed", "bytes_in": item.size,
-            "tokens": None, "seconds": 0.0, "attempts": 0, "error": item.error,
-            "mtime_ns": item.mtime_ns, "processor": identity, "time": time.time()}
+    record = {"input": item.rel, "output": None, "status": "failed", "bytes_in": item.size}
+    record.update(zip(plan.processor.counts, _nothing(plan)))
+    record.update(seconds=0.0, attempts=0, error=item.error, mtime_ns=item.mtime_ns,
+                  processor=identity, time=time.time())
+    return record
+
+
+def _nothing(plan: Plan) -> tuple:
+    """No value for each count the processor declares (a failed file)."""
+    return (None,) * len(plan.processor.counts)
 
 
 def _batch_size(task_count: int, workers: int) -> int:
@@ -254,7 +251,7 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) ->
 
 def _worker_lost(plan: Plan, todo: list[InputFile], tag: str, pid: int, task: tasks.Task) -> None:
     """Remove what a killed worker was writing for ``task``."""
-    output = tasks.known_output_of(plan.processor, plan.config.input_dir, todo[task.index].rel)
+    output = known_output_of(plan.processor, plan.config.input_dir, todo[task.index].rel)
     if output is not None:
         atomic.remove_temps(os.path.dirname(output), os.path.basename(output), tag, pid)
 
@@ -290,48 +287,92 @@ def pattern_matches_nothing(plan: Plan) -> bool:
     return plan.config.pattern is not None and not plan.listing
 
 
+@dataclass
+class _Shard:
+    """This rank's bookkeeping while it runs: what to do, its journal, its parts folder."""
+
+    identity: str  # the processor's, as records name it
+    tag: str  # this rank's, in temporary names
+    todo: list[InputFile]  # listed files still to do
+    unlisted: list[InputFile]  # files that could not be listed or examined: failed at once
+    done_earlier: int
+    book: journal.Journal
+    temp_dir: str  # this rank's folder for range parts
+
+
 def _execute(plan: Plan) -> int:
-    config, rank = plan.config, plan.rank
-    identity = processor_identity(plan.processor)
-    shard = journal.shard_name(rank.shard_index, rank.shard_count)
-    carried, todo = resume.split_done(config, plan.files, identity, shard + ".jsonl")
-    unlisted = [item for item in todo if item.error is not None]
-    if unlisted:
-        todo = [item for item in todo if item.error is None]
+    """Resume, process the files still to do, journal each, write the manifest; the exit code."""
+    shard = _open_shard(plan)
+    started = time.monotonic()
+    try:
+        interrupted = _process(plan, shard)
+    except journal.JournalError as error:
+        log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
+                  "to resume", error)
+        return EXIT_FAILED
+    finally:
+        shutil.rmtree(shard.temp_dir, ignore_errors=True)
+    return _finish(plan, shard, interrupted, started)
+
+
+def _open_shard(plan: Plan) -> _Shard:
+    """Split the plan into files done by an earlier run and files to do; clean up what a
+    killed run left; start the journal with the records of the files done."""
+    config, rank, processor = plan.config, plan.rank, plan.processor
+    identity = processor_identity(processor)
+    name = journal.shard_name(rank.shard_index, rank.shard_count)
+    carried, todo = resume.split_done(config, plan.files, identity, name + ".jsonl",
+                                      processor.counts)
     tag = f"{rank.shard_index}of{rank.shard_count}"
     atomic.use_tag(tag)
     book = journal.Journal(config.out_dir, rank.shard_index, rank.shard_count,
-                           config.journal_sync_interval)
+                           config.journal_sync_interval, processor.counts)
     if not resume.ended_cleanly(book):
-        resume.remove_stale_temps(config, plan.processor, plan.files, tag, plan.input_folders)
-    resume.remove_orphaned_temps(config, plan.processor, plan.files, rank.shard_count,
+        resume.remove_stale_temps(config, processor, plan.files, tag, plan.input_folders)
+    resume.remove_orphaned_temps(config, processor, plan.files, rank.shard_count,
                                  plan.input_folders)
     temp_dir = _open_outputs(plan, book, carried)
+    return _Shard(identity, tag, [item for item in todo if item.error is None],
+                  [item for item in todo if item.error is not None], len(carried.records),
+                  book, temp_dir)
+
+
+def _plan_work(plan: Plan, shard: _Shard) -> tuple[list[tasks.Task], int]:
+    """The tasks of the files to do, and how many workers take them (logged)."""
+    config, todo = plan.config, shard.todo
     ranges = callable(getattr(plan.processor, "process_range", None))
     widen_affinity(os.environ)  # before workers fork: they inherit the node's CPUs
-    wanted = config.workers(rank.local_size)
+    wanted = config.workers(plan.rank.local_size)
     work = tasks.plan_tasks(todo, wanted, ranges)
     workers = min(wanted, max(1, len(work)))
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do "
              "in %d task(s) by %d worker process(es)", len(plan.files), len(plan.listing),
-             _size(sum(f.size for f in plan.files)), config.shard_strategy, len(carried.records),
+             _size(sum(f.size for f in plan.files)), config.shard_strategy, shard.done_earlier,
              len(todo), len(work), workers)
+    return work, workers
 
+
+def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
+    """Process the files to do with a pool of workers, journaling each as it completes.
+
+    Returns the signal that stopped the run (SIGINT, SIGTERM), if one did; a
+    :class:`journal.JournalError` stops it too, the journal abandoned.
+    """
+    config, todo, book = plan.config, shard.todo, shard.book
+    work, workers = _plan_work(plan, shard)
     previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
     progress = Progress(len(todo), sum(f.size for f in todo), log,
-                        label=f"rank {rank.shard_index}/{rank.shard_count} ",
+                        label=f"rank {plan.rank.shard_index}/{plan.rank.shard_count} ",
                         log_interval=config.progress_interval)
-    interrupted: Interrupted | None = None
-    started = time.monotonic()
-    assembler = tasks.Assembler(plan.processor, config.input_dir, temp_dir, todo)
+    assembler = Assembler(plan.processor, config.input_dir, shard.temp_dir, todo)
     failures = _FailureLog(progress)
     try:
-        for item in unlisted:
-            book.append(_unlisted(plan, identity, item))
+        for item in shard.unlisted:
+            book.append(_unlisted(plan, shard.identity, item))
             failures.add(item.rel, item.error, 0)
         call = functools.partial(tasks.run_task, plan.processor, config.input_dir,
-                                 config.out_dir, temp_dir, input_folders=plan.input_folders)
-        lost = functools.partial(_worker_lost, plan, todo, tag)
+                                 config.out_dir, shard.temp_dir, input_folders=plan.input_folders)
+        lost = functools.partial(_worker_lost, plan, todo, shard.tag)
         with WorkerPool(call, workers, max_retries=config.max_retries,
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:
             outcomes = pool.imap(tasks.pool_items(work, todo),
@@ -342,48 +383,48 @@ def _execute(plan: Plan) -> int:
                 if result is None:
                     continue
                 item = todo[result.index]
-                book.append(_record(plan, identity, item, result))
+                book.append(_record(plan, shard.identity, item, result))
                 if not result.ok:
                     failures.add(item.rel, result.error, result.attempts)
                 progress.update(item.size, failed=not result.ok)
-    except Interrupted as signal_caught:
+    except (Interrupted, journal.JournalError) as stop:
         progress.clear()
         assembler.abort()
-        interrupted = signal_caught
-    except journal.JournalError as error:
-        progress.clear()
-        assembler.abort()
+        if isinstance(stop, Interrupted):
+            return stop
         book.abandon()
-        log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
-                  "to resume", error)
-        return EXIT_FAILED
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    return None
+
+
+def _finish(plan: Plan, shard: _Shard, interrupted: Interrupted | None, started: float) -> int:
+    """Close the journal, write the manifest, log the summary; the exit code."""
     try:
-        book.close()
+        shard.book.close()
     except journal.JournalError as error:
         log.error("%s; run again to resume", error)
         return EXIT_FAILED
-
+    rank = plan.rank
     extra = {"rank": {"shard_index": rank.shard_index, "shard_count": rank.shard_count,
                       "node_rank": rank.node_rank, "node_count": rank.node_count,
                       "local_rank": rank.local_rank, "local_size": rank.local_size,
                       "source": rank.source},
              "complete": interrupted is None,
-             "processor": identity,
+             "processor": shard.identity,
              "listing": {"files": len(plan.listing), "digest": listing_digest(plan.listing),
                          "unlisted": sum(1 for item in plan.listing if item.error is not None)},
              "wall_seconds": round(time.monotonic() - started, 3)}
     if interrupted is not None:
         extra["interrupted_by"] = str(interrupted)
     try:
-        manifest = book.write_manifest(extra)
+        manifest = shard.book.write_manifest(extra)
     except journal.JournalError as error:
         log.error("%s", error)
         return EXIT_FAILED
-    return _summarize(plan, book.manifest_path, manifest, interrupted)
+    return _summarize(plan, shard.book.manifest_path, manifest, interrupted)
 
 
 class _FailureLog:
@@ -419,10 +460,10 @@ def _size(count: float) -> str:
 def _summarize(plan: Plan, manifest_path: str, manifest: dict, interrupted) -> int:
     totals = manifest["totals"]
     failed = [r for r in manifest["files"] if r["status"] == "failed"]
+    counts = "".join(f", {totals[name]:,} {name}" for name in plan.processor.counts)
     log.info("summary: %d files: %d done, %d skipped (done earlier), %d failed; "
-             "%s in, %d tokens, %.1f s", totals["files"], totals["ok"], totals["skipped"],
-             totals["failed"], _size(totals["bytes_in"]), totals["tokens"],
-             manifest["wall_seconds"])
+             "%s in%s, %.1f s", totals["files"], totals["ok"], totals["skipped"],
+             totals["failed"], _size(totals["bytes_in"]), counts, manifest["wall_seconds"])
     for record in failed[:LOGGED_FAILURES]:
         log.error("failed: %s: %s", record["input"], record["error"])
     if len(failed) > LOGGED_FAILURES:

@@ -225,6 +225,7 @@ class TokenSplitter(DataProcessor):
     """Writes ``out_dir/REL`` for each input ``input_dir/REL``: its tokens, one per line."""
 
     version = "1"  # raise it when the output changes: resume then redoes every file
+    counts = ("tokens",)
 
     def __init__(self, input_dir: str, out_dir: str, distrib_args=None):
         super().__init__(distrib_args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -236,6 +237,38 @@ def no_mount_or_temporary_file_left_behind(tmp_path_factory):
         pytest.fail("left behind by the tests (removed now): " + "; ".join(
             [f"mount {m}" for m in mounts] + [f"temporary {os.path.join(own, n)}" for n in left]),
             pytrace=False)
+
+
+@pytest.fixture
+def inputs(eight_files) -> Path:
+    """The inputs of a run, unless a test module says otherwise: :func:`eight_files`."""
+    return eight_files
+
+
+def journal_records(out: Path, shard: str = "shard-") -> list[tuple[str, dict]]:
+    """Every record of the journals of ``out`` whose names start with ``shard``, with its
+    journal's name, in name then line order (every line must parse)."""
+    found = []
+    for path in sorted((out / "_manifest").glob("*.jsonl")):
+        if path.name.startswith(shard):
+            found += [(path.name, json.loads(line)) for line in path.read_bytes().splitlines()]
+    return found
+
+
+def newest_records(out: Path, shard: str = "shard-") -> dict[str, dict]:
+    """Per input, its last record in the journals of ``shard`` (a journal keeps every run's)."""
+    return {record["input"]: record for _, record in journal_records(out, shard)}
+
+
+def read_manifest(out: Path, shard: str = "shard-00000-of-00001") -> dict:
+    """The manifest of ``shard``'s last run."""
+    return json.loads((out / "_manifest" / f"{shard}.json").read_bytes())
+
+
+def read_manifests(out: Path) -> dict[str, dict]:
+    """Every manifest of ``out``, by file name."""
+    return {path.name: json.loads(path.read_bytes())
+            for path in sorted((out / "_manifest").glob("shard-*.json"))}
 
 
 @pytest.fixture

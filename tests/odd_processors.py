@@ -94,3 +94,25 @@ class NotesAffinity(TokenSplitter):
     def process_range(self, *args):
         self._note()
         return super().process_range(*args)
+
+
+class Counts(TokenSplitter):
+    """Counts what the token splitter does not: lines and bytes (the largest of a file's
+    ranges, to show the hook that joins the counts of its ranges), and no tokens."""
+
+    counts = ("lines", "largest")
+
+    def process(self, path):
+        super().process(path)
+        data = open(path, "rb").read()
+        return {"lines": data.count(b"\n"), "largest": len(data)}
+
+    def process_range(self, path, start, end, part):
+        super().process_range(path, start, end, part)
+        with open(path, "rb") as source:
+            source.seek(start)
+            data = source.read(end - start)
+        return {"lines": data.count(b"\n"), "largest": len(data)}
+
+    def combine_counts(self, parts):
+        return {"lines": sum(p["lines"] for p in parts), "largest": max(p["largest"] for p in parts)}

@@ -7,12 +7,11 @@ mounts vanish with it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 
-from conftest import ROOT, clean_environ, reference, require
+from conftest import ROOT, clean_environ, read_manifest, reference, require
 
 
 def bind_mounts_work() -> bool:
@@ -33,8 +32,7 @@ def run_with_binds(binds, *args) -> subprocess.CompletedProcess:
                           timeout=60)
 
 
-def manifest(out, shard="shard-00000-of-00001"):
-    return json.loads((out / "_manifest" / f"{shard}.json").read_text())
+manifest = read_manifest
 
 
 def test_an_input_folder_bound_inside_out_dir_is_never_written(tmp_path):

@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+from job import cli
+from job.config import KEYS, SCHEMA
+
 from conftest import clean_environ, run_job
 
 
@@ -196,10 +199,31 @@ def test_unreadable_config_file(tmp_path, inputs):
 def test_help_lists_every_key():
     result = run_job("--help")
     assert result.returncode == 0
-    for key in ["input_dir", "out_dir", "process_count", "run_type", "distribArgs", "processor",
-                "shard_strategy", "pattern", "resume", "error_threshold", "max_retries",
-                "file_timeout", "log_level"]:
-        assert f"--{key} (" in result.stdout, key
+    assert len(SCHEMA) >= 15
+    for key in SCHEMA:
+        assert f"--{key.name} ({key.kind}, default " in result.stdout, key.name
+        assert " ".join(key.help.split()[:4]) in " ".join(result.stdout.split()), key.name
+
+
+#: A value of the wrong type or out of range for each declared key.
+BAD_VALUES = {"input_dir": "", "out_dir": "", "process_count": "0", "run_type": "cluster",
+              "distribArgs": "5", "processor": "no_class", "shard_strategy": "random",
+              "pattern": "/abs/*", "resume": "maybe", "error_threshold": "-2",
+              "max_retries": "many", "file_timeout": "-1", "log_level": "loud",
+              "progress_interval": "0", "journal_sync_interval": "never"}
+
+
+@pytest.mark.parametrize("key", [key.name for key in SCHEMA])
+def test_a_bad_value_of_any_key_is_one_line_naming_it(key, tmp_path, inputs, capsys):
+    assert set(BAD_VALUES) == set(KEYS), "give each declared key a bad value here"
+    args = ["--input_dir", str(inputs), "--out_dir", str(tmp_path / "out")]
+    for spelling in (f"--{key}", f"--{key.replace('_', '-')}="):
+        argv = args + ([spelling, BAD_VALUES[key]] if not spelling.endswith("=")
+                       else [spelling + BAD_VALUES[key]])
+        assert cli.main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], lines
+    assert not (tmp_path / "out").exists()
 
 
 def test_print_config_shows_the_resolved_config(inputs):

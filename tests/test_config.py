@@ -126,3 +126,24 @@ def test_command_line_values_read_as_yaml_reads_them(text):
     expected = yaml.safe_load(text) if text != "" else ""
     got = config.parse_scalar("process_count", text)
     assert got == expected and type(got) is type(expected)
+
+
+def test_every_spelling_of_a_key_and_values_that_begin_with_a_dash():
+    arguments = parse_arguments(["--pattern", "-x*", "--error-threshold", "-1",
+                                 "--distribArgs.node-rank=2", "--config-path", "c.yaml",
+                                 "--print-config", "--out_dir=o=1"])
+    assert arguments.config_path == "c.yaml" and arguments.print_config
+    assert arguments.overrides == [("pattern", "-x*"), ("error_threshold", "-1"),
+                                   ("distribArgs.node_rank", "2"), ("out_dir", "o=1")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--distribArgs.bogus", "1"], "unknown key 'distribArgs.bogus'; distribArgs takes"),
+    (["--process_count.x", "1"], "unknown key 'process_count.x': only distribArgs has sub-keys"),
+    (["--proc", "1"], "unknown key 'proc'"),  # no abbreviations
+    (["-x"], "unexpected argument '-x'"),
+    (["--help=yes"], "--help: ignored explicit argument 'yes'"),
+])
+def test_unknown_options_are_one_line_naming_the_key(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_arguments(argv)

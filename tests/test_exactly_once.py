@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, clean_environ, reference, run_job
+from conftest import (ROOT, clean_environ, journal_records, newest_records, read_manifest,
+                      reference, run_job)
 
 
 def make_inputs(folder, count=15):
@@ -25,23 +26,12 @@ def make_inputs(folder, count=15):
     return folder
 
 
-def records(out):
-    """Every journal record of ``out``, with the journal it is in."""
-    found = []
-    for path in sorted((out / "_manifest").glob("*.jsonl")):
-        found += [(path.name, json.loads(line)) for line in path.read_bytes().splitlines()]
-    return found
-
-
-def newest(out, shard="shard-"):
-    """Per input, its last record in the journals of ``shard`` (a journal keeps every run's)."""
-    return {r["input"]: r for name, r in records(out) if name.startswith(shard)}
+records, newest = journal_records, newest_records
 
 
 def manifest_statuses(out, shard="shard-00000-of-00001"):
     """The statuses of the last run of ``shard``, per input."""
-    manifest = json.loads((out / "_manifest" / f"{shard}.json").read_bytes())
-    return {r["input"]: r["status"] for r in manifest["files"]}
+    return {r["input"]: r["status"] for r in read_manifest(out, shard)["files"]}
 
 
 def statuses(out, shard):
@@ -200,7 +190,7 @@ def test_whatever_a_processor_returns_the_rank_finishes(tmp_path, value, error):
                      env=clean_environ(FAULT_RETURN=value))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    manifest = read_manifest(out)
     assert manifest["totals"]["failed"] == 3
     assert all(error in r["error"] for r in manifest["files"]), manifest["files"]
 
@@ -212,7 +202,7 @@ def test_usable_return_values_are_recorded(tmp_path, value):
                      "--processor", "odd_processors:Returns",
                      env=clean_environ(FAULT_RETURN=value))
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    manifest = read_manifest(out)
     tokens = 3 if "3" in value else None
     assert [r["tokens"] for r in manifest["files"]] == [tokens] * 3
 
@@ -262,7 +252,7 @@ def test_many_failures_are_counted_not_each_logged(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) < 40, f"{len(lines)} log lines"
     assert "290 more failed files" in result.stderr
-    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    manifest = read_manifest(out)
     assert manifest["totals"]["failed"] == 300
 
 
@@ -288,7 +278,7 @@ def test_an_unreadable_folder_is_recorded_as_failed(tmp_path):
                              text=True, timeout=60, preexec_fn=drop)
         assert run.returncode == 1, run.stderr
         assert "locked/: cannot list the folder: Permission denied" in run.stderr
-        manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+        manifest = read_manifest(out)
         failed = [r for r in manifest["files"] if r["status"] == "failed"]
         assert [r["input"] for r in failed] == ["locked/"]
         assert manifest["listing"]["unlisted"] == 1 and manifest["listing"]["files"] == 4

@@ -1,6 +1,5 @@
 """Faults injected for real: shared output folders, a full disk, bad entries, Ctrl-C, progress."""
 
-import json
 import os
 import pty
 import select
@@ -12,20 +11,12 @@ import time
 
 import pytest
 
-from conftest import (ROOT, assert_outputs_exact, clean_environ, require, run_job,
-                      temporary_files)
+from conftest import (ROOT, assert_outputs_exact, clean_environ, journal_records, read_manifest,
+                      require, run_job, temporary_files)
 
 
-@pytest.fixture
-def inputs(eight_files):
-    return eight_files
-
-
-def journal_records(out):
-    records = []
-    for path in sorted((out / "_manifest").glob("*.jsonl")):
-        records += [json.loads(line) for line in path.read_text().splitlines()]
-    return records
+def all_records(out):
+    return [record for _, record in journal_records(out)]
 
 
 def job_command(*args):
@@ -74,7 +65,7 @@ def test_disk_full_is_recorded_and_leaves_no_partial_output(inputs, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    records = {r["input"]: r for r in journal_records(saved)}
+    records = {r["input"]: r for r in all_records(saved)}
     assert records["huge.txt"]["status"] == "failed"
     assert "No space left on device" in records["huge.txt"]["error"]
     assert "failed: huge.txt: OSError: [Errno 28] No space left on device" in result.stderr
@@ -130,7 +121,7 @@ def test_bad_entries_are_recorded_never_a_crash(inputs, tmp_path):
                      "--processor", "fault_processors:Vanishes", "--error_threshold", "-1")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    records = {r["input"]: r for r in journal_records(out)}
+    records = {r["input"]: r for r in all_records(out)}
     assert records["broken_link.txt"]["status"] == "failed"
     assert "No such file or directory" in records["broken_link.txt"]["error"]
     assert "Too many levels of symbolic links" in records["loop.txt"]["error"]
@@ -149,7 +140,7 @@ def test_ctrl_c_to_the_process_group(inputs, tmp_path):
                                env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     deadline = time.monotonic() + 30
-    while len(journal_records(out) if (out / "_manifest").is_dir() else []) < 2:
+    while len(all_records(out) if (out / "_manifest").is_dir() else []) < 2:
         assert time.monotonic() < deadline, "no file finished"
         time.sleep(0.05)
     started = time.monotonic()
@@ -159,15 +150,15 @@ def test_ctrl_c_to_the_process_group(inputs, tmp_path):
     assert time.monotonic() - started < 5
     assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr
     assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).stdout == b""
-    records = journal_records(out)  # every line parses: the journal stays valid
+    records = all_records(out)  # every line parses: the journal stays valid
     assert 2 <= len(records) < 8 and {r["status"] for r in records} == {"ok"}
     rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out),
                     "--processor", "fault_processors:Slow")  # the same processor: it resumes
     assert rerun.returncode == 0
-    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    manifest = read_manifest(out)
     statuses = [r["status"] for r in manifest["files"]]
     assert statuses.count("skipped") == len(records) and statuses.count("ok") == 8 - len(records)
-    assert len(journal_records(out)) == 8  # this run's records after the first run's
+    assert len(all_records(out)) == 8  # this run's records after the first run's
     assert_outputs_exact(inputs, out)
 
 

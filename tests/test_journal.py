@@ -37,6 +37,26 @@ def test_usual_and_unusual_records(changes):
     assert journal.encode_record(value) == json.dumps(value, **COMPACT)
 
 
+@pytest.mark.parametrize("counts", [{}, {"lines": 4, "largest": None}, {"l\u00e9": 1},
+                                    {"a b": 1}, {"x": 1.5}, {"y": False}])
+def test_records_of_processors_that_count_other_things(counts):
+    base = record()
+    del base["tokens"]
+    value = {key: base[key] for key in journal.HEAD_FIELDS}
+    value.update(counts)
+    value.update({key: base[key] for key in journal.TAIL_FIELDS})
+    assert journal.encode_record(value) == json.dumps(value, **COMPACT)
+
+
+def test_totals_sum_each_declared_count():
+    records = [record(lines=2), record(lines=None, status="failed"), record(lines=5)]
+    totals = journal.totals(records, ["lines"])
+    assert list(totals) == ["files", "ok", "skipped", "failed", "bytes_in", "lines", "seconds"]
+    assert (totals["lines"], totals["ok"], totals["failed"]) == (7, 2, 1)
+    assert journal.count_names(totals) == ["lines"]
+    assert "tokens" not in journal.totals(records)
+
+
 def test_other_keys_or_order():
     value = {"status": "ok", **record()}
     assert journal.encode_record(value) == json.dumps(value, **COMPACT)

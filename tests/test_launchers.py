@@ -1,6 +1,5 @@
 """Real ranks: mpirun, torchrun-style variables and selective nodes, checked file by file."""
 
-import json
 import re
 import shutil
 import subprocess
@@ -12,16 +11,13 @@ from job import sharding
 from job.cpus import cpu_count, cpu_quota, node_cpus
 from job.listing import list_inputs
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job, seed_config
+from conftest import (ROOT, assert_outputs_exact, clean_environ, read_manifests, require, run_job,
+                      seed_config)
 
 MPIRUN = shutil.which("mpirun")
 
 
-def manifests(out_dir):
-    found = {}
-    for path in sorted((out_dir / "_manifest").glob("shard-*.json")):
-        found[path.name] = json.loads(path.read_text())
-    return found
+manifests = read_manifests
 
 
 def assert_each_file_once(input_dir, out_dir, count):

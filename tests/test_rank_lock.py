@@ -11,14 +11,10 @@ import time
 
 import pytest
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, run_job
+from conftest import (ROOT, assert_outputs_exact, clean_environ, journal_records, read_manifest,
+                      run_job)
 
 LOCK = "shard-00000-of-00001.lock"
-
-
-@pytest.fixture
-def inputs(eight_files):
-    return eight_files
 
 
 def start_slow(inputs, out):
@@ -50,8 +46,7 @@ def wait_until_unlocked(path, seconds):
 
 
 def journal_statuses(out):
-    journal = out / "_manifest" / "shard-00000-of-00001.jsonl"
-    return [json.loads(line)["status"] for line in journal.read_bytes().splitlines()]
+    return [record["status"] for _, record in journal_records(out, "shard-00000-of-00001.")]
 
 
 def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
@@ -93,7 +88,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(inputs, tmp_path):
                     "--processor", "fault_processors:Slow")
     assert rerun.returncode == 0, rerun.stderr
     assert f"took over the lock of a run that is gone: pid {first.pid}" in rerun.stderr
-    manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_bytes())
+    manifest = read_manifest(out)
     statuses = [r["status"] for r in manifest["files"]]
     assert len(statuses) == 8 and statuses.count("skipped") >= 2
     assert_outputs_exact(inputs, out)

@@ -61,6 +61,22 @@ def test_openmpi_variables():
     assert "OpenMPI" in rank.source
 
 
+def test_openmpi_uneven_processes_per_node_shard_by_global_rank():
+    """5 processes, 2 per node (the last node has one): not ``node x local`` shards, so each
+    process takes shard ``global rank`` of the world size, and the 5 cover it once."""
+    found = []
+    for global_rank in range(5):
+        environ = {"OMPI_COMM_WORLD_RANK": str(global_rank), "OMPI_COMM_WORLD_SIZE": "5",
+                   "OMPI_COMM_WORLD_LOCAL_RANK": str(global_rank % 2),
+                   "OMPI_COMM_WORLD_LOCAL_SIZE": "2" if global_rank < 4 else "1"}
+        rank = ranks.resolve(None, environ)
+        assert (rank.node_rank, rank.node_count, rank.local_rank, rank.local_size) == (
+            global_rank, 5, 0, 1)
+        assert "OpenMPI" in rank.source
+        found.append(shard(rank))
+    assert found == [(index, 5) for index in range(5)]
+
+
 def test_openmpi_wins_over_torch_variables():
     agreeing = {**TORCH, "RANK": "5", "WORLD_SIZE": "8", **OMPI}
     assert "OpenMPI" in ranks.resolve(None, agreeing).source

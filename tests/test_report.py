@@ -6,11 +6,10 @@ report is run as a user runs it.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
-from conftest import ROOT, clean_environ, run_job
+from conftest import ROOT, clean_environ, read_manifest, run_job
 
 from job import report as job_report
 
@@ -46,7 +45,7 @@ def test_every_rank_finished_is_ok_with_totals_and_the_slowest_rank(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "ranks: 3 of 3 finished"
     assert [line.split(":")[0] for line in lines[1:4]] == [f"  rank {r}/3" for r in range(3)]
-    manifests = [json.loads((out / "_manifest" / f"shard-{r:05d}-of-00003.json").read_text())
+    manifests = [read_manifest(out, f"shard-{r:05d}-of-00003")
                  for r in range(3)]
     tokens = sum(m["totals"]["tokens"] for m in manifests)
     size = sum(m["totals"]["bytes_in"] for m in manifests)
@@ -54,6 +53,21 @@ def test_every_rank_finished_is_ok_with_totals_and_the_slowest_rank(tmp_path):
     slowest = max(range(3), key=lambda r: (manifests[r]["wall_seconds"], -r))
     assert any(line.startswith(f"slowest rank: {slowest} (") for line in lines)
     assert lines[-1] == "OK: 3 rank(s) finished, no file failed"
+
+
+def test_the_totals_are_the_counts_the_processor_declares(tmp_path):
+    inputs, out = write_inputs(tmp_path / "in"), tmp_path / "out"
+    for rank in range(2):
+        run_rank(inputs, out, 2, rank, "--processor", "odd_processors:Counts")
+    result = run_report(out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    data = [path.read_bytes() for path in sorted(inputs.iterdir())]
+    size, lines_in = sum(map(len, data)), sum(d.count(b"\n") for d in data)
+    largest = sum(map(len, data))  # each file is one range: its largest is its size
+    assert (f"files: 12 (12 ok, 0 skipped, 0 failed); {size:,} bytes in, {lines_in:,} lines, "
+            f"{largest:,} largest") in lines, lines
+    assert "tokens" not in result.stdout
 
 
 def test_a_missing_rank_and_failed_files_are_named_and_exit_1(tmp_path):

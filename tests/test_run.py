@@ -1,6 +1,5 @@
 """A rank's run end to end: journal, manifest, resume, failures, dead workers, signals."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,32 +8,26 @@ import time
 
 import pytest
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, run_job, temporary_files
+from conftest import (ROOT, assert_outputs_exact, clean_environ, newest_records, read_manifest,
+                      run_job, temporary_files)
 
 
 @pytest.fixture
-def inputs(tmp_path):
-    source = tmp_path / "in"
-    (source / "sub").mkdir(parents=True)
-    for i in range(8):
-        (source / f"f{i}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
-    (source / "sub" / "g.txt").write_bytes(b"delta\r\nepsilon")
-    return source
+def inputs(eight_files):
+    (eight_files / "sub").mkdir()
+    (eight_files / "sub" / "g.txt").write_bytes(b"delta\r\nepsilon")
+    return eight_files
 
 
 def journal(out):
     """The newest record of each input in the journal, which keeps every run's records."""
-    [path] = (out / "_manifest").glob("*.jsonl")
-    newest = {}
-    for line in path.read_bytes().splitlines():  # every line must parse
-        record = json.loads(line)
-        newest[record["input"]] = record
-    return list(newest.values())
+    [_] = (out / "_manifest").glob("*.jsonl")
+    return list(newest_records(out).values())
 
 
 def manifest(out):
     [path] = (out / "_manifest").glob("*.json")
-    return json.loads(path.read_text())
+    return read_manifest(out, path.stem)
 
 
 def test_journal_and_manifest_records(inputs, tmp_path):
@@ -71,6 +64,24 @@ def test_resume_skips_what_is_done_and_redoes_what_changed(inputs, tmp_path):
     rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--resume", "false")
     assert {r["status"] for r in manifest(out)["files"]} == {"ok"}, rerun.stderr
     assert {r["status"] for r in journal(out)} == {"ok"}
+
+
+def test_a_same_size_edit_with_a_new_mtime_is_redone_on_resume(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert run_job("--input_dir", str(inputs), "--out_dir", str(out)).returncode == 0
+    edited = inputs / "f1.txt"
+    before = edited.stat()
+    data = edited.read_bytes()
+    edited.write_bytes(data.replace(b"alpha", b"ALPHA", 1))
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))
+    assert edited.stat().st_size == before.st_size
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert result.returncode == 0, result.stderr
+    status = {r["input"]: r["status"] for r in manifest(out)["files"]}
+    assert status.pop("f1.txt") == "ok"
+    assert set(status.values()) == {"skipped"}
+    assert (out / "f1.txt").read_bytes().startswith(b"ALPHA\n")
+    assert_outputs_exact(inputs, out)
 
 
 def test_journal_cut_mid_line_is_tolerated(inputs, tmp_path):

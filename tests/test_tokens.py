@@ -2,7 +2,6 @@
 
 import io
 import itertools
-import json
 from unittest import mock
 import subprocess
 
@@ -14,7 +13,8 @@ from job.listing import InputFile
 from job import native, tokens
 from job.tokens import TokenSplitter, split_bytes, split_stream
 
-from conftest import assert_outputs_exact, reference, require, run_job, temporary_files
+from conftest import (assert_outputs_exact, newest_records, read_manifest, reference, require,
+                      run_job, temporary_files)
 
 EDGE_CASES = {
     "crlf.txt": b"one two\r\nthree\r\n\r\nfour",
@@ -168,8 +168,7 @@ def ranged_inputs(tmp_path, corpus, monkeypatch):
 
 
 def journal_of(out):
-    lines = (out / "_manifest" / "shard-00000-of-00001.jsonl").read_text().splitlines()
-    return {record["input"]: record for record in map(json.loads, lines)}
+    return newest_records(out, "shard-00000-of-00001.")
 
 
 def test_job_splits_a_large_file_into_ranges(tmp_path, ranged_inputs):
@@ -200,3 +199,29 @@ def test_a_failed_range_fails_its_file_and_leaves_nothing(tmp_path, ranged_input
     assert records["big.txt"]["error"].startswith("ValueError: bad range at")
     assert records["small.txt"]["status"] == "ok"
     assert not (out / "big.txt").exists() and temporary_files(out) == []
+
+
+def test_the_runner_records_and_sums_what_a_processor_declares_it_counts(tmp_path, ranged_inputs):
+    """The runner knows no token: a processor's ``counts`` become record fields and totals, and
+    its ``combine_counts`` joins the counts of a file's byte ranges."""
+    from job import cli, tasks
+    out = tmp_path / "out"
+    code = cli.main(["--input_dir", str(ranged_inputs), "--out_dir", str(out), "--process_count",
+                     "2", "--processor", "odd_processors:Counts", "--log_level", "WARNING"])
+    assert code == 0
+    big = (ranged_inputs / "big.txt").read_bytes()
+    planned = tasks.plan_tasks([InputFile("big.txt", len(big)), InputFile("small.txt", 12)], 2,
+                               True)
+    ranges = [task for task in planned if task.index == 0]
+    assert len(ranges) > 2
+    records = journal_of(out)
+    assert records["big.txt"]["lines"] == big.count(b"\n")
+    assert records["big.txt"]["largest"] == max(t.end - t.start for t in ranges) < len(big)
+    assert records["small.txt"]["lines"] == 1 and records["small.txt"]["largest"] == 12
+    assert all("tokens" not in record for record in records.values())
+    assert list(records["big.txt"])[3:6] == ["bytes_in", "lines", "largest"]
+    manifest = read_manifest(out)
+    totals = manifest["totals"]
+    assert (totals["lines"], totals["largest"]) == (big.count(b"\n") + 1,
+                                                    records["big.txt"]["largest"] + 12)
+    assert "tokens" not in totals
