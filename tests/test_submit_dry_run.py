@@ -407,6 +407,21 @@ def test_an_unrelated_config_json_above_is_skipped_with_one_warning(tmp_path, ca
                         "Scope; skipped it"]
 
 
+def test_a_partial_workspace_config_json_above_lets_the_dry_run_through(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"subscription_id": "s", "workspace_name": "w"}')
+    (tmp_path / "sub").mkdir()
+    os.chdir(tmp_path / "sub")
+    code = cli.main(["--nodes", "1", "--dry-run", "--input", "azureml:d:1", "--output",
+                     "azureml://datastores/w/paths/o", "--yaml", "job.yml"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "error" not in err and "warning" not in err
+    described = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert " s  (workspace config " in described["subscription"]
+    assert " w  (workspace config " in described["workspace"]
+    assert "<RESOURCE_GROUP>" in described["resource_group"]
+
+
 def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):
     precious = tmp_path / "job-code" / "notes.txt"
     precious.parent.mkdir()
