@@ -422,6 +422,22 @@ def test_a_partial_workspace_config_json_above_lets_the_dry_run_through(tmp_path
     assert "<RESOURCE_GROUP>" in described["resource_group"]
 
 
+@pytest.mark.parametrize("where", [["--yaml", "job.yml"], ["--code-dir", "sub/code"]])
+def test_code_staged_inside_the_local_input_folder_is_refused(tmp_path, capsys, where):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (data / name).write_text("alpha beta\n")
+    os.chdir(data)
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", ".", "--output",
+                     "azureml://datastores/ws/paths/o", *where])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    [line] = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith("error: the code folder ") and "inside the local input folder" in line
+    assert sorted(p.name for p in data.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+
+
 def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):
     precious = tmp_path / "job-code" / "notes.txt"
     precious.parent.mkdir()
