@@ -86,7 +86,9 @@ Download job NAME's output folder (out_dir, with its _manifest/) to DIR (default
 Files already there with the same size are kept, so a second run completes the first.
 `python -m job.report DIR` then sums it up, `python -m job.check` checks it.
 
-exit codes: 0 downloaded; 1 the output holds no file; 2 no such job, bad settings.""",
+exit codes: 0 downloaded; 1 the output holds no file, or a blob whose name would land outside
+DIR (`..`, an absolute name) was skipped (the others are downloaded; stderr names it);
+2 no such job, bad settings.""",
     "resubmit": """\
 Submit job NAME again: the same code, command, environment, compute, inputs, outputs,
 distribution and resources, on the same output path (also when the job wrote to its
@@ -386,10 +388,12 @@ class Downloaded:
     fetched: int  # files downloaded now
     kept: int  # files already there with the same size
     size: int  # bytes of all of them
+    outside: tuple[str, ...] = ()  # blob names that would land outside destination: skipped
 
     def describe(self) -> str:
         if not self.fetched + self.kept:
-            return f"the output of job {self.job} ({self.source}) holds no file"
+            other = " that can be downloaded" if self.outside else ""
+            return f"the output of job {self.job} ({self.source}) holds no file{other}"
         return (f"downloaded {self.fetched} file(s) of {self.source} to {self.destination}"
                 + (f" ({self.kept} already there)" if self.kept else "")
                 + f": {self.size:,} bytes\nsummary: python -m job.report {self.destination}")
@@ -398,20 +402,29 @@ class Downloaded:
 def download_output(client, name: str, settings: Settings,
                     to: str | os.PathLike | None = None) -> Downloaded:
     """Download job ``name``'s output folder (out_dir, ``_manifest/`` included) to ``to``
-    (default ``./NAME``); files already there with the same size are kept."""
+    (default ``./NAME``); files already there with the same size are kept. A blob whose
+    name would land outside ``to`` (``..``, an absolute name) is skipped and named in
+    ``Downloaded.outside``; the others are downloaded."""
     from .azure import azure_errors
-    from .datastore import container_of, fetch, list_folder
+    from .datastore import StorageError, container_of, fetch, list_folder, local_path
 
     job = get_job(client, name, settings)
     location = output_location(client, job)
     destination = Path(to or job.name)
     fetched = kept = size = 0
+    outside = []
     with azure_errors(f"downloading the output of job {job.name}"):
         container = container_of(client, location)
         for blob in list_folder(container, location):
+            try:
+                local_path(destination, blob.relative)
+            except StorageError:
+                outside.append(blob.name)
+                continue
             _, new = fetch(container, blob, destination)
             fetched, kept, size = fetched + new, kept + (not new), size + blob.size
-    return Downloaded(job.name, status_of(job), location.uri, destination, fetched, kept, size)
+    return Downloaded(job.name, status_of(job), location.uri, destination, fetched, kept, size,
+                      tuple(outside))
 
 
 def download_command(client, args, settings: Settings) -> int:
@@ -419,11 +432,14 @@ def download_command(client, args, settings: Settings) -> int:
     if downloaded.status not in ENDED:
         print(f"note: job {downloaded.job} is {downloaded.status}: its output is not complete "
               "yet", file=sys.stderr)
+    for name in downloaded.outside:
+        print(f"error: blob {name!r} would land outside {str(downloaded.destination)!r}; "
+              "skipped it", file=sys.stderr)
     if not downloaded.fetched + downloaded.kept:
         print(f"error: {downloaded.describe()}", file=sys.stderr)
         return EXIT_FAILED
     print(downloaded.describe())
-    return EXIT_OK
+    return EXIT_FAILED if downloaded.outside else EXIT_OK
 
 
 def resubmission_of(job, output_uri: str, tags: dict[str, str]):

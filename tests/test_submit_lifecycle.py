@@ -326,6 +326,24 @@ def test_download_fetches_the_output_and_a_second_run_keeps_what_is_there(standi
     assert summary.splitlines()[-1] == "OK: 5 rank(s) finished, no file failed"
 
 
+def test_download_skips_a_blob_that_would_land_outside_and_fetches_the_rest(
+        standin, tmp_path, in_process, capsys):
+    name = submit(standin, tmp_path)
+    standin.set_status(name, "Completed")
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + "a.txt", b"a")
+    standin.upload_dotted("workspaceblobstore", OUTPUT_PREFIX + "x/../../evil.txt", b"evil")
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + "z/b.txt", b"bb")
+    target = tmp_path / "deep" / "fetched"
+    assert in_process(standin, "download", name, "--to", str(target)) == 1
+    out, err = capsys.readouterr()
+    assert said(err) == [f"error: blob '{OUTPUT_PREFIX}x/../../evil.txt' would land outside "
+                         f"{str(target)!r}; skipped it"]
+    assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*")
+            if p.is_file()} == {"a.txt": b"a", "z/b.txt": b"bb"}
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert out.startswith(f"downloaded 2 file(s) of {WORKSPACE['output']} to {target}: 3 bytes")
+
+
 def run_job_report(folder: Path) -> str:
     import subprocess
     import sys
