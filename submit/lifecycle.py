@@ -314,8 +314,57 @@ def logs_command(client, args, settings: Settings) -> int:
     return EXIT_OK
 
 
+SHARD_NUMBERS = re.compile(r"shard-(\d+)-of-(\d+)\.json")  # job.journal's manifest names
+
+
+def set_aside_unreadable(folder: str, names: dict[str, str]) -> list[tuple[str, str]]:
+    """Remove from ``folder`` (a downloaded out_dir) each journal or manifest that
+    ``job.check.read_bookkeeping`` cannot read, so that the others can be summed up.
+
+    ``names`` maps each downloaded file's local path to the name to show (its URI).
+    Returns ``(file shown, message with that name)`` for each file removed; a problem
+    naming no downloaded file is kept with the folder's name replaced.
+    """
+    from job.check import read_bookkeeping
+
+    removed: list[tuple[str, str]] = []
+    while True:
+        _, bad = read_bookkeeping(folder)
+        found = [(path, message) for message in bad for path in names
+                 if message.startswith(path + ":") and os.path.exists(path)]
+        if not found:
+            return removed + [(folder, message.replace(folder, "the output"))
+                              for message in bad]
+        for path, message in found:
+            os.remove(path)
+            removed.append((names[path], names[path] + message[len(path):]))
+
+
+def _summary_with_unreadable(summary, text: list[str], unreadable: list[tuple[str, str]],
+                             ) -> tuple[list[str], int]:
+    """The summary's lines with the unreadable files named first, their ranks' lines saying
+    so, and a verdict that counts them; exit 1."""
+    from job.report import SHOWN
+
+    lines = [f"cannot read the bookkeeping: {message}" for _, message in unreadable[:SHOWN]]
+    ranks = {tuple(map(int, found.groups())) for name, _ in unreadable
+             if (found := SHARD_NUMBERS.search(name.rsplit("/", 1)[-1]))}
+    for index, count in ranks:
+        head = f"  rank {index}/{count}: no manifest: "
+        text = [f"{head[:-len('no manifest: ')]}manifest cannot be read (named above)"
+                if line.startswith(head) else line for line in text]
+    verdict = f"{len(unreadable)} journal(s) or manifest(s) cannot be read"
+    last = text[-1] if text else ""
+    text[-1:] = [f"FAILED: {verdict}; {last.removeprefix('FAILED: ')}"
+                 if last.startswith("FAILED: ") else f"FAILED: {verdict}"]
+    return lines + text, 1
+
+
 def report_lines(client, job) -> tuple[list[str], int]:
-    """Download the job's ``_manifest/`` and sum it up: the report's lines and exit code."""
+    """Download the job's ``_manifest/`` and sum it up: the report's lines and exit code.
+
+    A journal or manifest that cannot be read is named by its URI, and the others are
+    still summed up (the exit code is then 1)."""
     import io
 
     from job.report import print_summary, summarize
@@ -326,16 +375,22 @@ def report_lines(client, job) -> tuple[list[str], int]:
     location = output_location(client, job)
     count, indices = expected_shards(job)
     with tempfile.TemporaryDirectory(prefix="amlshard-report-") as folder:
+        names = {}
         with azure_errors(f"reading the manifests of job {job.name}"):
             container = container_of(client, location)
             for blob in list_folder(container, location, "_manifest"):
-                fetch(container, blob, folder)
+                path, _ = fetch(container, blob, folder)
+                names[str(path)] = location.uri.rstrip("/") + "/" + blob.relative
+        unreadable = set_aside_unreadable(folder, names)
         summary = summarize(folder, count, indices)
         summary.out_dir = location.uri.rstrip("/")
         text = io.StringIO()
         code = print_summary(summary, text)
+    lines = text.getvalue().splitlines()
+    if unreadable:
+        lines, code = _summary_with_unreadable(summary, lines, unreadable)
     head = f"job {job.name}: {status_of(job)}; output {location.uri}"
-    return [head, *text.getvalue().splitlines()], code
+    return [head, *lines], code
 
 
 def print_report_after_stream(client, name: str) -> None:

@@ -265,6 +265,29 @@ def test_report_names_the_missing_rank_and_the_failed_files(standin, tmp_path):
                          "2 file(s) failed")
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"[1,2]", b"{}"])
+def test_report_names_an_unreadable_manifest_and_sums_up_the_others(standin, tmp_path, content,
+                                                                     in_process, capsys):
+    name = submit(standin, tmp_path)
+    standin.set_status(name, "Completed")
+    out = run_ranks(tmp_path, ranks=range(5), poisoned={1, 13})
+    upload_folder(standin, out, OUTPUT_PREFIX, only="_manifest")
+    broken = "_manifest/shard-00002-of-00005.json"
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + broken, content)
+    assert in_process(standin, "report", name) == 1
+    lines = capsys.readouterr().out.splitlines()
+    uri = WORKSPACE["output"] + broken
+    assert lines[0] == f"job {name}: Completed; output {WORKSPACE['output']}"
+    assert lines[1].startswith(f"cannot read the bookkeeping: {uri}: ")
+    assert "amlshard-report-" not in "\n".join(lines)
+    assert lines[2] == "ranks: 4 of 5 finished"
+    assert "  rank 2/5: manifest cannot be read (named above)" in lines
+    assert any(line.startswith("  f01.txt (rank 0): ") for line in lines)
+    assert any(line.startswith("  f13.txt (rank 4): ") for line in lines)
+    assert lines[-1].startswith("FAILED: 1 journal(s) or manifest(s) cannot be read; 1 rank(s) "
+                                "without a complete manifest: 2")
+
+
 def test_report_of_a_whole_run_on_the_default_output_exits_0(standin, tmp_path, in_process, capsys):
     name = submit(standin, tmp_path, output="")  # Azure ML's default output path
     standin.set_status(name, "Completed")
