@@ -183,7 +183,17 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> int:
         return _submit(prepared, args, progress or Progress())
 
 
+def _empty_input_warning(prepared) -> None:
+    """A local input folder with no file to upload: a dry run goes on, with one warning
+    (a submission refuses it: :func:`submit.azure.check_local_inputs`)."""
+    if prepared.upload is not None and prepared.upload.files == 0:
+        print(f"warning: input: the local folder {str(prepared.upload.folder)!r} holds no file "
+              "to upload (an .amlignore or .gitignore there may exclude them all); a "
+              "submission refuses it", file=sys.stderr)
+
+
 def _dry_run(prepared, args: argparse.Namespace) -> int:
+    _empty_input_warning(prepared)
     if args.yaml:
         prepared.write_yaml(args.yaml)
         print(prepared.summary())

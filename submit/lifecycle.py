@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .settings import WORKSPACE_KEYS, Settings, is_placeholder, placeholder_lines, resolve
+from .settings import (
+    WORKSPACE_KEYS,
+    Settings,
+    SettingsError,
+    is_placeholder,
+    placeholder_lines,
+    resolve,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 OUTPUT_NAME = "out_dir"  # submit/build.py's OUTPUT_NAME: the job's output folder
@@ -35,7 +42,10 @@ ENDED = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")  # the SD
 LOG_TAIL = 20
 LOG_NAME = re.compile(r"user_logs/std_log(?:_node_(?P<node>\d+))?(?:_process_(?P<process>\d+))?"
                       r"(?:_ps)?\.txt")
-ERROR_LINE = re.compile(r"\bERROR\b|^Traceback \(most recent call last\)|^error: ", re.MULTILINE)
+# A rank's own error lines (job/run.py logs "2026-01-02 03:04:05 ERROR [rank 3] ..."), a
+# traceback, a command line's "error: ...": not any line that holds the word ERROR.
+ERROR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? ERROR |"
+                        r"^Traceback \(most recent call last\):|^error: ", re.MULTILINE)
 SYSTEM_PROPERTY = re.compile(r"^(_|azureml\.|mlflow\.)|^(ContentSnapshotId|ProcessInfoFile|"
                              r"ProcessStatusFile|StartTimeUtc|EndTimeUtc)$")
 
@@ -69,7 +79,8 @@ Print the ranks' logs of job NAME (user_logs/std_log_process_R.txt in the job's 
 store, as far as Azure ML has uploaded them; `--stream` on submission shows rank 0's only).
 
 Without --rank: for each rank a header line `==> rank R: FILE (N lines) <==` and the last
---tail lines of its log, then the ranks whose log holds an ERROR line or a traceback.
+--tail lines of its log, then the ranks whose log holds an error: a line the job logged
+at level ERROR (`DATE TIME ERROR [rank R] ...`), a traceback, or a line opening `error: `.
 With --rank R: rank R's whole log.
 
 exit codes: 0 logs printed; 1 no log yet, or no log of rank R; 2 no such job, bad settings.""",
@@ -552,7 +563,11 @@ def run(argv: Sequence[str]) -> int:
     """Run subcommand ``argv[0]`` with ``argv[1:]``; errors raise (see :func:`main`)."""
     name = argv[0]
     args = subcommand_parser(name).parse_args(list(argv[1:]))
+    if not args.job_name.strip():  # the request would go to the jobs list instead
+        raise SettingsError("the job name is empty: give the name python -m submit printed")
     settings = workspace_settings(args)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     refusal = unfilled_workspace(settings)
     if refusal:
         print(refusal, file=sys.stderr)
@@ -560,7 +575,9 @@ def run(argv: Sequence[str]) -> int:
     import logging
 
     from .azure import ml_client
+    from .build import quiet_sdk_notices
     logging.getLogger("azure.identity").setLevel(logging.ERROR)  # azure.py reports it in one line
+    quiet_sdk_notices()  # a fetched job's experimental classes (resubmit)
     return COMMANDS[name](ml_client(settings), args, settings)
 
 

@@ -79,7 +79,8 @@ _ACCOUNT = r"[a-z0-9]+"
 _SEGMENT = r"[^/@\s]+"
 STORAGE_FORMS: tuple[tuple[str, str], ...] = (
     (rf"azureml://datastores/{_SEGMENT}/paths/\S*", "azureml://datastores/NAME/paths/PATH"),
-    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}/workspaces/{_SEGMENT}"
+    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}"
+     rf"/(providers/Microsoft\.MachineLearningServices/)?workspaces/{_SEGMENT}"
      rf"/datastores/{_SEGMENT}/paths/\S*",
      "azureml://subscriptions/SUB/resourcegroups/RG/workspaces/WS/datastores/NAME/paths/PATH"),
     (rf"https://{_ACCOUNT}\.blob\.core\.[a-z0-9.]+/{_SEGMENT}(/\S*)?",

@@ -339,6 +339,9 @@ def write(path: Path, text: str) -> str:
     (lambda t: ["--input", "azureml://subscriptions/s/resourcegroups/rg/workspaces/w/"
                 "datastores/DS/paths/data", "--output", "azureml://datastores/ds/paths/data"],
      ["the same path as input"]),
+    (lambda t: ["--input", "azureml://subscriptions/S/resourceGroups/RG/providers/"
+                "Microsoft.MachineLearningServices/workspaces/W/datastores/ds/paths/data",
+                "--output", "azureml://datastores/ds/paths/data/out"], ["inside input"]),
     (lambda t: ["--input", "azureml://datastores/ds/paths/a/../data",
                 "--output", "azureml://datastores/ds/paths//data/./x"], ["inside input"]),
     (lambda t: ["--input", "azureml://datastores/ds/paths/data",
@@ -436,6 +439,26 @@ def test_code_staged_inside_the_local_input_folder_is_refused(tmp_path, capsys, 
     [line] = [line for line in err.splitlines() if line.strip()]
     assert line.startswith("error: the code folder ") and "inside the local input folder" in line
     assert sorted(p.name for p in data.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_the_provider_form_of_a_datastore_uri_is_an_input(tmp_path, capsys):
+    uri = ("azureml://subscriptions/S/resourceGroups/RG/providers/"
+           "Microsoft.MachineLearningServices/workspaces/W/datastores/D/paths/P")
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", uri, "--output",
+                     "azureml://datastores/D/paths/Q", "--yaml", "job.yml"])
+    assert code == 0, capsys.readouterr().err
+    assert load_job_yaml(tmp_path / "job.yml").inputs["input_dir"].path == uri
+
+
+def test_an_empty_local_input_folder_is_one_warning_in_a_dry_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", "empty", "--output",
+                     "azureml://datastores/ws/paths/o", "--yaml", "job.yml"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"warning: input: the local folder {str(tmp_path / 'empty')!r} holds no file to upload "
+        "(an .amlignore or .gitignore there may exclude them all); a submission refuses it"]
 
 
 def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):

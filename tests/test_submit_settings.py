@@ -208,6 +208,17 @@ def test_a_partial_config_json_gives_what_it_has_and_the_rest_falls_through(tmp_
     assert settings.resource_group == given.get("resource_group", "rg-file")
 
 
+@pytest.mark.parametrize("name", ["input", "output"])
+def test_the_provider_form_of_a_datastore_uri_is_accepted(tmp_path, name):
+    uri = ("azureml://subscriptions/S/resourceGroups/RG/providers/"
+           "Microsoft.MachineLearningServices/workspaces/W/datastores/D/paths/P")
+    settings = S.resolve({name: uri}, environ={}, search_from=tmp_path)
+    assert settings.values[name] == uri
+    from submit.build import storage_place
+    assert storage_place(uri) == storage_place("azureml://datastores/d/paths/P/") == \
+        ("datastore:d", "P")
+
+
 def test_a_user_config_file_lies_over_the_packaged_one(tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "mine.yaml").write_text(yaml.safe_dump(
