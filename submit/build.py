@@ -135,7 +135,8 @@ def input_location(settings: Settings) -> str:
     return str(folder)
 
 
-_DATASTORE = re.compile(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?"
+_DATASTORE = re.compile(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/"
+                        r"(?:providers/Microsoft\.MachineLearningServices/)?workspaces/[^/]+/)?"
                         r"datastores/([^/]+)/paths/(.*)", re.IGNORECASE)
 _ACCOUNT = re.compile(r"(?:https|wasbs?|abfss?)://(?:([^@/]+)@)?([^./]+)\."
                       r"(?:blob|dfs)\.core\.windows\.net/?(.*)", re.IGNORECASE)
@@ -143,7 +144,8 @@ _ACCOUNT = re.compile(r"(?:https|wasbs?|abfss?)://(?:([^@/]+)@)?([^./]+)\."
 
 def storage_place(uri: str) -> tuple[str, str] | None:
     """Where a storage URI points, as ``(store, path)`` that compare alike for every form of
-    one place: a datastore's short and full ``azureml://`` forms; an account's container
+    one place: a datastore's short and full ``azureml://`` forms (with or without
+    ``providers/Microsoft.MachineLearningServices/``); an account's container
     through ``https``, ``wasbs`` or ``abfss``. The scheme, host and datastore name are
     case-insensitive, the query is dropped and ``.``, ``..`` and ``//`` are folded; the
     path keeps its case (blob names are case-sensitive). ``None`` for any other form

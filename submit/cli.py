@@ -3,7 +3,9 @@
 Exit codes: 0 done (dry run written, job submitted, or followed to
 ``Completed``); 1 the job ended otherwise, or Azure ML refused the request;
 2 bad usage, settings, placeholders, job config, input folder or
-authentication, reported before anything is sent; 130 interrupted.
+authentication, reported before anything is sent; 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). Either way a temporary code folder is removed and
+one line says whether a job was submitted.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from . import lifecycle
 from .settings import (
@@ -27,7 +31,7 @@ from .settings import (
     unfilled_message,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 DESCRIPTION = """\
 Build the Azure ML command job that runs `python -m job` on N nodes and submit it,
@@ -49,7 +53,7 @@ says which source gave each value. Values in <ANGLE_BRACKETS> are placeholders: 
 run accepts them, a submission refuses them (exit 2).
 
 exit codes: 0 done; 1 the job did not complete, or Azure ML refused the request;
-2 bad usage, settings, placeholders or authentication; 130 interrupted.
+2 bad usage, settings, placeholders or authentication; 130 interrupted; 143 terminated.
 """
 
 
@@ -98,6 +102,45 @@ def command_line_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``, so that
+    what cleans up on the way out (a temporary code folder, a partial download) runs."""
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (in the main thread only; the
+    handler that was there is put back after)."""
+    def terminate(signum, frame):
+        raise Terminated()
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Progress:
+    """How far a submission went, for the line an interruption prints."""
+
+    def __init__(self) -> None:
+        self.sending = False  # create_or_update was called
+        self.submitted: str | None = None  # the name of the job Azure ML accepted
+
+    def interrupted(self, what: str) -> str:
+        if self.submitted:
+            return (f"{what}: job {self.submitted} was submitted and goes on running on Azure "
+                    f"ML (python -m submit cancel {self.submitted} stops it)")
+        if self.sending:
+            return (f"{what} while submitting: the job may have reached Azure ML; the studio's "
+                    "job list (or az ml job list) shows it")
+        return f"{what}: nothing was submitted"
+
+
 def _quiet_sdk_logs() -> None:
     # azure.identity logs the many-line story of a failed sign-in that `azure.py`
     # reports in one line.
@@ -114,7 +157,7 @@ def _code_dir(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, progress: Progress | None = None) -> int:
     """Do what the parsed command line asks; returns the exit code. Errors raise ValueError."""
     if args.stream and args.dry_run:
         raise SettingsError("--stream follows a submitted job; it cannot go with --dry-run")
@@ -137,10 +180,20 @@ def run(args: argparse.Namespace) -> int:
     with prepared:  # a temporary code folder goes when done
         if args.dry_run:
             return _dry_run(prepared, args)
-        return _submit(prepared, args)
+        return _submit(prepared, args, progress or Progress())
+
+
+def _empty_input_warning(prepared) -> None:
+    """A local input folder with no file to upload: a dry run goes on, with one warning
+    (a submission refuses it: :func:`submit.azure.check_local_inputs`)."""
+    if prepared.upload is not None and prepared.upload.files == 0:
+        print(f"warning: input: the local folder {str(prepared.upload.folder)!r} holds no file "
+              "to upload (an .amlignore or .gitignore there may exclude them all); a "
+              "submission refuses it", file=sys.stderr)
 
 
 def _dry_run(prepared, args: argparse.Namespace) -> int:
+    _empty_input_warning(prepared)
     if args.yaml:
         prepared.write_yaml(args.yaml)
         print(prepared.summary())
@@ -158,7 +211,7 @@ def _dry_run(prepared, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _submit(prepared, args: argparse.Namespace) -> int:
+def _submit(prepared, args: argparse.Namespace, progress: Progress) -> int:
     from .azure import (
         check_local_inputs,
         check_workspace,
@@ -174,7 +227,9 @@ def _submit(prepared, args: argparse.Namespace) -> int:
     print(prepared.summary())
     client = ml_client(prepared.settings)
     print(check_workspace(client, prepared.settings).describe())
+    progress.sending = True
     submitted = submit_job(client, prepared.job)
+    progress.submitted = submitted.name
     print(f"submitted job: {submitted.name} (status {submitted.status})")
     print(f"studio: {submitted.studio_url}")
     if not args.stream:
@@ -188,15 +243,27 @@ def _submit(prepared, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m submit`` with ``argv``; returns the exit code (errors: one line, no traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    progress = Progress()
+    try:
+        with sigterm_raises():
+            if argv and argv[0] in lifecycle.SUBCOMMANDS:  # status, cancel, logs, report, ...
+                return lifecycle.main(argv)
+            return _main(argv, progress)
+    except Terminated:
+        what = "terminated" if argv and argv[0] in lifecycle.SUBCOMMANDS else \
+            progress.interrupted("terminated")
+        print(what, file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+def _main(argv: list[str], progress: Progress) -> int:
     from .azure import AzureError
     from .yaml_out import RoundTripError
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in lifecycle.SUBCOMMANDS:  # status, cancel, logs, report, ...
-        return lifecycle.main(argv)
     args = command_line_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, progress)
     except AzureError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -207,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: a submitted job goes on running on Azure ML", file=sys.stderr)
+        print(progress.interrupted("interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

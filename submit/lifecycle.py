@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .settings import WORKSPACE_KEYS, Settings, is_placeholder, placeholder_lines, resolve
+from .settings import (
+    WORKSPACE_KEYS,
+    Settings,
+    SettingsError,
+    is_placeholder,
+    placeholder_lines,
+    resolve,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 OUTPUT_NAME = "out_dir"  # submit/build.py's OUTPUT_NAME: the job's output folder
@@ -35,7 +42,10 @@ ENDED = ("Completed", "Failed", "Canceled", "NotResponding", "Paused")  # the SD
 LOG_TAIL = 20
 LOG_NAME = re.compile(r"user_logs/std_log(?:_node_(?P<node>\d+))?(?:_process_(?P<process>\d+))?"
                       r"(?:_ps)?\.txt")
-ERROR_LINE = re.compile(r"\bERROR\b|^Traceback \(most recent call last\)|^error: ", re.MULTILINE)
+# A rank's own error lines (job/run.py logs "2026-01-02 03:04:05 ERROR [rank 3] ..."), a
+# traceback, a command line's "error: ...": not any line that holds the word ERROR.
+ERROR_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)? ERROR |"
+                        r"^Traceback \(most recent call last\):|^error: ", re.MULTILINE)
 SYSTEM_PROPERTY = re.compile(r"^(_|azureml\.|mlflow\.)|^(ContentSnapshotId|ProcessInfoFile|"
                              r"ProcessStatusFile|StartTimeUtc|EndTimeUtc)$")
 
@@ -69,7 +79,8 @@ Print the ranks' logs of job NAME (user_logs/std_log_process_R.txt in the job's 
 store, as far as Azure ML has uploaded them; `--stream` on submission shows rank 0's only).
 
 Without --rank: for each rank a header line `==> rank R: FILE (N lines) <==` and the last
---tail lines of its log, then the ranks whose log holds an ERROR line or a traceback.
+--tail lines of its log, then the ranks whose log holds an error: a line the job logged
+at level ERROR (`DATE TIME ERROR [rank R] ...`), a traceback, or a line opening `error: `.
 With --rank R: rank R's whole log.
 
 exit codes: 0 logs printed; 1 no log yet, or no log of rank R; 2 no such job, bad settings.""",
@@ -86,7 +97,9 @@ Download job NAME's output folder (out_dir, with its _manifest/) to DIR (default
 Files already there with the same size are kept, so a second run completes the first.
 `python -m job.report DIR` then sums it up, `python -m job.check` checks it.
 
-exit codes: 0 downloaded; 1 the output holds no file; 2 no such job, bad settings.""",
+exit codes: 0 downloaded; 1 the output holds no file, or a blob whose name would land outside
+DIR (`..`, an absolute name) was skipped (the others are downloaded; stderr names it);
+2 no such job, bad settings.""",
     "resubmit": """\
 Submit job NAME again: the same code, command, environment, compute, inputs, outputs,
 distribution and resources, on the same output path (also when the job wrote to its
@@ -312,8 +325,57 @@ def logs_command(client, args, settings: Settings) -> int:
     return EXIT_OK
 
 
+SHARD_NUMBERS = re.compile(r"shard-(\d+)-of-(\d+)\.json")  # job.journal's manifest names
+
+
+def set_aside_unreadable(folder: str, names: dict[str, str]) -> list[tuple[str, str]]:
+    """Remove from ``folder`` (a downloaded out_dir) each journal or manifest that
+    ``job.check.read_bookkeeping`` cannot read, so that the others can be summed up.
+
+    ``names`` maps each downloaded file's local path to the name to show (its URI).
+    Returns ``(file shown, message with that name)`` for each file removed; a problem
+    naming no downloaded file is kept with the folder's name replaced.
+    """
+    from job.check import read_bookkeeping
+
+    removed: list[tuple[str, str]] = []
+    while True:
+        _, bad = read_bookkeeping(folder)
+        found = [(path, message) for message in bad for path in names
+                 if message.startswith(path + ":") and os.path.exists(path)]
+        if not found:
+            return removed + [(folder, message.replace(folder, "the output"))
+                              for message in bad]
+        for path, message in found:
+            os.remove(path)
+            removed.append((names[path], names[path] + message[len(path):]))
+
+
+def _summary_with_unreadable(summary, text: list[str], unreadable: list[tuple[str, str]],
+                             ) -> tuple[list[str], int]:
+    """The summary's lines with the unreadable files named first, their ranks' lines saying
+    so, and a verdict that counts them; exit 1."""
+    from job.report import SHOWN
+
+    lines = [f"cannot read the bookkeeping: {message}" for _, message in unreadable[:SHOWN]]
+    ranks = {tuple(map(int, found.groups())) for name, _ in unreadable
+             if (found := SHARD_NUMBERS.search(name.rsplit("/", 1)[-1]))}
+    for index, count in ranks:
+        head = f"  rank {index}/{count}: no manifest: "
+        text = [f"{head[:-len('no manifest: ')]}manifest cannot be read (named above)"
+                if line.startswith(head) else line for line in text]
+    verdict = f"{len(unreadable)} journal(s) or manifest(s) cannot be read"
+    last = text[-1] if text else ""
+    text[-1:] = [f"FAILED: {verdict}; {last.removeprefix('FAILED: ')}"
+                 if last.startswith("FAILED: ") else f"FAILED: {verdict}"]
+    return lines + text, 1
+
+
 def report_lines(client, job) -> tuple[list[str], int]:
-    """Download the job's ``_manifest/`` and sum it up: the report's lines and exit code."""
+    """Download the job's ``_manifest/`` and sum it up: the report's lines and exit code.
+
+    A journal or manifest that cannot be read is named by its URI, and the others are
+    still summed up (the exit code is then 1)."""
     import io
 
     from job.report import print_summary, summarize
@@ -324,16 +386,22 @@ def report_lines(client, job) -> tuple[list[str], int]:
     location = output_location(client, job)
     count, indices = expected_shards(job)
     with tempfile.TemporaryDirectory(prefix="amlshard-report-") as folder:
+        names = {}
         with azure_errors(f"reading the manifests of job {job.name}"):
             container = container_of(client, location)
             for blob in list_folder(container, location, "_manifest"):
-                fetch(container, blob, folder)
+                path, _ = fetch(container, blob, folder)
+                names[str(path)] = location.uri.rstrip("/") + "/" + blob.relative
+        unreadable = set_aside_unreadable(folder, names)
         summary = summarize(folder, count, indices)
         summary.out_dir = location.uri.rstrip("/")
         text = io.StringIO()
         code = print_summary(summary, text)
+    lines = text.getvalue().splitlines()
+    if unreadable:
+        lines, code = _summary_with_unreadable(summary, lines, unreadable)
     head = f"job {job.name}: {status_of(job)}; output {location.uri}"
-    return [head, *text.getvalue().splitlines()], code
+    return [head, *lines], code
 
 
 def print_report_after_stream(client, name: str) -> None:
@@ -386,10 +454,12 @@ class Downloaded:
     fetched: int  # files downloaded now
     kept: int  # files already there with the same size
     size: int  # bytes of all of them
+    outside: tuple[str, ...] = ()  # blob names that would land outside destination: skipped
 
     def describe(self) -> str:
         if not self.fetched + self.kept:
-            return f"the output of job {self.job} ({self.source}) holds no file"
+            other = " that can be downloaded" if self.outside else ""
+            return f"the output of job {self.job} ({self.source}) holds no file{other}"
         return (f"downloaded {self.fetched} file(s) of {self.source} to {self.destination}"
                 + (f" ({self.kept} already there)" if self.kept else "")
                 + f": {self.size:,} bytes\nsummary: python -m job.report {self.destination}")
@@ -398,20 +468,29 @@ class Downloaded:
 def download_output(client, name: str, settings: Settings,
                     to: str | os.PathLike | None = None) -> Downloaded:
     """Download job ``name``'s output folder (out_dir, ``_manifest/`` included) to ``to``
-    (default ``./NAME``); files already there with the same size are kept."""
+    (default ``./NAME``); files already there with the same size are kept. A blob whose
+    name would land outside ``to`` (``..``, an absolute name) is skipped and named in
+    ``Downloaded.outside``; the others are downloaded."""
     from .azure import azure_errors
-    from .datastore import container_of, fetch, list_folder
+    from .datastore import StorageError, container_of, fetch, list_folder, local_path
 
     job = get_job(client, name, settings)
     location = output_location(client, job)
     destination = Path(to or job.name)
     fetched = kept = size = 0
+    outside = []
     with azure_errors(f"downloading the output of job {job.name}"):
         container = container_of(client, location)
         for blob in list_folder(container, location):
+            try:
+                local_path(destination, blob.relative)
+            except StorageError:
+                outside.append(blob.name)
+                continue
             _, new = fetch(container, blob, destination)
             fetched, kept, size = fetched + new, kept + (not new), size + blob.size
-    return Downloaded(job.name, status_of(job), location.uri, destination, fetched, kept, size)
+    return Downloaded(job.name, status_of(job), location.uri, destination, fetched, kept, size,
+                      tuple(outside))
 
 
 def download_command(client, args, settings: Settings) -> int:
@@ -419,11 +498,14 @@ def download_command(client, args, settings: Settings) -> int:
     if downloaded.status not in ENDED:
         print(f"note: job {downloaded.job} is {downloaded.status}: its output is not complete "
               "yet", file=sys.stderr)
+    for name in downloaded.outside:
+        print(f"error: blob {name!r} would land outside {str(downloaded.destination)!r}; "
+              "skipped it", file=sys.stderr)
     if not downloaded.fetched + downloaded.kept:
         print(f"error: {downloaded.describe()}", file=sys.stderr)
         return EXIT_FAILED
     print(downloaded.describe())
-    return EXIT_OK
+    return EXIT_FAILED if downloaded.outside else EXIT_OK
 
 
 def resubmission_of(job, output_uri: str, tags: dict[str, str]):
@@ -481,7 +563,11 @@ def run(argv: Sequence[str]) -> int:
     """Run subcommand ``argv[0]`` with ``argv[1:]``; errors raise (see :func:`main`)."""
     name = argv[0]
     args = subcommand_parser(name).parse_args(list(argv[1:]))
+    if not args.job_name.strip():  # the request would go to the jobs list instead
+        raise SettingsError("the job name is empty: give the name python -m submit printed")
     settings = workspace_settings(args)
+    for warning in settings.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     refusal = unfilled_workspace(settings)
     if refusal:
         print(refusal, file=sys.stderr)
@@ -489,7 +575,9 @@ def run(argv: Sequence[str]) -> int:
     import logging
 
     from .azure import ml_client
+    from .build import quiet_sdk_notices
     logging.getLogger("azure.identity").setLevel(logging.ERROR)  # azure.py reports it in one line
+    quiet_sdk_notices()  # a fetched job's experimental classes (resubmit)
     return COMMANDS[name](ml_client(settings), args, settings)
 
 

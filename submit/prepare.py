@@ -17,6 +17,7 @@ from job.config import JobConfig
 
 from . import yaml_out
 from .build import (
+    BuildError,
     Layout,
     build_job,
     input_location,
@@ -154,6 +155,19 @@ def default_code_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="amlshard-code-")) / "job-code"
 
 
+def refuse_code_in_input(settings: Settings, code_dir: Path, temporary: bool = False) -> None:
+    """:class:`BuildError` when the code folder would be staged inside the local input
+    folder: the job package would be uploaded, planned and processed as input data."""
+    if not is_local_path(settings.input):
+        return
+    folder, code = Path(input_location(settings)), code_dir.resolve()
+    if code == folder or folder in code.parents:
+        how = ("set TMPDIR to a folder outside it" if temporary else
+               "write --yaml FILE (or --code-dir DIR) outside it")
+        raise BuildError(f"the code folder {str(code)!r} would be staged inside the local input "
+                         f"folder {str(folder)!r} and uploaded as data; {how}")
+
+
 def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
                 environment_dir: str | os.PathLike | None = None) -> PreparedJob:
     """Check ``settings``, stage the code into ``code_dir``, build the job, count what a
@@ -170,6 +184,7 @@ def prepare_job(settings: Settings, code_dir: str | os.PathLike | None = None,
     refuse_overlap(settings)
     target = Path(code_dir) if code_dir is not None else default_code_dir()
     try:
+        refuse_code_in_input(settings, target, temporary=code_dir is None)
         folder = stage_code(target, settings.job_config)
         job = build_job(settings, folder, environment_dir, checkout_commit())
         upload = local_upload(input_location(settings)) if is_local_path(settings.input) \

@@ -79,7 +79,8 @@ _ACCOUNT = r"[a-z0-9]+"
 _SEGMENT = r"[^/@\s]+"
 STORAGE_FORMS: tuple[tuple[str, str], ...] = (
     (rf"azureml://datastores/{_SEGMENT}/paths/\S*", "azureml://datastores/NAME/paths/PATH"),
-    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}/workspaces/{_SEGMENT}"
+    (rf"azureml://subscriptions/{_SEGMENT}/resourcegroups/{_SEGMENT}"
+     rf"/(providers/Microsoft\.MachineLearningServices/)?workspaces/{_SEGMENT}"
      rf"/datastores/{_SEGMENT}/paths/\S*",
      "azureml://subscriptions/SUB/resourcegroups/RG/workspaces/WS/datastores/NAME/paths/PATH"),
     (rf"https://{_ACCOUNT}\.blob\.core\.[a-z0-9.]+/{_SEGMENT}(/\S*)?",
@@ -412,8 +413,10 @@ def _workspace_from_config_json(values: dict[str, Any], sources: dict[str, str],
                                 warnings: list[str]) -> None:
     """Fill the ``unset`` workspace values from the first workspace config.json found.
 
-    Files that are not workspace configs are skipped, each with a warning; a
-    workspace config lacking one of the ``unset`` values is a :class:`SettingsError`.
+    Files that are not workspace configs are skipped, each with a warning. A
+    workspace config lacking some of the ``unset`` values gives those it has; the
+    others stay as the config files below give them (placeholders, which a
+    submission refuses, naming each).
     """
     for found in workspace_config_candidates(search_from):
         try:
@@ -421,11 +424,9 @@ def _workspace_from_config_json(values: dict[str, Any], sources: dict[str, str],
         except NotAWorkspaceConfig as error:
             warnings.append(f"{error}; skipped it")
             continue
-        absent = [KEYS_BY_NAME[k].config_json for k in unset if k not in given]
-        if absent:
-            raise SettingsError(f"workspace config {str(found)!r} lacks {', '.join(absent)}; "
-                                "it needs subscription_id, resource_group and workspace_name")
         for name in unset:
+            if name not in given:
+                continue
             values[name] = given[name]
             sources[name] = f"workspace config {_display(found.resolve())}"
         return

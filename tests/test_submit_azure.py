@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,8 +21,10 @@ import pytest
 import yaml
 from azure_standin.fixtures import azurite, certificates, make_standin, standin  # noqa: F401
 from azure_standin.runner import CLEARED_PREFIXES, clean_environment, network_report, run_submit
+from azure_standin.silent import SilentServer
 
 from submit import azure as submit_azure
+from submit import cli
 from submit import prepare_job, resolve_settings
 from submit.build import job_command, read_environment_spec
 from submit.stage import checkout_commit, job_package_dir
@@ -345,3 +350,45 @@ def test_a_missing_workspace_is_one_line_exit_2(make_standin, tmp_path):
                                              "resource group rg-test")
     assert server.calls("POST") == [] and server.calls("PUT") == []
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("signum, code, what", [(signal.SIGTERM, 143, "terminated"),
+                                                (signal.SIGINT, 130, "interrupted")])
+def test_a_signal_while_submitting_removes_the_code_folder_in_one_line(tmp_path, signum, code,
+                                                                        what):
+    """Stopped while the sign-in hangs: the temporary code folder goes, one line says that
+    nothing was submitted."""
+    with SilentServer() as silent:
+        # https (bearer tokens go over TLS only), so the request waits for the token first:
+        # the managed identity's, from the silent server
+        mfe = silent.url.replace("http:", "https:") + "/"
+        env = clean_environment(AZUREML_DEV_URL_MFE=mfe, IDENTITY_HEADER="header",
+                                IDENTITY_ENDPOINT=silent.url + "/msi/token",
+                                TMPDIR=str(tmp_path))
+        process = subprocess.Popen([sys.executable, "-m", "submit", "--nodes", "1",
+                                    *WORKSPACE_FLAGS], env=env, cwd=tmp_path, text=True,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        try:
+            assert silent.connected.wait(30), "the submission never reached the server"
+            assert list(tmp_path.glob("amlshard-code-*"))  # staged, then the request hangs
+            process.send_signal(signum)
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, err
+    assert err.splitlines() == [f"{what}: nothing was submitted"]
+    assert out.startswith("job: 1 node")  # the summary, printed before signing in
+    assert list(tmp_path.glob("amlshard-code-*")) == []
+
+
+def test_an_interruption_says_how_far_the_submission_went():
+    progress = cli.Progress()
+    assert progress.interrupted("terminated") == "terminated: nothing was submitted"
+    progress.sending = True
+    assert "may have reached Azure ML" in progress.interrupted("interrupted")
+    progress.submitted = "job-1"
+    assert progress.interrupted("interrupted") == (
+        "interrupted: job job-1 was submitted and goes on running on Azure ML "
+        "(python -m submit cancel job-1 stops it)")

@@ -339,6 +339,9 @@ def write(path: Path, text: str) -> str:
     (lambda t: ["--input", "azureml://subscriptions/s/resourcegroups/rg/workspaces/w/"
                 "datastores/DS/paths/data", "--output", "azureml://datastores/ds/paths/data"],
      ["the same path as input"]),
+    (lambda t: ["--input", "azureml://subscriptions/S/resourceGroups/RG/providers/"
+                "Microsoft.MachineLearningServices/workspaces/W/datastores/ds/paths/data",
+                "--output", "azureml://datastores/ds/paths/data/out"], ["inside input"]),
     (lambda t: ["--input", "azureml://datastores/ds/paths/a/../data",
                 "--output", "azureml://datastores/ds/paths//data/./x"], ["inside input"]),
     (lambda t: ["--input", "azureml://datastores/ds/paths/data",
@@ -405,6 +408,57 @@ def test_an_unrelated_config_json_above_is_skipped_with_one_warning(tmp_path, ca
     assert warnings == [f"warning: {str(tmp_path / 'config.json')!r} is not a workspace config: "
                         "it names none of subscription_id, resource_group, workspace_name, "
                         "Scope; skipped it"]
+
+
+def test_a_partial_workspace_config_json_above_lets_the_dry_run_through(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"subscription_id": "s", "workspace_name": "w"}')
+    (tmp_path / "sub").mkdir()
+    os.chdir(tmp_path / "sub")
+    code = cli.main(["--nodes", "1", "--dry-run", "--input", "azureml:d:1", "--output",
+                     "azureml://datastores/w/paths/o", "--yaml", "job.yml"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "error" not in err and "warning" not in err
+    described = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert " s  (workspace config " in described["subscription"]
+    assert " w  (workspace config " in described["workspace"]
+    assert "<RESOURCE_GROUP>" in described["resource_group"]
+
+
+@pytest.mark.parametrize("where", [["--yaml", "job.yml"], ["--code-dir", "sub/code"]])
+def test_code_staged_inside_the_local_input_folder_is_refused(tmp_path, capsys, where):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (data / name).write_text("alpha beta\n")
+    os.chdir(data)
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", ".", "--output",
+                     "azureml://datastores/ws/paths/o", *where])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    [line] = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith("error: the code folder ") and "inside the local input folder" in line
+    assert sorted(p.name for p in data.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_the_provider_form_of_a_datastore_uri_is_an_input(tmp_path, capsys):
+    uri = ("azureml://subscriptions/S/resourceGroups/RG/providers/"
+           "Microsoft.MachineLearningServices/workspaces/W/datastores/D/paths/P")
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", uri, "--output",
+                     "azureml://datastores/D/paths/Q", "--yaml", "job.yml"])
+    assert code == 0, capsys.readouterr().err
+    assert load_job_yaml(tmp_path / "job.yml").inputs["input_dir"].path == uri
+
+
+def test_an_empty_local_input_folder_is_one_warning_in_a_dry_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = cli.main(["--nodes", "2", "--dry-run", "--input", "empty", "--output",
+                     "azureml://datastores/ws/paths/o", "--yaml", "job.yml"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        f"warning: input: the local folder {str(tmp_path / 'empty')!r} holds no file to upload "
+        "(an .amlignore or .gitignore there may exclude them all); a submission refuses it"]
 
 
 def test_a_code_dir_holding_other_files_is_never_replaced(tmp_path, capsys):

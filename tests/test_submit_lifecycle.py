@@ -202,7 +202,8 @@ def test_cancel_a_running_job_and_a_finished_one(standin, tmp_path, in_process, 
 def upload_logs(server, name: str, failing_rank: int = 3, ranks: int = 5) -> dict[int, str]:
     logs = {}
     for rank in range(ranks):
-        lines = [f"2026-01-02 03:04:{s:02d} INFO [rank {rank}] line {s}" for s in range(30)]
+        lines = [f"2026-01-02 03:04:{s:02d} INFO [rank {rank}] line {s}" for s in range(29)]
+        lines.append("log_level: ERROR")  # an innocent line, e.g. the config the rank echoes
         if rank == failing_rank:
             lines.append(f"2026-01-02 03:05:00 ERROR [rank {rank}] failed: f09.txt: disk full")
         logs[rank] = "\n".join(lines) + "\n"
@@ -229,6 +230,48 @@ def test_logs_show_every_rank_and_name_the_failed_one(standin, tmp_path):
     whole = lifecycle_cli(standin, "logs", name, "--rank", "3", tmp_path=tmp_path)
     assert whole.returncode == 0 and whole.stdout == logs[3]
     assert standin.unmatched() == []
+
+
+@pytest.mark.parametrize("line, error", [
+    ("2026-01-02 03:05:00 ERROR [rank 3] failed: f09.txt: disk full", True),
+    ("2026-01-02 03:05:00,123 ERROR [rank 3] failed", True),
+    ("Traceback (most recent call last):", True),
+    ("error: input_dir does not exist", True),
+    ("log_level: ERROR", False),
+    ("2026-01-02 03:05:00 INFO [rank 3] f09.txt: ERROR counted", False),
+    ("  processor: ERROR_COUNTER", False),
+    ("    raise ValueError('error: x')", False),
+])
+def test_what_marks_a_rank_failed_in_its_log(line, error):
+    text = f"2026-01-02 03:04:00 INFO [rank 3] start\n{line}\n"
+    assert bool(lifecycle.ERROR_LINE.search(text)) is error
+
+
+@pytest.mark.parametrize("subcommand", ["status", "logs", "report", "download", "resubmit"])
+def test_an_empty_job_name_is_refused_before_any_request(subcommand, tmp_path, monkeypatch,
+                                                        capsys):
+    monkeypatch.chdir(tmp_path)
+    for name, value in WORKSPACE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZUREML_DEV_URL_MFE", "https://127.0.0.1:9/")  # never reached
+    assert cli.main([subcommand, " "]) == 2
+    assert said(capsys.readouterr().err) == [
+        "error: the job name is empty: give the name python -m submit printed"]
+
+
+def test_a_subcommand_prints_the_settings_warnings(tmp_path, monkeypatch, capsys):
+    for name in list(os.environ):
+        if name.startswith(CLEARED_PREFIXES):
+            monkeypatch.delenv(name)
+    (tmp_path / "config.json").write_text('{"editor.fontSize": 12}')
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert cli.main(["status", "job-1"]) == 2  # placeholders: refused before any request
+    err = said(capsys.readouterr().err)
+    assert err[0] == (f"warning: {str(tmp_path / 'config.json')!r} is not a workspace config: "
+                      "it names none of subscription_id, resource_group, workspace_name, Scope; "
+                      "skipped it")
+    assert err[1].startswith("error: 3 workspace setting(s) still hold placeholders")
 
 
 def test_logs_of_a_missing_rank_or_of_a_job_without_logs_exit_1(standin, tmp_path, in_process,
@@ -263,6 +306,29 @@ def test_report_names_the_missing_rank_and_the_failed_files(standin, tmp_path):
     assert any(line.startswith("slowest rank: ") for line in lines)
     assert lines[-1] == ("FAILED: 1 rank(s) without a complete manifest: 3 (not run); "
                          "2 file(s) failed")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1,2]", b"{}"])
+def test_report_names_an_unreadable_manifest_and_sums_up_the_others(standin, tmp_path, content,
+                                                                     in_process, capsys):
+    name = submit(standin, tmp_path)
+    standin.set_status(name, "Completed")
+    out = run_ranks(tmp_path, ranks=range(5), poisoned={1, 13})
+    upload_folder(standin, out, OUTPUT_PREFIX, only="_manifest")
+    broken = "_manifest/shard-00002-of-00005.json"
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + broken, content)
+    assert in_process(standin, "report", name) == 1
+    lines = capsys.readouterr().out.splitlines()
+    uri = WORKSPACE["output"] + broken
+    assert lines[0] == f"job {name}: Completed; output {WORKSPACE['output']}"
+    assert lines[1].startswith(f"cannot read the bookkeeping: {uri}: ")
+    assert "amlshard-report-" not in "\n".join(lines)
+    assert lines[2] == "ranks: 4 of 5 finished"
+    assert "  rank 2/5: manifest cannot be read (named above)" in lines
+    assert any(line.startswith("  f01.txt (rank 0): ") for line in lines)
+    assert any(line.startswith("  f13.txt (rank 4): ") for line in lines)
+    assert lines[-1].startswith("FAILED: 1 journal(s) or manifest(s) cannot be read; 1 rank(s) "
+                                "without a complete manifest: 2")
 
 
 def test_report_of_a_whole_run_on_the_default_output_exits_0(standin, tmp_path, in_process, capsys):
@@ -326,6 +392,24 @@ def test_download_fetches_the_output_and_a_second_run_keeps_what_is_there(standi
     assert summary.splitlines()[-1] == "OK: 5 rank(s) finished, no file failed"
 
 
+def test_download_skips_a_blob_that_would_land_outside_and_fetches_the_rest(
+        standin, tmp_path, in_process, capsys):
+    name = submit(standin, tmp_path)
+    standin.set_status(name, "Completed")
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + "a.txt", b"a")
+    standin.upload_dotted("workspaceblobstore", OUTPUT_PREFIX + "x/../../evil.txt", b"evil")
+    standin.upload("workspaceblobstore", OUTPUT_PREFIX + "z/b.txt", b"bb")
+    target = tmp_path / "deep" / "fetched"
+    assert in_process(standin, "download", name, "--to", str(target)) == 1
+    out, err = capsys.readouterr()
+    assert said(err) == [f"error: blob '{OUTPUT_PREFIX}x/../../evil.txt' would land outside "
+                         f"{str(target)!r}; skipped it"]
+    assert {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*")
+            if p.is_file()} == {"a.txt": b"a", "z/b.txt": b"bb"}
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert out.startswith(f"downloaded 2 file(s) of {WORKSPACE['output']} to {target}: 3 bytes")
+
+
 def run_job_report(folder: Path) -> str:
     import subprocess
     import sys
@@ -353,6 +437,7 @@ def test_resubmit_sends_the_same_job_on_the_same_output(standin, tmp_path):
     standin.set_status(name, "Failed")
     result = lifecycle_cli(standin, "resubmit", name, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert [line for line in said(result.stderr) if not line.startswith("@@")] == []
     new = re.search(rf"^resubmitted job {name} \(Failed\) as: (\S+) \(status Starting\)$",
                     result.stdout, re.M)[1]
     assert new != name

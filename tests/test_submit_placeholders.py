@@ -44,6 +44,22 @@ def test_only_what_is_still_missing_is_listed(tmp_path):
     assert result.error_lines[0].startswith("error: 1 setting(s) still hold placeholders")
 
 
+def test_what_a_partial_config_json_lacks_is_listed(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"subscription_id": "s",
+                                                      "workspace_name": "w"}))
+    (tmp_path / "sub").mkdir()
+    env = clean_environment(AZUREML_COMPUTE="cpu-cluster")
+    result = run_submit("--nodes", "1", "--input", "azureml:d:1", "--output",
+                        "azureml://datastores/w/paths/o", env=env, cwd=tmp_path / "sub",
+                        no_network=True)
+    assert result.returncode == 2, result.stderr
+    assert network_report(result)["connections"] == "0"
+    assert result.error_lines[0].startswith("error: 1 setting(s) still hold placeholders")
+    [line] = result.error_lines[1:]
+    assert line.startswith("  resource_group = <RESOURCE_GROUP> (from ")
+    assert "put resource_group in a workspace config.json" in line
+
+
 def _empty_after_ignore(folder):
     folder.mkdir()
     (folder / ".amlignore").write_text("*\n")  # excludes every file, itself too

@@ -121,8 +121,6 @@ def test_config_json_with_a_scope(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    ({"subscription_id": "s"}, ["resource_group", "workspace_name"]),
-    ({"resource_group": "rg", "workspace_name": "ws"}, ["lacks subscription_id"]),
     ({"Scope": "/subscriptions/s"}, ["not a workspace resource ID"]),
 ])
 def test_a_broken_config_json_is_named(tmp_path, content, words):
@@ -180,6 +178,45 @@ def test_config_json_gives_only_what_flags_and_environment_leave_unset(tmp_path)
     assert settings.workspace == "ws-from-json"
     assert settings.sources["workspace"].startswith("workspace config")
     assert settings.sources["subscription"] == "flag --subscription"
+
+
+@pytest.mark.parametrize("content, given", [
+    ({"subscription_id": "s"}, {"subscription": "s"}),
+    ({"resource_group": "rg", "workspace_name": "ws"}, {"resource_group": "rg",
+                                                        "workspace": "ws"}),
+])
+def test_a_partial_config_json_gives_what_it_has_and_the_rest_falls_through(tmp_path, content,
+                                                                             given):
+    """The values a workspace config.json lacks come from the layers below it: --config FILE,
+    else submit/config.yaml's placeholders, which only a submission refuses."""
+    start = tmp_path / "sub"
+    start.mkdir()
+    found = write_json(tmp_path / "config.json", content)
+    settings = S.resolve({}, environ={}, search_from=start)
+    for name in S.WORKSPACE_KEYS:
+        if name in given:
+            assert settings.values[name] == given[name]
+            assert settings.sources[name] == f"workspace config {found}"
+        else:
+            assert S.is_placeholder(settings.values[name])
+            assert settings.sources[name].endswith("submit/config.yaml")
+    assert settings.warnings == ()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"workspace": "ws-from-file", "resource_group": "rg-file"}))
+    settings = S.resolve({}, environ={}, config_file=mine, search_from=start)
+    assert settings.workspace == given.get("workspace", "ws-from-file")
+    assert settings.resource_group == given.get("resource_group", "rg-file")
+
+
+@pytest.mark.parametrize("name", ["input", "output"])
+def test_the_provider_form_of_a_datastore_uri_is_accepted(tmp_path, name):
+    uri = ("azureml://subscriptions/S/resourceGroups/RG/providers/"
+           "Microsoft.MachineLearningServices/workspaces/W/datastores/D/paths/P")
+    settings = S.resolve({name: uri}, environ={}, search_from=tmp_path)
+    assert settings.values[name] == uri
+    from submit.build import storage_place
+    assert storage_place(uri) == storage_place("azureml://datastores/d/paths/P/") == \
+        ("datastore:d", "P")
 
 
 def test_a_user_config_file_lies_over_the_packaged_one(tmp_path):

@@ -199,6 +199,23 @@ class AzureMLStandIn(LoopbackServer):
         client = self.azurite.service().get_container_client(self.containers[datastore])
         client.upload_blob(path, data, overwrite=True)
 
+    def upload_dotted(self, datastore: str, path: str, data: bytes) -> None:
+        """Put a blob whose name holds ``.`` or ``..`` segments, as another storage client
+        may: sent with each dot percent-encoded, which HTTP clients do not fold away."""
+        import http.client
+        from urllib.parse import quote, urlsplit
+
+        sas = urlsplit(self.azurite.container_sas_url(self.containers[datastore]))
+        name = quote(path, safe="/").replace(".", "%2E")
+        connection = http.client.HTTPConnection(sas.hostname, sas.port, timeout=30)
+        try:
+            connection.request("PUT", f"{sas.path}/{name}?{sas.query}", body=data,
+                               headers={"x-ms-blob-type": "BlockBlob"})
+            response = connection.getresponse()
+            assert response.status == 201, (response.status, response.read())
+        finally:
+            connection.close()
+
     def datastore_blobs(self, datastore: str) -> dict[str, bytes]:
         """Every blob of ``datastore``: name -> content."""
         return self.azurite.blobs(self.containers[datastore])
