@@ -1,3 +1,4 @@
-"""Benchmarks of issue 4: ``python -m benchmarks`` builds the inputs, runs every row,
+"""The job measured against references in the same run: ``python -m benchmarks`` builds
+the inputs, runs every row,
 prints the table. See benchmarks/README.md.
 """

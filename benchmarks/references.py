@@ -20,7 +20,7 @@ def tr_command(input_dir: Path, out_dir: Path, parallel: int) -> list[str]:
 
 
 def plain_tr_command(input_dir: Path, out_dir: Path, parallel: int) -> list[str]:
-    """The issue's literal reference: ``xargs -P N`` over the files with plain
+    """The plain reference: ``xargs -P N`` over the files with plain
     ``LC_ALL=C tr -s '[:space:]' '\\n'``. Cheaper than :func:`tr_command` (no end
     fixes), and not byte-exact: a leading newline, no newline after a last token."""
     one = 'LC_ALL=C tr -s "[:space:]" "\\n" < "$1" > "$2/${1##*/}"'

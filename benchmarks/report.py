@@ -82,7 +82,7 @@ def render(rows: list[Row], context: list[str], machine_lines: list[str]) -> str
     if noisy:
         context = [*context, "- **the machine was busy**: other processes used a share of the "
                    "CPUs during rows " + ", ".join(noisy) + "; their times are noisy"]
-    parts = ["# Benchmarks (issue 4)", "", *machine_lines, *context, "", *table(rows), "",
+    parts = ["# Benchmarks: the job against its references", "", *machine_lines, *context, "", *table(rows), "",
              "Notes:", ""]
     for row in rows:
         parts.extend(f"- row {row.key}: {note}" for note in row.notes)

@@ -1,4 +1,4 @@
-"""The rows of issue 4's table, each measured against its reference in the same run."""
+"""The rows of the benchmark table, each measured against its reference in the same run."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def _default_tmpfs() -> Path | None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Build the inputs of issue 4 (cached), run every row of its table against "
+        description="Build the inputs (cached), run every row of the table against "
                     "its reference, print the table and write it to CACHE/results.md.")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run to prove the harness works: a few MB, 200 small files, "
