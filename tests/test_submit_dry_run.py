@@ -117,7 +117,8 @@ def test_dry_run_yaml_loads_and_keeps_the_job(tmp_path, shape, args, nodes, comm
 def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path, capsys):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    result = run_submit("--nodes", "5", "--dry-run", cwd=tmp_path, no_network=True,
+    named = ("--display-name", "amlshard test")  # the default holds the minute: runs differ
+    result = run_submit("--nodes", "5", "--dry-run", *named, cwd=tmp_path, no_network=True,
                         env=clean_environment(TMPDIR=str(temporary)))
     assert result.returncode == 0, result.stderr
     assert list(temporary.iterdir()) == []  # the code staged for the check is gone
@@ -127,7 +128,7 @@ def test_dry_run_prints_yaml_on_stdout_and_the_summary_on_stderr(tmp_path, capsy
     assert data["code"] == "job-code"  # relative: no temporary path is printed
     assert "code: job-code is relative to where the YAML is saved" in result.stderr
     # saved beside a staged job-code folder, the printed YAML is the job
-    assert cli.main(["--nodes", "5", "--dry-run", "--yaml", "staged.yml",
+    assert cli.main(["--nodes", "5", "--dry-run", *named, "--yaml", "staged.yml",
                      "--code-dir", "job-code"]) == 0, capsys.readouterr().err
     (tmp_path / "job.yml").write_text(result.stdout)
     job = load_job_yaml(tmp_path / "job.yml")
