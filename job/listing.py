@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import stat
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 RESERVED = "_manifest"
 
@@ -154,6 +154,17 @@ def identity(path: str | os.PathLike) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return info.st_dev, info.st_ino
+
+
+def folders_up(path: str, stop: str | None = None) -> Iterator[str]:
+    """``path`` (resolved, as given) and each folder above it, up to ``/``, or up to
+    ``stop`` (excluded) when ``stop`` is one of them."""
+    while path != stop:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 class _Skip(NamedTuple):

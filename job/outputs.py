@@ -11,7 +11,7 @@ import functools
 import os
 
 from .journal import MANIFEST_DIR
-from .listing import identity
+from .listing import folders_up, identity
 
 
 def folder_prefix(folder: str) -> str:
@@ -77,14 +77,7 @@ def _reaches_inputs(real: str, outputs: str, input_folders: frozenset[tuple[int,
     (``out/b/new`` where ``out/b`` is an input folder bound there).
     """
     stop = outputs if _inside(real, outputs) else None
-    while real != stop:
-        if identity(real) in input_folders:
-            return True
-        parent = os.path.dirname(real)
-        if parent == real:
-            return False
-        real = parent
-    return False
+    return any(identity(folder) in input_folders for folder in folders_up(real, stop))
 
 
 def check_landing(output: str | None, input_dir: str, out_dir: str,

@@ -23,7 +23,7 @@ from .assemble import Assembler, FileResult
 from .outputs import known_output_of, output_rel
 from .config import JobConfig
 from .cpus import widen_affinity
-from .listing import InputDirError, InputFile, identity, list_inputs
+from .listing import InputDirError, InputFile, folders_up, identity, list_inputs
 from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool
@@ -118,26 +118,19 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
 def _refuse_aliases(input_dir: str, out_dir: str) -> None:
     """:class:`UsageError` if ``out_dir`` is ``input_dir`` or one of its parents under
     another name (a bind mount, a second mount of the same storage): paths compared
-    as text cannot see that, so folders are compared by device and inode."""
+    as text cannot see that. Each folder's place in its file system (from mountinfo)
+    sees a bind mount of a parent; where mountinfo is not read, the identities (device
+    and inode) of input_dir and the folders above it are compared with out_dir's."""
     out = identity(out_dir)
     if out is None:
         return
     inputs, outputs = mounts.location(input_dir), mounts.location(out_dir)
-    if inputs is not None and outputs is not None and inputs[0] == outputs[0] and (
-            inputs[1] + "/").startswith(outputs[1].rstrip("/") + "/"):
+    inside = inputs is not None and outputs is not None and inputs[0] == outputs[0] and (
+        inputs[1] + "/").startswith(outputs[1].rstrip("/") + "/")
+    if inside or any(identity(f) == out for f in folders_up(os.path.realpath(input_dir))):
         raise UsageError(f"input_dir {input_dir!r} is inside out_dir {out_dir!r} (through a "
                          "mount or link): outputs could land on inputs; choose an out_dir "
                          "outside input_dir")
-    folder = os.path.realpath(input_dir)
-    while True:
-        if identity(folder) == out:
-            raise UsageError(f"input_dir {input_dir!r} is inside out_dir {out_dir!r} (the same "
-                             f"folder as {folder!r}, reached through a mount or link): outputs "
-                             "could land on inputs; choose an out_dir outside input_dir")
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return
-        folder = parent
 
 
 def _in_reserved_manifest(input_dir: str, out_dir: str) -> bool:
