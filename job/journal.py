@@ -288,30 +288,18 @@ class Journal:
             self._waiting.clear()
 
     def close(self) -> None:
-        """Flush, sync and close the journal; :class:`JournalError` if its last records are lost."""
-        if self.on_close:
-            try:
-                self._append_waiting()
-            except OSError as error:
-                self._stream = None
-                raise JournalError(f"cannot write the journal {self.path}: "
-                                   f"{error.strerror}") from None
-            self._unsynced_since = None
-            return
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.flush()
-                _fsync(stream.fileno())
-                stream.close()
-            except OSError as error:
+        """Sync and close the journal; :class:`JournalError` if its last records are lost."""
+        try:
+            if self._stream is not None or self.on_close:
+                self.sync()
+        finally:
+            stream, self._stream = self._stream, None
+            if stream is not None:
                 try:
                     stream.close()
-                except OSError:
-                    pass
-                raise JournalError(f"cannot write the journal {self.path}: "
-                                   f"{error.strerror}") from None
-        self._unsynced_since = None
+                except OSError as error:
+                    raise JournalError(f"cannot write the journal {self.path}: "
+                                       f"{error.strerror}") from None
 
     def abandon(self) -> None:
         """Close the journal after a write failed, dropping what could not be written."""
