@@ -6,6 +6,17 @@ kernel, which gives the same bytes more slowly (:mod:`job.tokens` says how
 much). The source is plain C with no Python headers, so the library does not
 depend on the Python version and any ``cc`` builds it in a fraction of a second.
 
+The library holds several paths that give the same bytes (:func:`paths`):
+``avx2`` and ``sse2`` on x86-64, where the CPU runs them, and the portable
+``scalar`` everywhere. It picks the fastest this CPU runs at run time, not at
+compile time, so one library serves every node that shares a cache folder
+(a home folder on NFS, say). ``AMLSHARD_NATIVE`` chooses:
+
+- unset, ``1``, ``on``, ``true``, ``yes``: the fastest path;
+- ``avx2``, ``sse2``, ``scalar``: that path (the fastest, and a warning, where
+  this library or CPU lacks it);
+- ``0``, ``off``, ``false``, ``no``: no compiled kernel, the pure-Python one.
+
 The library is cached under ``$AMLSHARD_CACHE`` (default
 ``$XDG_CACHE_HOME/amlshard``, else ``~/.cache/amlshard``), named by a digest
 of the source, the compiler command and the machine, and written under a
@@ -15,9 +26,9 @@ as it was built (also written under a temporary name, after the library): a
 library is loaded only when its bytes match it, since loading a truncated
 library can kill the process with SIGBUS rather than fail. A library without
 a matching checksum (truncated, corrupt, or cached by an older version), or
-that cannot be loaded, or fails the self-test (:data:`SELF_TEST_INPUT` must
-give :data:`SELF_TEST_OUTPUT`) is compiled once more, replacing it. Set
-``AMLSHARD_NATIVE=0`` to use the pure-Python kernel.
+that cannot be loaded, or whose path to be used fails the self-test
+(:data:`SELF_TEST_INPUT` must give :data:`SELF_TEST_OUTPUT`, whole and cut in
+two anywhere) is compiled once more, replacing it.
 """
 
 from __future__ import annotations
@@ -43,11 +54,19 @@ COMPILE_TIMEOUT = 120
 log = logging.getLogger("job")
 
 #: ``(in, n, out, after_whitespace*, newlines*) -> bytes written``; see squeeze.c.
+#: Its ``library`` attribute is the loaded library (:func:`paths`, :func:`select`).
 Squeeze = Callable[..., int]
 
+_OFF = ("0", "off", "false", "no")
+_ON = ("", "1", "on", "true", "yes")
+
 #: Every ASCII whitespace byte, alone and in runs, at both ends and between tokens
-#: that hold bytes other splitters take for whitespace (0x1c-0x1f, 0x85, 0xa0), NUL, 0xff.
-SELF_TEST_INPUT = b"\r\n a\x00b\t\tc\x1c\x1d\x1e\x1fd\ve\f\x85\xa0f \xff\x80\n\v\f\r\t "
+#: that hold bytes other splitters take for whitespace (0x1c-0x1f, 0x85, 0xa0), NUL,
+#: 0xff; then runs of whitespace across the 8-, 16- and 32-byte blocks of the
+#: compiled paths, blocks without a run, and blocks where one must be dropped.
+SELF_TEST_INPUT = (b"\r\n a\x00b\t\tc\x1c\x1d\x1e\x1fd\ve\f\x85\xa0f \xff\x80\n\v\f\r\t "
+                   b"tokens of prose, one space apart, \x89\x19\x29\x0e\x08\x20\x00\x8a\x8d "
+                   b"x\t \n\r\x0b\x0c  y \n\n z" + b"w" * 29 + b"\n\n" + b"v" * 14 + b" \t")
 #: Its output as ``job.tokens.split_bytes`` defines it (each token, then a newline).
 SELF_TEST_OUTPUT = b"".join(token + b"\n" for token in SELF_TEST_INPUT.split())
 
@@ -56,9 +75,19 @@ class Unavailable(Exception):
     """Why the compiled kernel cannot be used; the message is one line."""
 
 
+def _setting() -> str:
+    return os.environ.get("AMLSHARD_NATIVE", "1").strip().lower()
+
+
 def turned_off() -> bool:
     """Whether ``AMLSHARD_NATIVE`` asks for the pure-Python kernel."""
-    return os.environ.get("AMLSHARD_NATIVE", "1").strip().lower() in ("0", "off", "false", "no")
+    return _setting() in _OFF
+
+
+def requested_path() -> Optional[str]:
+    """The path ``AMLSHARD_NATIVE`` names (``avx2``...), or ``None`` for the fastest."""
+    setting = _setting()
+    return None if setting in _ON or setting in _OFF else setting
 
 
 @functools.cache
@@ -68,10 +97,36 @@ def kernel() -> Optional[Squeeze]:
         log.debug("token kernel: pure Python (AMLSHARD_NATIVE=0)")
         return None
     try:
-        return _obtain()
+        squeeze = _obtain()
     except Unavailable as reason:
         log.warning("token kernel: pure Python, slower than the compiled one: %s", reason)
         return None
+    log.debug("token kernel: compiled, path %s", selected(squeeze))
+    return squeeze
+
+
+def paths(squeeze: Squeeze) -> list[str]:
+    """The paths of the loaded kernel ``squeeze`` that this CPU runs, fastest first."""
+    return squeeze.library.amlshard_paths().decode("ascii").split()
+
+
+def selected(squeeze: Squeeze) -> str:
+    """The path ``squeeze`` uses now."""
+    return squeeze.library.amlshard_selected().decode("ascii")
+
+
+def select(squeeze: Squeeze, path: Optional[str]) -> None:
+    """Make ``squeeze`` use ``path`` (``None``: the fastest); :class:`ValueError` if it cannot.
+
+    Affects every caller of the library in this process: not to be called
+    while another thread splits. Only the path chosen when the library was
+    loaded has passed the self-test (tests compare every path with
+    ``bytes.split``).
+    """
+    name = None if path is None else path.encode("utf-8", "replace")
+    if squeeze.library.amlshard_select(name) != 0:
+        raise ValueError(f"no compiled path {path!r} on this CPU "
+                         f"(it runs {', '.join(paths(squeeze))})")
 
 
 def _obtain() -> Squeeze:
@@ -206,16 +261,27 @@ def _load(path: Path) -> Squeeze:
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
     try:
         function = library.amlshard_squeeze
+        library.amlshard_select, library.amlshard_selected, library.amlshard_paths
     except AttributeError as error:
         _unload(library)
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
     function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                          ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t)]
     function.restype = ctypes.c_size_t
+    library.amlshard_select.argtypes = [ctypes.c_char_p]
+    library.amlshard_select.restype = ctypes.c_int
+    library.amlshard_selected.argtypes = library.amlshard_paths.argtypes = []
+    library.amlshard_selected.restype = library.amlshard_paths.restype = ctypes.c_char_p
+    function.library = library
+    try:
+        select(function, requested_path())
+    except ValueError as reason:
+        select(function, None)
+        log.warning("token kernel: AMLSHARD_NATIVE: %s; using %s", reason, selected(function))
     if not _passes_self_test(function):
         _unload(library)
         raise Unavailable(f"{str(path)!r} fails its self-test: its tokens differ from "
-                          "bytes.split()'s")
+                          f"bytes.split()'s (path {selected(function)})")
     return function
 
 
