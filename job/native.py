@@ -279,9 +279,10 @@ def _load(path: Path) -> Squeeze:
         select(function, None)
         log.warning("token kernel: AMLSHARD_NATIVE: %s; using %s", reason, selected(function))
     if not _passes_self_test(function):
+        name = selected(function)  # not once the library is closed: a call would crash
         _unload(library)
         raise Unavailable(f"{str(path)!r} fails its self-test: its tokens differ from "
-                          f"bytes.split()'s (path {selected(function)})")
+                          f"bytes.split()'s (path {name})")
     return function
 
 

@@ -1,7 +1,11 @@
 """The compiled kernel: built once per cache, shared by ranks, and never required."""
 
+import ctypes
+import io
 import logging
 import os
+import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -9,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from job import native
+from job import native, tokens
 
-from conftest import ROOT, assert_outputs_exact, clean_environ, require, run_job
+from conftest import ROOT, assert_outputs_exact, clean_environ, reference, require, run_job
 
 BUILD = "from job import native; print(native.build())"
 
@@ -184,3 +188,253 @@ def test_a_truncated_cached_kernel_is_built_again(tmp_path, corpus, size):
         assert "token kernel: pure Python" not in result.stderr
     assert path.stat().st_size > size and sorted(os.listdir(cache)) == cached(path)
     assert native.checksum_path(path).read_text().strip() == native._sha256(path)
+
+
+# --- every path of the kernel is byte-exact to bytes.split -------------------------------
+#
+# The library holds several paths (avx2, sse2, scalar; see squeeze.c), and the x86 vector
+# paths do not run elsewhere: each is tested here on this machine, selected with
+# native.select, and so are the two builds other CPUs and compilers get (-DAMLSHARD_NO_SIMD:
+# the scalar path alone; with -DAMLSHARD_NO_WORDS too: byte by byte, as on big-endian CPUs).
+
+WHITESPACE = b" \t\n\v\f\r"
+BLOCK = 32  # the widest path's block; the others' (16, 8) divide it
+GUARD = 64  # bytes past the output buffer that must stay untouched
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def expected_paths() -> list[str]:
+    """The paths the library must offer on this machine, fastest first."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return ["scalar"]
+    flags = cpu_flags()
+    return (["avx2"] if {"avx2", "popcnt"} <= flags else []) + ["sse2", "scalar"]
+
+
+@pytest.fixture(scope="module")
+def library_build(tmp_path_factory):
+    """The library as the job builds it, in a cache of this module's own."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    cache = tmp_path_factory.mktemp("kernel-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AMLSHARD_CACHE", str(cache))
+        patch.delenv("AMLSHARD_NATIVE", raising=False)
+        patch.delenv("CC", raising=False)
+        return native._load(native.build())
+
+
+def portable_build(folder: Path, *defines: str):
+    """The library built with ``defines`` (as other CPUs or compilers build it), loaded."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    library = folder / "squeeze.so"
+    subprocess.run(["cc", *native.FLAGS, *defines, "-o", str(library), str(native.SOURCE)],
+                   check=True)
+    return native._load(library)
+
+
+PATHS = ["avx2", "sse2", "scalar", "scalar built without SIMD", "bytes built without words"]
+
+
+@pytest.fixture(scope="module")
+def portable_builds(tmp_path_factory):
+    """The two builds other CPUs and compilers get, compiled once for this module."""
+    return {"scalar built without SIMD": portable_build(tmp_path_factory.mktemp("no-simd"),
+                                                        "-DAMLSHARD_NO_SIMD"),
+            "bytes built without words": portable_build(tmp_path_factory.mktemp("no-words"),
+                                                        "-DAMLSHARD_NO_SIMD",
+                                                        "-DAMLSHARD_NO_WORDS")}
+
+
+@pytest.fixture(params=PATHS)
+def squeeze(request, library_build, portable_builds):
+    """One path of the kernel, selected (a path this CPU cannot run is skipped)."""
+    name = request.param
+    if name in portable_builds:
+        built = portable_builds[name]
+        assert native.paths(built) == ["scalar"]
+    else:
+        if name not in expected_paths():
+            pytest.skip(f"this CPU does not run the {name} path")
+        built = library_build
+        native.select(built, name)
+        assert native.selected(built) == name
+    yield built
+    native.select(built, None)
+
+
+def run(squeeze, pieces, after_whitespace=True):
+    """Feed ``pieces`` to ``squeeze`` in order, as one stream; the output, ended as
+    split_stream ends it, and the newlines counted. Checks that no call writes past
+    its piece's length."""
+    state, count, written = ctypes.c_int(after_whitespace), ctypes.c_size_t(0), []
+    for piece in pieces:
+        out = ctypes.create_string_buffer(b"\xa5" * (len(piece) + GUARD), len(piece) + GUARD)
+        size = squeeze(piece, len(piece), out, ctypes.byref(state), ctypes.byref(count))
+        assert size <= len(piece) and out.raw[len(piece):] == b"\xa5" * GUARD
+        written.append(out.raw[:size])
+    ending = b"\n" if not state.value else b""
+    return b"".join(written) + ending, count.value + len(ending)
+
+
+def assert_exact(squeeze, data, pieces=None, after_whitespace=True):
+    """``squeeze`` gives ``data``'s reference output, fed as ``pieces`` (default: whole).
+
+    Without ``after_whitespace`` the stream follows a token, as a byte range that starts
+    inside a file may: its output is the reference output of ``b"x" + data`` less the x.
+    """
+    before = b"" if after_whitespace else b"x"
+    output, count = run(squeeze, [data] if pieces is None else pieces, after_whitespace)
+    assert output == reference(before + data)[len(before):], data
+    assert count == len((before + data).split())
+
+
+def test_the_library_offers_the_paths_this_cpu_runs(library_build):
+    assert native.paths(library_build) == expected_paths()
+    native.select(library_build, None)
+    assert native.selected(library_build) == expected_paths()[0]
+    with pytest.raises(ValueError, match="no compiled path 'neon' on this CPU"):
+        native.select(library_build, "neon")
+    assert native.selected(library_build) == expected_paths()[0]
+
+
+@pytest.mark.parametrize("background", [b"x", b" ", b"\n\t", b"ab c"])
+@pytest.mark.parametrize("after_whitespace", [True, False])
+def test_every_byte_value_in_every_position_of_a_block(squeeze, background, after_whitespace):
+    """Each of the 256 byte values at each of the 64 positions of two 32-byte blocks."""
+    window = (background * (2 * BLOCK))[:2 * BLOCK]
+    for value in range(256):
+        cases = [window[:at] + bytes([value]) + window[at + 1:] for at in range(2 * BLOCK)]
+        # one call: each case starts on a block boundary, after the case before it
+        assert_exact(squeeze, b"".join(cases), after_whitespace=after_whitespace)
+
+
+@pytest.mark.parametrize("filler", [b"x", b"\xff", b"\x00"])
+def test_runs_of_whitespace_across_block_boundaries(squeeze, filler):
+    """Runs of every length 1-70 starting at every offset 0-70: they straddle the 8-,
+    16- and 32-byte blocks' boundaries, one or several of them."""
+    for length in range(1, 71):
+        run_bytes = (WHITESPACE * 12)[length % 6:length % 6 + length]
+        for start in range(71):
+            data = filler * start + run_bytes + filler * (3 * BLOCK)
+            assert_exact(squeeze, data)
+            assert_exact(squeeze, data[start:])  # the run first: dropped whole
+
+
+def test_lengths_around_the_block_sizes_cut_anywhere(squeeze):
+    """Every length 0-100 (below, at and across 8, 16, 32, 64 and 96 bytes), each input
+    cut in two at every point, as chunk boundaries cut it."""
+    rng = random.Random(14)
+    alphabet = [b" ", b"\n", b"\t", b"\r", b"\v", b"\f", b"a", b"z", b"\x00", b"\xff", b"\x85",
+                b"\x1c", b"\x19", b"\x29"]
+    for length in range(101):
+        for _ in range(3):
+            data = b"".join(rng.choice(alphabet) for _ in range(length))
+            for cut in range(length + 1):
+                assert_exact(squeeze, data, [data[:cut], data[cut:]], after_whitespace=cut % 2 == 0)
+
+
+def test_random_inputs_in_random_pieces(squeeze):
+    """Fuzz with a fixed seed: whitespace-heavy and uniform bytes, prose, in 1-5 pieces."""
+    rng = random.Random(1414)
+    prose = native.SELF_TEST_INPUT + b"word " * 20 + b"  double  spaced\n\n"
+    for case in range(1500):
+        kind = case % 3
+        length = rng.randrange(0, 700)
+        if kind == 0:
+            data = bytes(rng.choice(WHITESPACE + b"ab\x00\xff") for _ in range(length))
+        elif kind == 1:
+            data = bytes(rng.randrange(256) for _ in range(length))
+        else:
+            data = bytes(rng.choice(prose) for _ in range(length))
+        cuts = sorted(rng.randrange(0, length + 1) for _ in range(rng.randrange(0, 5)))
+        edges = [0, *cuts, length]
+        assert_exact(squeeze, data, [data[a:b] for a, b in zip(edges, edges[1:])],
+                     after_whitespace=rng.random() < 0.8)
+
+
+def test_the_corpus_and_long_runs(squeeze, corpus):
+    text = b"".join(path.read_bytes() for path in sorted(corpus.iterdir()))
+    assert_exact(squeeze, text)
+    assert_exact(squeeze, b" " * 1000 + b"x" + b"\t" * 999 + b"y" + b"z" * 1000)
+    assert_exact(squeeze, bytes(range(256)) * 40)
+
+
+def test_chunk_boundaries_of_split_stream(squeeze, monkeypatch):
+    """Through split_stream with its real CHUNK_SIZE: runs of whitespace and tokens that
+    end, start or straddle each chunk boundary."""
+    size = tokens.CHUNK_SIZE
+    pieces = []
+    for offset in range(-40, 41, 3):  # where a run of 5 whitespace bytes starts, near a boundary
+        body = b"t" * (size - len(b"".join(pieces)) % size + offset)
+        pieces += [body, b" \n\t\r\v"]
+    data = b"".join(pieces) + b"tail"
+    monkeypatch.setattr(native, "kernel", lambda: squeeze)
+    out = io.BytesIO()
+    assert tokens.split_stream(io.BytesIO(data), out.write) == len(data.split())
+    assert out.getvalue() == reference(data)
+
+
+def test_byte_ranges_cut_anywhere_join_to_the_file_output(squeeze, tmp_path, corpus,
+                                                          monkeypatch):
+    """A large file cut into byte ranges, as workers split it: cuts inside runs of
+    whitespace, at and around block and chunk boundaries, and at random places."""
+    text = b"".join(path.read_bytes() for path in sorted(corpus.iterdir()))[:600_000]
+    runs = [i for i in range(1, len(text)) if text[i] in WHITESPACE and text[i - 1] in WHITESPACE]
+    rng = random.Random(7)
+    cuts = sorted({*rng.sample(runs, 20), *(rng.randrange(len(text)) for _ in range(20)),
+                   tokens.CHUNK_SIZE, tokens.CHUNK_SIZE + 1, 2 * tokens.CHUNK_SIZE - 1,
+                   BLOCK, BLOCK + 1, 3 * BLOCK - 1})
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.txt").write_bytes(text)
+    monkeypatch.setattr(native, "kernel", lambda: squeeze)
+    splitter = tokens.TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
+    edges = [0, *cuts, len(text)]
+    counted, parts = 0, []
+    for k, (start, end) in enumerate(zip(edges, edges[1:])):
+        parts.append(tmp_path / f"part{k}")
+        counted += splitter.process_range(str(tmp_path / "in" / "big.txt"), start, end,
+                                          str(parts[-1]))["tokens"]
+    assert b"".join(part.read_bytes() for part in parts) == reference(text)
+    assert counted == len(text.split())
+
+
+@pytest.mark.parametrize("path", ["avx2", "sse2", "scalar"])
+def test_amlshard_native_forces_a_path_in_the_job(tmp_path, corpus, path):
+    """``AMLSHARD_NATIVE=PATH``: the job uses that path (byte-exact); one this CPU lacks
+    is one warning, and the fastest path."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    environ = clean_environ(AMLSHARD_CACHE=str(tmp_path / "cache"), AMLSHARD_NATIVE=path)
+    chosen = subprocess.run(
+        [sys.executable, "-c", "from job import native; print(native.selected(native.kernel()))"],
+        cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+    if path in expected_paths():
+        assert chosen.stdout.strip() == path and chosen.stderr == ""
+    else:
+        assert chosen.stdout.strip() == expected_paths()[0]
+        assert f"no compiled path {path!r} on this CPU" in chosen.stderr
+    result = run_job("--input_dir", str(corpus), "--out_dir", str(tmp_path / "out"),
+                     "--process_count", "2", env=environ)
+    assert result.returncode == 0, result.stderr
+    assert_outputs_exact(corpus, tmp_path / "out")
+
+
+def test_an_unknown_amlshard_native_warns_once_and_uses_the_fastest(tmp_path, corpus):
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    environ = clean_environ(AMLSHARD_CACHE=str(tmp_path / "cache"), AMLSHARD_NATIVE="avx9000")
+    result = run_job("--input_dir", str(corpus), "--out_dir", str(tmp_path / "out"),
+                     "--process_count", "2", env=environ)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "token kernel" in line]
+    assert len(warned) == 1 and "no compiled path 'avx9000'" in warned[0]
+    assert f"using {expected_paths()[0]}" in warned[0]
+    assert_outputs_exact(corpus, tmp_path / "out")
