@@ -17,11 +17,11 @@ from typing import Callable
 
 from job.sample import write_corpus
 
-from . import blob, inputs, report, rows
+from . import blob, floor, inputs, report, rows
 from .measure import ROOT, CommandFailed
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7)
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 ROW_NAMES = {"blob": 7}  # --rows blob is --rows 7
 FULL = {"reps": 3, "corpus_mb": 300, "corpus_files": 30, "big_mb": [1000, 2000],
         "small_files": 20_000, "skewed_files": 300, "blob_files": 2_000,
@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def built(inputs_set: inputs.InputSet) -> inputs.InputSet:
         inputs.warm(inputs_set)
-        sets.append(f"{inputs_set.name} ({inputs_set.describe()})")
+        described = f"{inputs_set.name} ({inputs_set.describe()})"
+        if described not in sets:  # rows 8-9 use the large corpus of rows 1-2 again
+            sets.append(described)
         return inputs_set
 
     if 1 in args.rows or 2 in args.rows:
@@ -193,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     if 7 in args.rows:
         few = built(inputs.small_files(args.cache, corpus, args.blob_files))
         step("7", "blob mount", lambda: blob.rows(bench, few))
+    if 8 in args.rows or 9 in args.rows:
+        large = built(inputs.large_corpus(args.cache, corpus, args.corpus_mb, args.corpus_files))
+        if 8 in args.rows:
+            step("8", "token splitter vs dd, 2 processes",
+                 lambda: floor.row(bench, large, 2, pin=False))
+        if 9 in args.rows:
+            step("9", "token splitter vs dd, 1 process",
+                 lambda: floor.row(bench, large, 1, pin=True))
     bench.clean()
 
     elapsed = time.monotonic() - started
