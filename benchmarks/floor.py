@@ -12,8 +12,8 @@ The notes say how much that is (the job on an empty folder, timed in the same
 reps), what the ratio is without it, and how fast the kernel alone is on each
 of its paths (in this process, in memory: no I/O at all).
 
-Outputs are compared with the reference splitter's, ``job.tokens.split_bytes``
-(``bytes.split``, each token then a newline: the SPEC's definition), computed
+Outputs are compared with the reference splitter's (``job.tokens.split_bytes``:
+``bytes.split``, each token then a newline, the SPEC's definition), computed
 once per input set.
 """
 
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from job import native
-from job.tokens import CHUNK_SIZE, split_bytes
+from job.tokens import CHUNK_SIZE
 
 from . import references
 from .inputs import MB, InputSet
@@ -47,17 +47,28 @@ def dd_command(input_dir: Path, out_dir: Path, parallel: int) -> list[str]:
     return ["sh", "-c", script, "sh", str(input_dir), str(out_dir)]
 
 
+def reference_output(data: bytes) -> bytes:
+    """``job.tokens.split_bytes(data)``, the same bytes 3× faster: one join, not one
+    concatenation per token (303 MB take ~3 s instead of ~10 s)."""
+    tokens = data.split()
+    return b"\n".join(tokens) + b"\n" if tokens else b""
+
+
 @functools.lru_cache(maxsize=2)
 def expected_digests(inputs_set: InputSet) -> dict[str, str]:
     """``{name: sha256}`` of the reference splitter's output of every file of the set."""
     found = {}
     for path in sorted(inputs_set.path.iterdir()):
-        found[path.name] = hashlib.sha256(split_bytes(path.read_bytes())).hexdigest()
+        found[path.name] = hashlib.sha256(reference_output(path.read_bytes())).hexdigest()
     return found
 
 
-def row(bench: Bench, large: InputSet, processes: int, pin: bool) -> Row:
-    """Row 8 (``processes`` 2) or 9 (1, pinned): the job vs ``xargs -P N dd`` on ``large``."""
+def row(bench: Bench, large: InputSet, processes: int, pin: bool, fixed_cost: bool = True) -> Row:
+    """Row 8 (``processes`` 2) or 9 (1, pinned): the job vs ``xargs -P N dd`` on ``large``.
+
+    ``fixed_cost``: also time the job on an empty folder in every rep (left out by
+    ``--quick``, whose rows 8-9 must take under 2 s).
+    """
     label = "8" if processes > 1 else "9"
     cpus = {min(os.sched_getaffinity(0))} if pin else None
     plural = "es" if processes > 1 else ""
@@ -76,20 +87,23 @@ def row(bench: Bench, large: InputSet, processes: int, pin: bool) -> Row:
         job_dir = bench.fresh("job")
         job_times.append(timed(references.job_command(large.path, job_dir, processes), cpus))
         _verify(result, expected, digests(job_dir), f"rep {rep + 1}")
-        fixed_times.append(timed(references.job_command(empty, bench.fresh("job"), processes),
-                                 cpus))
+        if fixed_cost:
+            fixed_times.append(timed(references.job_command(empty, bench.fresh("job"),
+                                                            processes), cpus))
         say(f"  rep {rep + 1}/{bench.reps}: dd {floor_times[-1].seconds:.2f} s, "
-            f"job {job_times[-1].seconds:.2f} s, job on an empty folder "
-            f"{fixed_times[-1].seconds:.2f} s")
+            f"job {job_times[-1].seconds:.2f} s" + (f", job on an empty folder "
+                                                     f"{fixed_times[-1].seconds:.2f} s"
+                                                     if fixed_cost else ""))
     _paired(result, f"`xargs -P{processes} dd bs={BLOCK_SIZE}`", floor_times, job_times, GOAL,
             (large.bytes / MB, "MB"))
     floor = statistics.median(t.seconds for t in floor_times)
     ours = statistics.median(t.seconds for t in job_times)
-    fixed = statistics.median(t.seconds for t in fixed_times)
-    result.notes.append(
-        f"the job on an empty folder (its fixed cost: interpreter, imports, journal, "
-        f"workers): {fixed:.2f} s; the job less that: {max(ours - fixed, 0):.2f} s, "
-        f"{ratio(max(ours - fixed, 0), floor):.2f}× the floor")
+    if fixed_cost:
+        fixed = statistics.median(t.seconds for t in fixed_times)
+        result.notes.append(
+            f"the job on an empty folder (its fixed cost: interpreter, imports, journal, "
+            f"workers): {fixed:.2f} s; the job less that: {max(ours - fixed, 0):.2f} s, "
+            f"{ratio(max(ours - fixed, 0), floor):.2f}× the floor")
     result.notes.append(f"the kernel alone, in memory: {kernel_speeds(large)}")
     bench.clean()
     return result

@@ -199,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         large = built(inputs.large_corpus(args.cache, corpus, args.corpus_mb, args.corpus_files))
         if 8 in args.rows:
             step("8", "token splitter vs dd, 2 processes",
-                 lambda: floor.row(bench, large, 2, pin=False))
+                 lambda: floor.row(bench, large, 2, pin=False, fixed_cost=not args.quick))
         if 9 in args.rows:
             step("9", "token splitter vs dd, 1 process",
-                 lambda: floor.row(bench, large, 1, pin=True))
+                 lambda: floor.row(bench, large, 1, pin=True, fixed_cost=not args.quick))
     bench.clean()
 
     elapsed = time.monotonic() - started
