@@ -37,3 +37,18 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path, corpus):
     assert "FAILED" not in results
     assert not (cache / "scratch").exists()  # outputs are cleaned up
     assert not (tmp_path / "memory" / "scratch").exists()
+
+
+def test_the_copy_floor_rows_reference_is_the_reference_splitter():
+    """Rows 8-9 check the job against ``benchmarks.floor.reference_output``, a faster
+    spelling of ``job.tokens.split_bytes``: the same bytes."""
+    import random
+
+    from benchmarks.floor import reference_output
+    from job.tokens import split_bytes
+    rng = random.Random(8)
+    cases = [b"", b" ", b"a", b" a", b"a ", b"\t\na  b\r\n", bytes(range(256))]
+    cases += [bytes(rng.choice(b" \t\n\v\f\rab\x00\xff") for _ in range(rng.randrange(40)))
+              for _ in range(500)]
+    for data in cases:
+        assert reference_output(data) == split_bytes(data), data
