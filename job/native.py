@@ -261,7 +261,8 @@ def _load(path: Path) -> Squeeze:
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
     try:
         function = library.amlshard_squeeze
-        library.amlshard_select, library.amlshard_selected, library.amlshard_paths
+        for name in ("amlshard_select", "amlshard_selected", "amlshard_paths"):
+            getattr(library, name)  # a library without them is not squeeze.c's
     except AttributeError as error:
         _unload(library)
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None

@@ -148,6 +148,32 @@ def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, tmp_path):
     assert path.read_bytes() != built and sorted(os.listdir(fresh)) == cached(path)
 
 
+def test_a_cached_kernel_without_the_path_functions_is_built_again(fresh, tmp_path):
+    """A library that has amlshard_squeeze but not amlshard_select & co (an older
+    squeeze.c's, say), even with a matching checksum, is compiled again."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    path = native.build()
+    older = tmp_path / "older.c"
+    source = native.SOURCE.read_text()
+    older.write_text(source[:source.index("struct path {")] + """
+size_t amlshard_squeeze(const unsigned char *in, size_t n, unsigned char *out,
+                        int *after_whitespace, size_t *newlines)
+{
+    unsigned previous = *after_whitespace != 0;
+    size_t kept = 0;
+    unsigned char *end = squeeze_bytes(in, n, out, &previous, &kept);
+    *after_whitespace = (int)previous;
+    *newlines += kept;
+    return (size_t)(end - out);
+}
+""")
+    subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(older)], check=True)
+    native.checksum_path(path).write_text(native._sha256(path) + "\n")
+    built = path.read_bytes()
+    assert _kernel_in_a_fresh_process(fresh) == ["compiled True"]
+    assert path.read_bytes() != built and sorted(os.listdir(fresh)) == cached(path)
+
+
 def test_the_self_test_expects_what_the_token_splitter_defines():
     from job.tokens import split_bytes
     assert native.SELF_TEST_OUTPUT == split_bytes(native.SELF_TEST_INPUT)
