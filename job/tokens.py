@@ -20,10 +20,10 @@ memory, about 8, 4 and 2.5 GB/s on the 2-core development machine, against
 3 GB/s for copying the same bytes from one file to another. A file is read
 into one reused buffer and squeezed into another, which is written as is
 (``readinto`` and ``write`` of 128 KiB, as ``dd bs=128K`` copies): splitting
-costs about 1.5× the CPU time of copying the file, and the job runs in
-0.3-0.4× the time of ``tr -s`` on 300 MB (benchmark rows 1, 2, 8 and 9, which
-also show that the job's fixed cost, about 0.15 s of CPU before any byte, is
-most of what separates it from the copy). Where no C compiler is found,
+costs about 1.5× the CPU time of copying the file. On 300 MB the job takes
+0.2-0.4× the time of ``tr -s`` and 2.2-2.8× that of ``dd`` (benchmark rows 1,
+2, 8 and 9), most of the difference with ``dd`` being the job's fixed cost,
+about 0.16 s of CPU before any byte. Where no C compiler is found,
 :func:`squeeze` works on each chunk as one big integer, at about 0.6× the
 speed of ``tr``.
 """
