@@ -26,6 +26,8 @@ import stat
 from typing import Iterable, Iterator, NamedTuple
 
 RESERVED = "_manifest"
+#: What a listing's digest covers: :func:`paths_digest`, :func:`digest` (manifests say which).
+PATHS_DIGEST, FULL_DIGEST = "paths", "paths, sizes, errors"
 
 
 class InputFile(NamedTuple):
@@ -127,14 +129,7 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     ``folder_ids`` when it is given: an output folder with one of them would
     put outputs among the inputs.
     """
-    root = os.fspath(input_dir)
-    try:
-        if not os.path.isdir(root):
-            raise InputDirError(f"input_dir {root!r} is not a folder" if os.path.exists(root)
-                                else f"input_dir {root!r} does not exist")
-        os.listdir(root)
-    except OSError as error:
-        raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
+    root = check_root(input_dir)
     skip = None
     if out_dir is not None or folder_ids is not None:
         skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
@@ -144,6 +139,20 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     _scan(root, "", skip, matches, found, linked_folders)
     found.sort()
     return found
+
+
+def check_root(input_dir: str | os.PathLike) -> str:
+    """``input_dir`` as a string; :class:`InputDirError` if it is missing, not a folder
+    or cannot be listed."""
+    root = os.fspath(input_dir)
+    try:
+        if not os.path.isdir(root):
+            raise InputDirError(f"input_dir {root!r} is not a folder" if os.path.exists(root)
+                                else f"input_dir {root!r} does not exist")
+        os.listdir(root)
+    except OSError as error:
+        raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
+    return root
 
 
 def identity(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -233,25 +242,51 @@ def _open_folder(folder: str, prefix: str, skip: _Skip | None,
 
 def _add_file(entry: os.DirEntry, rel: str, found: list[InputFile],
               linked: list[str] | None) -> None:
-    """Add the entry ``rel`` (not a folder) if it is a regular file or a link to one; a link
-    to a folder goes to ``linked``; one that cannot be examined is recorded as failed."""
+    """Add the entry ``rel`` (not a folder) if :func:`examine` makes it an input."""
+    item = examine(entry, rel, linked)
+    if item is not None:
+        found.append(item)
+
+
+def examine(entry: os.DirEntry, rel: str, linked: list[str] | None) -> InputFile | None:
+    """The input of the entry ``rel`` (not a folder) if it is a regular file or a link to one;
+    one that cannot be examined is recorded as failed; a link to a folder goes to ``linked``;
+    anything else (or a file deleted since it was listed) is None."""
     try:
         info = entry.stat()  # follows a link to its target
     except OSError as error:
         link = entry.is_symlink()
         if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
-            found.append(_failed(rel, "broken symbolic link" if link else "cannot examine",
-                                 error))
-        return
+            return _failed(rel, "broken symbolic link" if link else "cannot examine", error)
+        return None
     if stat.S_ISREG(info.st_mode):
-        found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
-    elif linked is not None and stat.S_ISDIR(info.st_mode):
+        return InputFile(rel, info.st_size, info.st_mtime_ns)
+    if linked is not None and stat.S_ISDIR(info.st_mode):
         linked.append(rel)
+    return None
 
 
 def digest(listing: Iterable[InputFile]) -> str:
-    """A digest of a listing's paths, sizes and errors: ranks that listed alike agree on it."""
+    """A digest of a listing's paths, sizes and errors: ranks that listed alike agree on it.
+
+    What a rank of the ``size`` strategy records (its plan depends on every
+    size); see :func:`paths_digest` for ``contiguous``.
+    """
     hasher = hashlib.sha256()
     for item in listing:
         hasher.update(os.fsencode(item.rel) + b"\0%d\0%s\n" % (item.size, (item.error or "").encode()))
+    return hasher.hexdigest()
+
+
+def paths_digest(rels: Iterable[str]) -> str:
+    """A digest of a listing's relative paths alone (each encoded, then ``\\n``), in order.
+
+    What a rank of the ``contiguous`` strategy records: its plan depends on
+    the paths and their order only, and it learns them without examining every
+    file (see :mod:`job.outline`). Equal to hashing ``"".join(rel + "\\n" ...)``
+    encoded as :func:`os.fsencode` does, so it can be fed a folder at a time.
+    """
+    hasher = hashlib.sha256()
+    for rel in rels:
+        hasher.update(os.fsencode(rel) + b"\n")
     return hasher.hexdigest()

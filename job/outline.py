@@ -1,0 +1,319 @@
+"""One rank's shard of the listing, without the whole listing in memory (issue 14).
+
+:func:`job.listing.list_inputs` holds every input (about 220 bytes each: 220 MB
+for a million files) and examines (``stat``) each one: about 4 µs a file on the
+shared development VM, 4 s for a million. A rank of the ``contiguous`` strategy
+needs neither: it needs how many inputs come before its own, and its own
+examined.
+
+:func:`outline` walks ``input_dir`` once, in the listing's order, and keeps per
+folder only what finds a position again: where each run of the folder's own
+inputs falls in the listing, how many inputs the folder holds directly and a
+digest of their names; never the names. :func:`take` reads again only the
+folders that hold the positions asked for, checks that each still holds what
+the walk saw (else :class:`ListingChanged`, and the caller lists the
+straightforward way), and examines only those files. Memory: the folders'
+count, the largest folder's names, the rank's own files.
+
+The order. Within a folder, entries sorted by a key (a file's name; a folder's
+name + ``"/"``), each folder's inputs put in its key's place, give the
+listing's order (relative POSIX paths sorted as text): every path under folder
+NAME begins with ``NAME/``; two keys that differ before one of them ends order
+their paths alike; a key that is a prefix of another is a file's whole path (a
+folder's key ends with ``/``, which no name holds) and sorts before any longer
+path it begins. (``/`` sorts between ``.`` and ``0``: ``a-b`` < ``a/b`` <
+``a0``.) A folder that cannot be opened is one input, ``NAME/``, in its key's
+place; one whose reading fails part way has an input ``NAME/`` keyed ``""``,
+first among its own.
+
+The rules are :mod:`job.listing`'s: the same entries skipped (names beginning
+with ``.``, a top-level ``_manifest/``, ``out_dir`` by path and by identity),
+the same errors, links examined there and then, folder identities and links to
+folders recorded for the caller. One thing waits: a regular file (by its type
+in the folder, ``d_type``) is counted by the walk and examined by :func:`take`
+only if asked for. Its size, and an error examining it, are then known only to
+the rank that takes it; hence the ``contiguous`` digest covers the paths only
+(:func:`job.listing.paths_digest`). With ``sizes=True`` (the ``size``
+strategy, which needs every size) the walk examines every file, as
+``list_inputs`` does, and the digest is :func:`job.listing.digest`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import NamedTuple, Sequence
+
+from . import sharding
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, _failed, _open_folder, _Skip, check_root,
+                      compile_pattern, examine, identity)
+from .listing import digest as full_digest
+
+PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
+
+
+class ListingChanged(Exception):
+    """A folder no longer holds what the walk saw: the listing must be taken again."""
+
+
+class Summary(NamedTuple):
+    """What a rank records of the whole listing: its length, its digest, and what that
+    digest covers (:data:`PATHS` or :data:`FULL`), and how many entries the walk found
+    unreadable (for :data:`PATHS`, not counting regular files that only the rank taking
+    them examines)."""
+
+    files: int
+    digest: str
+    digest_of: str
+    unlisted: int
+
+    @classmethod
+    def of(cls, listing: Sequence[InputFile]) -> "Summary":
+        """The summary of a whole listing (:func:`job.listing.list_inputs`'s)."""
+        return cls(len(listing), full_digest(listing), FULL,
+                   sum(1 for item in listing if item.error is not None))
+
+
+class _Folder(NamedTuple):
+    path: str
+    prefix: str  # its relative path and "/", "" for input_dir
+    inputs: int  # inputs directly in it
+    names: bytes  # digest of their keys
+
+
+@dataclass
+class Outline:
+    """What one walk of ``input_dir`` keeps: enough to find any position again.
+
+    Runs: the listing cut where a folder's own inputs give way to a subfolder's;
+    run ``k`` starts at position ``starts[k]`` with input ``offsets[k]`` (among
+    its folder's own, in key order) of folder ``folder_of[k]``.
+    """
+
+    count: int = 0
+    digest: str = ""
+    digest_of: str = PATHS
+    unlisted: int = 0
+    folders: list[_Folder] = field(default_factory=list)
+    starts: array = field(default_factory=lambda: array("q"))
+    folder_of: array = field(default_factory=lambda: array("q"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    sizes: array | None = None  # every input's size, in listing order, when asked for
+    skip: _Skip | None = None
+    matches: object = None
+
+    def summary(self) -> Summary:
+        return Summary(self.count, self.digest, self.digest_of, self.unlisted)
+
+
+def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+            pattern: str | None = None, linked_folders: list[str] | None = None,
+            folder_ids: set[tuple[int, int]] | None = None, sizes: bool = False) -> Outline:
+    """Walk ``input_dir`` once and outline its listing (arguments as
+    :func:`job.listing.list_inputs`'s); ``sizes`` examines every file and keeps
+    its size (the ``size`` strategy). :class:`job.listing.InputDirError` as there."""
+    root = check_root(input_dir)
+    skip = None
+    if out_dir is not None or folder_ids is not None:
+        skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
+                     None if out_dir is None else identity(out_dir), folder_ids)
+    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
+    result = Outline(digest_of=FULL if sizes else PATHS, sizes=array("q") if sizes else None,
+                     skip=None if skip is None else skip._replace(seen=None), matches=matches)
+    walker = _Walker(result, skip, matches, sizes, linked_folders)
+    walker.walk(root, "")
+    result.digest = walker.hasher.hexdigest()
+    return result
+
+
+def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
+    """The inputs at ``positions`` (ascending) of the outlined listing, examined now.
+
+    Reads again each folder that holds one of them; :class:`ListingChanged` if
+    that folder's inputs are not those the walk saw (or one of the files asked
+    for is gone).
+    """
+    found: list[InputFile] = []
+    group: list[int] = []
+    folder = run = -1
+    starts = outline.starts
+    for position in positions:
+        if not 0 <= position < outline.count:
+            raise IndexError(f"position {position} is not in a listing of {outline.count}")
+        if run < 0 or position < starts[run] or (run + 1 < len(starts)
+                                                  and position >= starts[run + 1]):
+            run = bisect_right(starts, position) - 1  # the run that holds it
+        if outline.folder_of[run] != folder:
+            if group:
+                found.extend(_reread(outline, folder, group))
+            folder, group = outline.folder_of[run], []
+        group.append(outline.offsets[run] + position - starts[run])
+    if group:
+        found.extend(_reread(outline, folder, group))
+    return found
+
+
+def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
+          ) -> list[InputFile]:
+    """The inputs shard ``index`` of ``count`` takes, in listing order: the same as
+    :func:`job.sharding.plan` gives on the whole listing."""
+    if strategy == "contiguous":
+        return take(outline, sharding.contiguous_range(outline.count, index, count))
+    if strategy == "size":
+        if outline.sizes is None:
+            raise ValueError("the size strategy needs an outline taken with sizes=True")
+        return take(outline, sharding.size_shard(outline.sizes, index, count))
+    raise ValueError(f"unknown shard strategy {strategy!r}; expected one of "
+                     f"{sharding.STRATEGIES}")
+
+
+# --- the walk ---------------------------------------------------------------------------------
+
+_key = itemgetter(0)
+
+
+def _members(path: str, prefix: str, fd: int, skip: _Skip | None, matches, examine_all: bool,
+             linked: list[str] | None) -> tuple[list, list]:
+    """The folder's own inputs as ``(key, InputFile or None)`` (None: a regular file not
+    examined yet) and its subfolders to walk as ``(key, path, prefix)``, each sorted by
+    key. The rules of :func:`job.listing._scan`, entry by entry."""
+    items: list[tuple[str, InputFile | None]] = []
+    folders: list[tuple[str, str, str]] = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                rel = prefix + name
+                try:
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                except OSError as error:
+                    items.append((name, _failed(rel, "cannot examine", error)))
+                    continue
+                if is_folder:
+                    if prefix or name != RESERVED:
+                        sub = os.path.join(path, name)
+                        if skip is None or os.path.realpath(sub) != skip.path:
+                            folders.append((name + "/", sub, rel + "/"))
+                elif matches is None or matches(rel):
+                    if not examine_all and entry.is_file(follow_symlinks=False):
+                        items.append((name, None))  # d_type says a regular file
+                    else:
+                        item = examine(entry, rel, linked)
+                        if item is not None:
+                            items.append((name, item))
+    except OSError as error:  # reading the folder failed part way
+        if error.errno != errno.ENOENT:
+            items.append(("", _failed(prefix, "cannot list the folder", error)))
+    items.sort(key=_key)
+    folders.sort(key=_key)
+    return items, folders
+
+
+def _names_digest(items: list) -> bytes:
+    return hashlib.blake2b(os.fsencode("\0".join([key for key, _ in items])),
+                           digest_size=16).digest()
+
+
+class _Walker:
+    """Walks input_dir in listing order, filling an :class:`Outline`."""
+
+    def __init__(self, result: Outline, skip: _Skip | None, matches, examine_all: bool,
+                 linked: list[str] | None):
+        self.result, self.skip, self.matches = result, skip, matches
+        self.examine_all, self.linked = examine_all, linked
+        self.hasher = hashlib.sha256()
+
+    def walk(self, path: str, prefix: str) -> None:
+        opened: list[InputFile] = []
+        fd = _open_folder(path, prefix, self.skip, opened)
+        if fd is None:  # vanished, out_dir under another name, or cannot be opened (an input)
+            if opened:
+                self._runs(path, prefix, [("", opened[0])], [])
+            return
+        try:
+            items, folders = _members(path, prefix, fd, self.skip, self.matches,
+                                      self.examine_all, self.linked)
+        finally:
+            os.close(fd)
+        self._runs(path, prefix, items, folders)
+
+    def _runs(self, path: str, prefix: str, items: list, folders: list) -> None:
+        """Record the folder, then its inputs and its subfolders' in key order."""
+        result = self.result
+        number = len(result.folders)
+        result.folders.append(_Folder(path, prefix, len(items), _names_digest(items)))
+        done = 0
+        for key, sub, sub_prefix in folders:
+            before = bisect_left(items, key, key=_key)  # no input's key equals a folder's
+            self._run(number, prefix, items, done, before)
+            done = before
+            self.walk(sub, sub_prefix)
+        self._run(number, prefix, items, done, len(items))
+
+    def _run(self, number: int, prefix: str, items: list, start: int, end: int) -> None:
+        if end <= start:
+            return
+        result = self.result
+        result.starts.append(result.count)
+        result.folder_of.append(number)
+        result.offsets.append(start)
+        result.count += end - start
+        run = items[start:end]
+        if self.examine_all:
+            inputs = [item for _, item in run]
+            result.sizes.extend([item.size for item in inputs])
+            result.unlisted += sum(1 for item in inputs if item.error is not None)
+            # the bytes full_digest hashes for these inputs (sha256 is fed piece by piece)
+            self.hasher.update(b"".join([os.fsencode(i.rel) + b"\0%d\0%s\n" % (
+                i.size, (i.error or "").encode()) for i in inputs]))
+        else:
+            result.unlisted += sum(1 for _, item in run if item is not None and item.error)
+            self.hasher.update(os.fsencode("".join([prefix + key + "\n" for key, _ in run])))
+
+
+def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile]:
+    """The inputs at ``offsets`` among folder ``number``'s own, read again and examined."""
+    folder = outline.folders[number]
+    opened: list[InputFile] = []
+    fd = _open_folder(folder.path, folder.prefix, outline.skip, opened)
+    if fd is None:
+        items = [("", opened[0])] if opened else []
+        _same(folder, items)
+        return [items[k][1] for k in offsets]
+    try:
+        items, _ = _members(folder.path, folder.prefix, fd, outline.skip, outline.matches,
+                            False, None)
+        _same(folder, items)
+        return [_examined(fd, folder.prefix, *items[k]) for k in offsets]
+    finally:
+        os.close(fd)
+
+
+def _same(folder: _Folder, items: list) -> None:
+    if len(items) != folder.inputs or _names_digest(items) != folder.names:
+        raise ListingChanged(f"folder {folder.prefix or '.'!r} of input_dir changed while it "
+                             f"was listed ({folder.inputs} inputs then, {len(items)} now)")
+
+
+def _examined(fd: int, prefix: str, name: str, item: InputFile | None) -> InputFile:
+    """``item``, or the regular file ``name`` of the folder ``fd`` examined now."""
+    if item is not None:
+        return item
+    rel = prefix + name
+    try:
+        info = os.stat(name, dir_fd=fd)
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            raise ListingChanged(f"{rel!r} was deleted while input_dir was listed") from None
+        return _failed(rel, "cannot examine", error)
+    if not stat.S_ISREG(info.st_mode):
+        raise ListingChanged(f"{rel!r} is no longer a regular file")
+    return InputFile(rel, info.st_size, info.st_mtime_ns)
