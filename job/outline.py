@@ -187,28 +187,28 @@ def _members(path: str, prefix: str, fd: int, skip: _Skip | None, matches, exami
     folders: list[tuple[str, str, str]] = []
     try:
         with os.scandir(fd) as entries:
-            for entry in entries:
+            for entry in entries:  # the loop every entry of input_dir goes through: kept lean
                 name = entry.name
-                if name.startswith("."):
+                if name[0] == ".":  # a name is never empty
                     continue
-                rel = prefix + name
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
                 except OSError as error:
-                    items.append((name, _failed(rel, "cannot examine", error)))
+                    items.append((name, _failed(prefix + name, "cannot examine", error)))
                     continue
                 if is_folder:
                     if prefix or name != RESERVED:
                         sub = os.path.join(path, name)
                         if skip is None or os.path.realpath(sub) != skip.path:
-                            folders.append((name + "/", sub, rel + "/"))
-                elif matches is None or matches(rel):
-                    if not examine_all and entry.is_file(follow_symlinks=False):
-                        items.append((name, None))  # d_type says a regular file
-                    else:
-                        item = examine(entry, rel, linked)
-                        if item is not None:
-                            items.append((name, item))
+                            folders.append((name + "/", sub, prefix + name + "/"))
+                elif matches is not None and not matches(prefix + name):
+                    continue
+                elif not examine_all and entry.is_file(follow_symlinks=False):
+                    items.append((name, None))  # d_type says a regular file
+                else:
+                    item = examine(entry, prefix + name, linked)
+                    if item is not None:
+                        items.append((name, item))
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
             items.append(("", _failed(prefix, "cannot list the folder", error)))
