@@ -131,3 +131,15 @@ def test_records_of_some_inputs_are_those_of_all_inputs_kept(tmp_path_factory, l
     everything = journal.newest_records(str(out))
     expected = {rel: value for rel, value in everything.items() if rel in wanted}
     assert journal.newest_records(str(out), wanted) == expected
+
+
+def test_a_second_input_key_is_the_one_that_counts(tmp_path):
+    """json.loads keeps the last of two keys: a line that begins with another input is still
+    the record of the wanted one, whether the journal is skipped whole or line by line."""
+    (tmp_path / journal.MANIFEST_DIR).mkdir()
+    line = journal.encode_record(record(input="a", output="b"))[:-1] + ',"input":"b"}'
+    for other in ([], ['{"input":"c\\\\"}']):  # the second makes the journal read line by line
+        path = tmp_path / journal.MANIFEST_DIR / "shard-00000-of-00001.jsonl"
+        path.write_text("\n".join([line, *other]) + "\n")
+        assert list(journal.newest_records(str(tmp_path), {"b"})) == ["b"]
+        assert journal.newest_records(str(tmp_path), {"a"}) == {}
