@@ -23,9 +23,10 @@ journal and manifest in ``OUT/_manifest``, whatever rank layouts wrote them
 - the listing: ranks of the newest layout that listed other inputs than the
   rest (count and digest, as each manifest records them), or other inputs
   than check lists now (a digest covers what the rank's plan depended on, as
-  its manifest's ``digest_of`` says: the paths for ``contiguous``, the paths,
-  sizes and errors for ``size`` and for manifests without ``digest_of``); a listing entry that cannot be read (``sub/``: a
-  folder that cannot be listed, a broken link) names its path and error;
+  its manifest's ``digest_of`` says: the paths for ``contiguous``; the paths,
+  sizes and errors for ``size`` and for manifests without ``digest_of``); a
+  listing entry that cannot be read (``sub/``: a folder that cannot be
+  listed, a broken link) names its path and error;
   inputs in the newest layout's manifests that are no longer listed.
 
 Records in older journals that a newer record replaced are expected and are
@@ -571,7 +572,8 @@ def check_listings(report: Report, shards: dict[tuple[int, int], Shard], count: 
     if seen:
         digests = {PATHS_DIGEST: lambda: paths_digest(f.rel for f in listing),
                    FULL_DIGEST: lambda: listing_digest(listing)}
-        own = {kind: (len(listing), digests[kind](), kind) for kind in {l[2] for l in seen.values()}}
+        kinds = {listed[2] for listed in seen.values()}  # what the ranks' digests cover
+        own = {kind: (len(listing), digests[kind](), kind) for kind in kinds}
         groups = Counter(seen.values())
         common = max(groups, key=lambda g: (groups[g], g == own.get(g[2]), g))
         for index, mine in sorted(seen.items()):
