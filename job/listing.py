@@ -132,8 +132,8 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     root = check_root(input_dir)
     skip = None
     if out_dir is not None or folder_ids is not None:
-        skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
-                     None if out_dir is None else identity(out_dir), folder_ids)
+        skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
+                    None if out_dir is None else identity(out_dir), folder_ids)
     matches = compile_pattern(pattern).fullmatch if pattern is not None else None
     found: list[InputFile] = []
     _scan(root, "", skip, matches, found, linked_folders)
@@ -176,7 +176,7 @@ def folders_up(path: str, stop: str | None = None) -> Iterator[str]:
         path = parent
 
 
-class _Skip(NamedTuple):
+class Skip(NamedTuple):
     """out_dir, by path and by identity; and where to record each listed folder's identity."""
 
     path: str | None
@@ -184,14 +184,14 @@ class _Skip(NamedTuple):
     seen: set[tuple[int, int]] | None
 
 
-def _failed(rel: str, what: str, error: OSError) -> InputFile:
+def failed_input(rel: str, what: str, error: OSError) -> InputFile:
     return InputFile(rel, 0, None, f"{what}: {error.strerror or error}")
 
 
-def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[InputFile],
+def _scan(folder: str, prefix: str, skip: Skip | None, matches, found: list[InputFile],
           linked: list[str] | None) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
-    fd = _open_folder(folder, prefix, skip, found)
+    fd = open_folder(folder, prefix, skip, found)
     if fd is None:
         return
     try:
@@ -204,7 +204,7 @@ def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[Inp
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
                 except OSError as error:
-                    found.append(_failed(rel, "cannot examine", error))
+                    found.append(failed_input(rel, "cannot examine", error))
                     continue
                 if is_folder:
                     path = os.path.join(folder, name)
@@ -215,20 +215,20 @@ def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[Inp
                     _add_file(entry, rel, found, linked)
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
-            found.append(_failed(prefix, "cannot list the folder", error))
+            found.append(failed_input(prefix, "cannot list the folder", error))
     finally:
         os.close(fd)
 
 
-def _open_folder(folder: str, prefix: str, skip: _Skip | None,
-                 found: list[InputFile]) -> int | None:
+def open_folder(folder: str, prefix: str, skip: Skip | None,
+                found: list[InputFile]) -> int | None:
     """A descriptor of ``folder`` to list, or None: it vanished, cannot be opened (recorded
     in ``found``) or is ``out_dir`` under another name (``skip``)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
         if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
-            found.append(_failed(prefix, "cannot list the folder", error))
+            found.append(failed_input(prefix, "cannot list the folder", error))
         return None
     if skip is not None:
         info = os.fstat(fd)
@@ -257,7 +257,7 @@ def examine(entry: os.DirEntry, rel: str, linked: list[str] | None) -> InputFile
     except OSError as error:
         link = entry.is_symlink()
         if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
-            return _failed(rel, "broken symbolic link" if link else "cannot examine", error)
+            return failed_input(rel, "broken symbolic link" if link else "cannot examine", error)
         return None
     if stat.S_ISREG(info.st_mode):
         return InputFile(rel, info.st_size, info.st_mtime_ns)
@@ -279,14 +279,15 @@ def digest(listing: Iterable[InputFile]) -> str:
 
 
 def paths_digest(rels: Iterable[str]) -> str:
-    """A digest of a listing's relative paths alone (each encoded, then ``\\n``), in order.
+    """A digest of a listing's relative paths alone, in order, each encoded (as
+    :func:`os.fsencode` does) and ended by a NUL byte, which no name holds (a newline
+    may be in a name: ``a\\nb`` + ``c`` must not read as ``a`` + ``b\\nc``).
 
     What a rank of the ``contiguous`` strategy records: its plan depends on
     the paths and their order only, and it learns them without examining every
-    file (see :mod:`job.outline`). Equal to hashing ``"".join(rel + "\\n" ...)``
-    encoded as :func:`os.fsencode` does, so it can be fed a folder at a time.
+    file (see :mod:`job.outline`, which feeds the same bytes a folder at a time).
     """
     hasher = hashlib.sha256()
     for rel in rels:
-        hasher.update(os.fsencode(rel) + b"\n")
+        hasher.update(os.fsencode(rel) + b"\0")
     return hasher.hexdigest()

@@ -51,8 +51,8 @@ from operator import itemgetter
 from typing import NamedTuple, Sequence
 
 from . import sharding
-from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, _failed, _open_folder, _Skip, check_root,
-                      compile_pattern, examine, identity)
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, check_root,
+                      compile_pattern, examine, failed_input, identity, open_folder)
 from .listing import digest as full_digest
 
 PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
@@ -105,7 +105,7 @@ class Outline:
     folder_of: array = field(default_factory=lambda: array("q"))
     offsets: array = field(default_factory=lambda: array("q"))
     sizes: array | None = None  # every input's size, in listing order, when asked for
-    skip: _Skip | None = None
+    skip: Skip | None = None
     matches: object = None
 
     def summary(self) -> Summary:
@@ -121,8 +121,8 @@ def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     root = check_root(input_dir)
     skip = None
     if out_dir is not None or folder_ids is not None:
-        skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
-                     None if out_dir is None else identity(out_dir), folder_ids)
+        skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
+                    None if out_dir is None else identity(out_dir), folder_ids)
     matches = compile_pattern(pattern).fullmatch if pattern is not None else None
     result = Outline(digest_of=FULL if sizes else PATHS, sizes=array("q") if sizes else None,
                      skip=None if skip is None else skip._replace(seen=None), matches=matches)
@@ -178,7 +178,7 @@ def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
 _key = itemgetter(0)
 
 
-def _members(path: str, prefix: str, fd: int, skip: _Skip | None, matches, examine_all: bool,
+def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examine_all: bool,
              linked: list[str] | None) -> tuple[list, list]:
     """The folder's own inputs as ``(key, InputFile or None)`` (None: a regular file not
     examined yet) and its subfolders to walk as ``(key, path, prefix)``, each sorted by
@@ -194,7 +194,7 @@ def _members(path: str, prefix: str, fd: int, skip: _Skip | None, matches, exami
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
                 except OSError as error:
-                    items.append((name, _failed(prefix + name, "cannot examine", error)))
+                    items.append((name, failed_input(prefix + name, "cannot examine", error)))
                     continue
                 if is_folder:
                     if prefix or name != RESERVED:
@@ -211,7 +211,7 @@ def _members(path: str, prefix: str, fd: int, skip: _Skip | None, matches, exami
                         items.append((name, item))
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
-            items.append(("", _failed(prefix, "cannot list the folder", error)))
+            items.append(("", failed_input(prefix, "cannot list the folder", error)))
     items.sort(key=_key)
     folders.sort(key=_key)
     return items, folders
@@ -225,7 +225,7 @@ def _names_digest(items: list) -> bytes:
 class _Walker:
     """Walks input_dir in listing order, filling an :class:`Outline`."""
 
-    def __init__(self, result: Outline, skip: _Skip | None, matches, examine_all: bool,
+    def __init__(self, result: Outline, skip: Skip | None, matches, examine_all: bool,
                  linked: list[str] | None):
         self.result, self.skip, self.matches = result, skip, matches
         self.examine_all, self.linked = examine_all, linked
@@ -233,7 +233,7 @@ class _Walker:
 
     def walk(self, path: str, prefix: str) -> None:
         opened: list[InputFile] = []
-        fd = _open_folder(path, prefix, self.skip, opened)
+        fd = open_folder(path, prefix, self.skip, opened)
         if fd is None:  # vanished, out_dir under another name, or cannot be opened (an input)
             if opened:
                 self._runs(path, prefix, [("", opened[0])], [])
@@ -276,14 +276,14 @@ class _Walker:
                 i.size, (i.error or "").encode()) for i in inputs]))
         else:
             result.unlisted += sum(1 for _, item in run if item is not None and item.error)
-            self.hasher.update(os.fsencode("".join([prefix + key + "\n" for key, _ in run])))
+            self.hasher.update(os.fsencode("".join([prefix + key + "\0" for key, _ in run])))
 
 
 def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile]:
     """The inputs at ``offsets`` among folder ``number``'s own, read again and examined."""
     folder = outline.folders[number]
     opened: list[InputFile] = []
-    fd = _open_folder(folder.path, folder.prefix, outline.skip, opened)
+    fd = open_folder(folder.path, folder.prefix, outline.skip, opened)
     if fd is None:
         items = [("", opened[0])] if opened else []
         _same(folder, items)
@@ -313,7 +313,7 @@ def _examined(fd: int, prefix: str, name: str, item: InputFile | None) -> InputF
     except OSError as error:
         if error.errno == errno.ENOENT:
             raise ListingChanged(f"{rel!r} was deleted while input_dir was listed") from None
-        return _failed(rel, "cannot examine", error)
+        return failed_input(rel, "cannot examine", error)
     if not stat.S_ISREG(info.st_mode):
         raise ListingChanged(f"{rel!r} is no longer a regular file")
     return InputFile(rel, info.st_size, info.st_mtime_ns)

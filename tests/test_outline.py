@@ -26,7 +26,8 @@ from job.listing import digest, list_inputs, paths_digest
 LAYOUTS = (1, 2, 3, 5, 7, 40)  # 40: more ranks than files in most trees
 PATTERNS = (None, "*.txt", "a/**", "**/b*", "x/*")
 
-TRICKY = [b"a/b", b"a.b", b"a-b", b"a0", b"a b", b"a!", b"a~", b"ab/c", b"a.b.c/d", b"a-/e",
+TRICKY = [b"new\nline", b"a/b", b"a.b", b"a-b", b"a0", b"a b", b"a!", b"a~", b"ab/c", b"a.b.c/d",
+          b"a-/e",
           b"y/a", b"y/a.b/c", b"y/a-b", b"y/a0/f", b"x/a/b/c.txt", b"x/a/b.txt", b"x/a/b-c",
           b"x/a/b0", b"x/a/b!", b"b.txt", b"\xff", b"a\xff", b"d\xe9/f.txt", b"d\xe9/\xfe.txt",
           b"d/\xe9", b".hidden", b".dir/x.txt", b"x/.h.txt", b"deep/1/2/3/4/5.txt",
@@ -229,6 +230,10 @@ def test_size_shard_is_size_balanced_one_shard_at_a_time():
     for count in (1, 2, 3, 8, 100):
         assert [sharding.size_shard(sizes, i, count) for i in range(count)] == \
             sharding.size_balanced(sizes, count)
+
+
+def test_a_newline_in_a_name_does_not_make_two_listings_alike():
+    assert paths_digest(["a\nb", "c"]) != paths_digest(["a", "b\nc"])
 
 
 def test_a_contiguous_digest_ignores_sizes_a_size_one_does_not(tmp_path):
