@@ -178,12 +178,26 @@ def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
 _key = itemgetter(0)
 
 
+class _Members(NamedTuple):
+    """A folder's own inputs: their keys, sorted (names; ``""`` for the folder itself when
+    it cannot be listed), and those examined already (the others are regular files, by
+    their type in the folder); its subfolders to walk as ``(key, path, prefix)``, sorted.
+    Keys alone, not a tuple each: a folder of a million files holds a million names."""
+
+    keys: list[str]
+    examined: dict[str, InputFile]
+    folders: list[tuple[str, str, str]]
+
+    def input(self, k: int) -> InputFile | None:
+        return self.examined.get(self.keys[k])
+
+
 def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examine_all: bool,
-             linked: list[str] | None) -> tuple[list, list]:
-    """The folder's own inputs as ``(key, InputFile or None)`` (None: a regular file not
-    examined yet) and its subfolders to walk as ``(key, path, prefix)``, each sorted by
-    key. The rules of :func:`job.listing._scan`, entry by entry."""
-    items: list[tuple[str, InputFile | None]] = []
+             linked: list[str] | None) -> _Members:
+    """The folder ``fd``'s members, by the rules of :func:`job.listing._scan`, entry by
+    entry; ``examine_all`` examines regular files too."""
+    keys: list[str] = []
+    examined: dict[str, InputFile] = {}
     folders: list[tuple[str, str, str]] = []
     try:
         with os.scandir(fd) as entries:
@@ -194,7 +208,8 @@ def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examin
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
                 except OSError as error:
-                    items.append((name, failed_input(prefix + name, "cannot examine", error)))
+                    keys.append(name)
+                    examined[name] = failed_input(prefix + name, "cannot examine", error)
                     continue
                 if is_folder:
                     if prefix or name != RESERVED:
@@ -204,22 +219,29 @@ def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examin
                 elif matches is not None and not matches(prefix + name):
                     continue
                 elif not examine_all and entry.is_file(follow_symlinks=False):
-                    items.append((name, None))  # d_type says a regular file
+                    keys.append(name)  # d_type says a regular file: examined when taken
                 else:
                     item = examine(entry, prefix + name, linked)
                     if item is not None:
-                        items.append((name, item))
+                        keys.append(name)
+                        examined[name] = item
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
-            items.append(("", failed_input(prefix, "cannot list the folder", error)))
-    items.sort(key=_key)
+            keys.append("")
+            examined[""] = failed_input(prefix, "cannot list the folder", error)
+    keys.sort()
     folders.sort(key=_key)
-    return items, folders
+    return _Members(keys, examined, folders)
 
 
-def _names_digest(items: list) -> bytes:
-    return hashlib.blake2b(os.fsencode("\0".join([key for key, _ in items])),
-                           digest_size=16).digest()
+def _unopened(opened: list[InputFile]) -> _Members:
+    """The members of a folder that :func:`job.listing.open_folder` did not open: its
+    error, if it recorded one."""
+    return _Members([""], {"": opened[0]}, []) if opened else _Members([], {}, [])
+
+
+def _names_digest(keys: list[str]) -> bytes:
+    return hashlib.blake2b(os.fsencode("\0".join(keys)), digest_size=16).digest()
 
 
 class _Walker:
@@ -235,30 +257,30 @@ class _Walker:
         opened: list[InputFile] = []
         fd = open_folder(path, prefix, self.skip, opened)
         if fd is None:  # vanished, out_dir under another name, or cannot be opened (an input)
-            if opened:
-                self._runs(path, prefix, [("", opened[0])], [])
+            self._runs(path, prefix, _unopened(opened))
             return
         try:
-            items, folders = _members(path, prefix, fd, self.skip, self.matches,
-                                      self.examine_all, self.linked)
+            members = _members(path, prefix, fd, self.skip, self.matches, self.examine_all,
+                               self.linked)
         finally:
             os.close(fd)
-        self._runs(path, prefix, items, folders)
+        self._runs(path, prefix, members)
 
-    def _runs(self, path: str, prefix: str, items: list, folders: list) -> None:
+    def _runs(self, path: str, prefix: str, members: _Members) -> None:
         """Record the folder, then its inputs and its subfolders' in key order."""
-        result = self.result
+        result, keys = self.result, members.keys
         number = len(result.folders)
-        result.folders.append(_Folder(path, prefix, len(items), _names_digest(items)))
+        result.folders.append(_Folder(path, prefix, len(keys), _names_digest(keys)))
+        result.unlisted += sum(1 for item in members.examined.values() if item.error is not None)
         done = 0
-        for key, sub, sub_prefix in folders:
-            before = bisect_left(items, key, key=_key)  # no input's key equals a folder's
-            self._run(number, prefix, items, done, before)
+        for key, sub, sub_prefix in members.folders:
+            before = bisect_left(keys, key)  # no input's key equals a folder's
+            self._run(number, prefix, members, done, before)
             done = before
             self.walk(sub, sub_prefix)
-        self._run(number, prefix, items, done, len(items))
+        self._run(number, prefix, members, done, len(keys))
 
-    def _run(self, number: int, prefix: str, items: list, start: int, end: int) -> None:
+    def _run(self, number: int, prefix: str, members: _Members, start: int, end: int) -> None:
         if end <= start:
             return
         result = self.result
@@ -266,17 +288,15 @@ class _Walker:
         result.folder_of.append(number)
         result.offsets.append(start)
         result.count += end - start
-        run = items[start:end]
+        run = members.keys[start:end]
         if self.examine_all:
-            inputs = [item for _, item in run]
+            inputs = [members.examined[key] for key in run]
             result.sizes.extend([item.size for item in inputs])
-            result.unlisted += sum(1 for item in inputs if item.error is not None)
             # the bytes full_digest hashes for these inputs (sha256 is fed piece by piece)
             self.hasher.update(b"".join([os.fsencode(i.rel) + b"\0%d\0%s\n" % (
                 i.size, (i.error or "").encode()) for i in inputs]))
-        else:
-            result.unlisted += sum(1 for _, item in run if item is not None and item.error)
-            self.hasher.update(os.fsencode("".join([prefix + key + "\0" for key, _ in run])))
+        else:  # the bytes paths_digest hashes for them: each path, then NUL
+            self.hasher.update(os.fsencode(prefix + ("\0" + prefix).join(run) + "\0"))
 
 
 def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile]:
@@ -285,22 +305,23 @@ def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile
     opened: list[InputFile] = []
     fd = open_folder(folder.path, folder.prefix, outline.skip, opened)
     if fd is None:
-        items = [("", opened[0])] if opened else []
-        _same(folder, items)
-        return [items[k][1] for k in offsets]
+        members = _unopened(opened)
+        _same(folder, members.keys)
+        return [members.input(k) for k in offsets]
     try:
-        items, _ = _members(folder.path, folder.prefix, fd, outline.skip, outline.matches,
-                            False, None)
-        _same(folder, items)
-        return [_examined(fd, folder.prefix, *items[k]) for k in offsets]
+        members = _members(folder.path, folder.prefix, fd, outline.skip, outline.matches,
+                           False, None)
+        _same(folder, members.keys)
+        return [_examined(fd, folder.prefix, members.keys[k], members.input(k))
+                for k in offsets]
     finally:
         os.close(fd)
 
 
-def _same(folder: _Folder, items: list) -> None:
-    if len(items) != folder.inputs or _names_digest(items) != folder.names:
+def _same(folder: _Folder, keys: list[str]) -> None:
+    if len(keys) != folder.inputs or _names_digest(keys) != folder.names:
         raise ListingChanged(f"folder {folder.prefix or '.'!r} of input_dir changed while it "
-                             f"was listed ({folder.inputs} inputs then, {len(items)} now)")
+                             f"was listed ({folder.inputs} inputs then, {len(keys)} now)")
 
 
 def _examined(fd: int, prefix: str, name: str, item: InputFile | None) -> InputFile:
