@@ -245,3 +245,38 @@ def test_a_contiguous_digest_ignores_sizes_a_size_one_does_not(tmp_path):
     assert streamed.outline(root).digest == before[0]
     assert streamed.outline(root, sizes=True).digest != before[1]
     assert streamed.outline(root, sizes=True).digest == digest(list_inputs(root))
+
+
+@pytest.mark.parametrize("folder", [b"x/a", b"."])
+def test_a_folder_whose_reading_fails_part_way(tmp_path, monkeypatch, folder):
+    """An I/O error after a few entries: the folder is an input 'NAME/' ('' for input_dir)
+    with the error, first among its own, and the entries read before it are listed, by both
+    listings."""
+    root = tricky_tree(tmp_path)
+    failing = {os.path.normpath(os.path.join(root, folder))}
+    real_scandir = os.scandir
+
+    class PartWay:
+        def __init__(self, fd):
+            self.entries = real_scandir(fd)
+            self.left = 2 if os.fsencode(os.readlink(f"/proc/self/fd/{fd}")) in failing \
+                else None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.entries.close()
+
+        def __iter__(self):
+            for entry in self.entries:
+                if self.left == 0:
+                    raise OSError(5, "Input/output error")
+                if self.left is not None:
+                    self.left -= 1
+                yield entry
+
+    monkeypatch.setattr(os, "scandir", PartWay)
+    compare(root, None, None, layouts=(1, 3, 40))
+    failed = [f.rel for f in list_inputs(os.fsdecode(root)) if f.error]
+    assert ("x/a/" if folder == b"x/a" else "") in failed
