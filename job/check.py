@@ -22,8 +22,11 @@ journal and manifest in ``OUT/_manifest``, whatever rank layouts wrote them
   processor (two ranks took it);
 - the listing: ranks of the newest layout that listed other inputs than the
   rest (count and digest, as each manifest records them), or other inputs
-  than check lists now; a listing entry that cannot be read (``sub/``: a
-  folder that cannot be listed, a broken link) names its path and error;
+  than check lists now (a digest covers what the rank's plan depended on, as
+  its manifest's ``digest_of`` says: the paths for ``contiguous``; the paths,
+  sizes and errors for ``size`` and for manifests without ``digest_of``); a
+  listing entry that cannot be read (``sub/``: a folder that cannot be
+  listed, a broken link) names its path and error;
   inputs in the newest layout's manifests that are no longer listed.
 
 Records in older journals that a newer record replaced are expected and are
@@ -55,6 +58,7 @@ from typing import Any, BinaryIO, Iterable, TextIO
 from . import journal
 from .listing import InputDirError, InputFile, list_inputs
 from .listing import digest as listing_digest
+from .listing import FULL_DIGEST, PATHS_DIGEST, paths_digest
 from .lock import STALE_SECONDS
 from .tokens import CHUNK_SIZE, TokenSplitter, split_stream
 
@@ -64,6 +68,7 @@ SHOWN = 20  # problem lines printed; the rest are counted
 TOKEN_SPLITTER = f"{TokenSplitter.__module__}:{TokenSplitter.__qualname__}@{TokenSplitter.version}"
 LOCK_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.lock")  # job.lock's, beside the journal
 _SHARD_NUMBERS = re.compile(r"shard-(\d+)-of-(\d+)\.")
+DIGESTS = (PATHS_DIGEST, FULL_DIGEST)  # a manifest's "digest_of"; FULL_DIGEST when absent
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO in the way never blocks
 
 
@@ -86,7 +91,7 @@ class Manifest:
     inputs: list[str]  # every record's input
     complete: bool | None
     interrupted_by: str | None
-    listing: tuple[int, str] | None  # the rank's listing: file count and digest
+    listing: tuple[int, str, str] | None  # the rank's listing: file count, digest, what it covers
     failed: list[tuple[str, str | None]] = field(default_factory=list)  # (input, error)
     wall_seconds: float | None = None  # how long the rank ran
 
@@ -224,7 +229,8 @@ def read_manifest(path: str, shard: Shard) -> None:
     counts = journal.count_names(manifest["totals"])
     shard.manifest = Manifest(journal.totals(records, counts), [r["input"] for r in records],
                               manifest.get("complete"), by if isinstance(by, str) else None,
-                              (listed["files"], listed["digest"]) if listed else None,
+                              (listed["files"], listed["digest"],
+                               listed.get("digest_of", FULL_DIGEST)) if listed else None,
                               [(r["input"], r.get("error")) for r in records
                                if r["status"] == "failed"],
                               _seconds(manifest.get("wall_seconds")))
@@ -252,8 +258,10 @@ def manifest_error(manifest: Any, index: int, count: int) -> str | None:
     listed = manifest.get("listing")
     if listed is not None and not (isinstance(listed, dict)
                                    and type(listed.get("files")) is int
-                                   and isinstance(listed.get("digest"), str)):
-        return "'listing' is not {'files': count, 'digest': text}"
+                                   and isinstance(listed.get("digest"), str)
+                                   and listed.get("digest_of", FULL_DIGEST) in DIGESTS):
+        return ("'listing' is not {'files': count, 'digest': text, 'digest_of': "
+                f"{' or '.join(map(repr, DIGESTS))}}}")
     return None
 
 
@@ -556,24 +564,28 @@ def check_claims(report: Report, shards: dict[tuple[int, int], Shard]) -> None:
 def check_listings(report: Report, shards: dict[tuple[int, int], Shard], count: int,
                    listing: list[InputFile]) -> None:
     """The ranks of the newest layout listed what the others, and check, list."""
-    own = (len(listing), listing_digest(listing))
     seen = {}
     for index in range(count):
         shard = shards.get((index, count))
         if shard and shard.manifest and shard.manifest.listing:
             seen[index] = shard.manifest.listing
     if seen:
+        digests = {PATHS_DIGEST: lambda: paths_digest(f.rel for f in listing),
+                   FULL_DIGEST: lambda: listing_digest(listing)}
+        kinds = {listed[2] for listed in seen.values()}  # what the ranks' digests cover
+        own = {kind: (len(listing), digests[kind](), kind) for kind in kinds}
         groups = Counter(seen.values())
-        common = max(groups, key=lambda g: (groups[g], g == own, g))
+        common = max(groups, key=lambda g: (groups[g], g == own.get(g[2]), g))
         for index, mine in sorted(seen.items()):
             if mine != common:
                 report.problems.append(
                     f"rank {index} of {count} listed {mine[0]} files (digest {mine[1][:12]}), "
                     f"the others {common[0]} (digest {common[1][:12]}): ranks saw different inputs")
-        if common != own:
+        if common != own.get(common[2]):
             report.problems.append(
                 f"the ranks of the {count}-shard layout listed {common[0]} files (digest "
-                f"{common[1][:12]}), check lists {own[0]} now (digest {own[1][:12]}): the inputs "
+                f"{common[1][:12]}), check lists {len(listing)} now (digest "
+                f"{own[common[2]][1][:12]}): the inputs "
                 "changed since the run, or --pattern differs")
 
 

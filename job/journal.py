@@ -33,7 +33,7 @@ import os
 import re
 import time
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Container, Iterable, Sequence
 
 from .mounts import uploads_on_close
 
@@ -81,21 +81,84 @@ def shard_name(index: int, count: int) -> str:
     return f"shard-{index:05d}-of-{count:05d}"
 
 
-def read_records(path: str) -> list[dict[str, Any]]:
-    """The complete records of a journal; a line cut short by a crash is ignored."""
+def read_records(path: str, inputs: Container[str] | None = None) -> list[dict[str, Any]]:
+    """The complete records of a journal; a line cut short by a crash is ignored.
+
+    With ``inputs`` (a collection of inputs, or a :class:`Wanted` made of
+    them), only the records of those inputs.
+    """
+    wanted = inputs if inputs is None or isinstance(inputs, Wanted) else Wanted(inputs)
     records = []
     try:
         with open(path, "rb") as stream:
+            if wanted is not None and wanted.none_in(stream):
+                return []
             for line in stream:
+                if wanted is not None and wanted.surely_not(line):
+                    continue
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict) and isinstance(record.get("input"), str):
+                if isinstance(record, dict) and isinstance(record.get("input"), str) and (
+                        wanted is None or record["input"] in wanted.inputs):
                     records.append(record)
     except FileNotFoundError:
         pass
     return records
+
+
+class Wanted:
+    """Some inputs, and how to tell without parsing that a journal holds no record of them.
+
+    A record's line begins ``{"input":"`` (:func:`encode_record` writes the
+    fields in order, compact): up to the next ``"`` is its input's UTF-8,
+    exactly, when that holds no ``\\`` (an escape: a quote, a control character
+    or a name that is not UTF-8). A journal whose every line begins so, where
+    ``"input"`` appears nowhere else (a second key would win in ``json.loads``),
+    and none of whose inputs is wanted, is skipped whole (:meth:`none_in`, at
+    the speed of a regular expression); any other is read line by line, and a
+    line is parsed unless it begins so with an input not wanted
+    (:meth:`surely_not`). A thousand ranks' journals of a million records, to
+    keep a rank's thousand: 28 s parsed, 3-5 s line by line, 1.7 s so (while the
+    machine was busy: load 4-5 on 2 cores; the two counts are 0.7 s of it).
+    """
+
+    HEAD = b'{"input":"'
+    PLAIN = re.compile(rb'\{"input":"([^"\\\n]*)"')
+    WHOLE_FILE = 64 << 20  # a larger journal is read line by line (memory)
+
+    def __init__(self, inputs: Collection[str]):
+        self.inputs = inputs
+        self.plain = set()
+        for rel in inputs:
+            try:
+                self.plain.add(rel.encode("utf-8"))
+            except UnicodeEncodeError:  # not UTF-8: its record escapes it, and is parsed
+                pass
+
+    def none_in(self, stream) -> bool:
+        """Whether the journal open in ``stream`` surely holds no wanted record; either way
+        ``stream`` is left at its start."""
+        if os.fstat(stream.fileno()).st_size > self.WHOLE_FILE:
+            return False
+        data = stream.read()
+        stream.seek(0)
+        found = self.PLAIN.findall(data)
+        lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+        return (len(found) == lines and data.count(b'"input"') == lines
+                and self.plain.isdisjoint(found))
+
+    def surely_not(self, line: bytes) -> bool:
+        """Whether the journal line surely is not the record of a wanted input."""
+        if not line.startswith(self.HEAD):
+            return False
+        end = line.find(b'"', 10)
+        if end < 0:
+            return False
+        raw = line[10:end]
+        return (raw not in self.plain and b"\\" not in raw
+                and line.find(b'"input"', end) < 0)
 
 
 def journal_names(out_dir: str) -> list[str]:
@@ -107,8 +170,11 @@ def journal_names(out_dir: str) -> list[str]:
     return sorted(n for n in names if JOURNAL_NAME.fullmatch(n))
 
 
-def newest_records(out_dir: str) -> dict[str, tuple[dict[str, Any], str]]:
-    """Per input, its newest record in any journal of ``out_dir``, and that journal's name.
+def newest_records(out_dir: str, inputs: Container[str] | None = None
+                   ) -> dict[str, tuple[dict[str, Any], str]]:
+    """Per input, its newest record in any journal of ``out_dir``, and that journal's name;
+    with ``inputs``, for those inputs only (a rank's own: a thousand records kept of the
+    million that a thousand ranks' journals hold).
 
     Records are ordered by their ``time``; a record without one (written by
     an older version) takes its journal's modification time. Within a
@@ -117,6 +183,7 @@ def newest_records(out_dir: str) -> dict[str, tuple[dict[str, Any], str]]:
     changed (5 ranks, then 3, then 3 x 2 processes).
     """
     folder = os.path.join(out_dir, MANIFEST_DIR)
+    wanted = None if inputs is None else Wanted(inputs)
     newest: dict[str, tuple[dict[str, Any], str]] = {}
     stamps: dict[str, float] = {}
     for name in journal_names(out_dir):
@@ -125,7 +192,7 @@ def newest_records(out_dir: str) -> dict[str, tuple[dict[str, Any], str]]:
             fallback = os.stat(path).st_mtime
         except OSError:
             continue
-        for record in read_records(path):
+        for record in read_records(path, wanted):
             stamp = record.get("time")
             if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or stamp != stamp:
                 stamp = fallback

@@ -26,6 +26,8 @@ import stat
 from typing import Iterable, Iterator, NamedTuple
 
 RESERVED = "_manifest"
+#: What a listing's digest covers: :func:`paths_digest`, :func:`digest` (manifests say which).
+PATHS_DIGEST, FULL_DIGEST = "paths", "paths, sizes, errors"
 
 
 class InputFile(NamedTuple):
@@ -127,6 +129,21 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     ``folder_ids`` when it is given: an output folder with one of them would
     put outputs among the inputs.
     """
+    root = check_root(input_dir)
+    skip = None
+    if out_dir is not None or folder_ids is not None:
+        skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
+                    None if out_dir is None else identity(out_dir), folder_ids)
+    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
+    found: list[InputFile] = []
+    _scan(root, "", skip, matches, found, linked_folders)
+    found.sort()
+    return found
+
+
+def check_root(input_dir: str | os.PathLike) -> str:
+    """``input_dir`` as a string; :class:`InputDirError` if it is missing, not a folder
+    or cannot be listed."""
     root = os.fspath(input_dir)
     try:
         if not os.path.isdir(root):
@@ -135,15 +152,7 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
         os.listdir(root)
     except OSError as error:
         raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
-    skip = None
-    if out_dir is not None or folder_ids is not None:
-        skip = _Skip(None if out_dir is None else os.path.realpath(out_dir),
-                     None if out_dir is None else identity(out_dir), folder_ids)
-    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
-    found: list[InputFile] = []
-    _scan(root, "", skip, matches, found, linked_folders)
-    found.sort()
-    return found
+    return root
 
 
 def identity(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -167,7 +176,7 @@ def folders_up(path: str, stop: str | None = None) -> Iterator[str]:
         path = parent
 
 
-class _Skip(NamedTuple):
+class Skip(NamedTuple):
     """out_dir, by path and by identity; and where to record each listed folder's identity."""
 
     path: str | None
@@ -175,14 +184,14 @@ class _Skip(NamedTuple):
     seen: set[tuple[int, int]] | None
 
 
-def _failed(rel: str, what: str, error: OSError) -> InputFile:
+def failed_input(rel: str, what: str, error: OSError) -> InputFile:
     return InputFile(rel, 0, None, f"{what}: {error.strerror or error}")
 
 
-def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[InputFile],
+def _scan(folder: str, prefix: str, skip: Skip | None, matches, found: list[InputFile],
           linked: list[str] | None) -> None:
     """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
-    fd = _open_folder(folder, prefix, skip, found)
+    fd = open_folder(folder, prefix, skip, found)
     if fd is None:
         return
     try:
@@ -195,7 +204,7 @@ def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[Inp
                 try:
                     is_folder = entry.is_dir(follow_symlinks=False)
                 except OSError as error:
-                    found.append(_failed(rel, "cannot examine", error))
+                    found.append(failed_input(rel, "cannot examine", error))
                     continue
                 if is_folder:
                     path = os.path.join(folder, name)
@@ -206,20 +215,20 @@ def _scan(folder: str, prefix: str, skip: _Skip | None, matches, found: list[Inp
                     _add_file(entry, rel, found, linked)
     except OSError as error:  # reading the folder failed part way
         if error.errno != errno.ENOENT:
-            found.append(_failed(prefix, "cannot list the folder", error))
+            found.append(failed_input(prefix, "cannot list the folder", error))
     finally:
         os.close(fd)
 
 
-def _open_folder(folder: str, prefix: str, skip: _Skip | None,
-                 found: list[InputFile]) -> int | None:
+def open_folder(folder: str, prefix: str, skip: Skip | None,
+                found: list[InputFile]) -> int | None:
     """A descriptor of ``folder`` to list, or None: it vanished, cannot be opened (recorded
     in ``found``) or is ``out_dir`` under another name (``skip``)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
         if error.errno != errno.ENOENT:  # a folder that vanished is no longer an input
-            found.append(_failed(prefix, "cannot list the folder", error))
+            found.append(failed_input(prefix, "cannot list the folder", error))
         return None
     if skip is not None:
         info = os.fstat(fd)
@@ -233,25 +242,52 @@ def _open_folder(folder: str, prefix: str, skip: _Skip | None,
 
 def _add_file(entry: os.DirEntry, rel: str, found: list[InputFile],
               linked: list[str] | None) -> None:
-    """Add the entry ``rel`` (not a folder) if it is a regular file or a link to one; a link
-    to a folder goes to ``linked``; one that cannot be examined is recorded as failed."""
+    """Add the entry ``rel`` (not a folder) if :func:`examine` makes it an input."""
+    item = examine(entry, rel, linked)
+    if item is not None:
+        found.append(item)
+
+
+def examine(entry: os.DirEntry, rel: str, linked: list[str] | None) -> InputFile | None:
+    """The input of the entry ``rel`` (not a folder) if it is a regular file or a link to one;
+    one that cannot be examined is recorded as failed; a link to a folder goes to ``linked``;
+    anything else (or a file deleted since it was listed) is None."""
     try:
         info = entry.stat()  # follows a link to its target
     except OSError as error:
         link = entry.is_symlink()
         if link or error.errno != errno.ENOENT:  # else: deleted since it was listed
-            found.append(_failed(rel, "broken symbolic link" if link else "cannot examine",
-                                 error))
-        return
+            return failed_input(rel, "broken symbolic link" if link else "cannot examine", error)
+        return None
     if stat.S_ISREG(info.st_mode):
-        found.append(InputFile(rel, info.st_size, info.st_mtime_ns))
-    elif linked is not None and stat.S_ISDIR(info.st_mode):
+        return InputFile(rel, info.st_size, info.st_mtime_ns)
+    if linked is not None and stat.S_ISDIR(info.st_mode):
         linked.append(rel)
+    return None
 
 
 def digest(listing: Iterable[InputFile]) -> str:
-    """A digest of a listing's paths, sizes and errors: ranks that listed alike agree on it."""
+    """A digest of a listing's paths, sizes and errors: ranks that listed alike agree on it.
+
+    What a rank of the ``size`` strategy records (its plan depends on every
+    size); see :func:`paths_digest` for ``contiguous``.
+    """
     hasher = hashlib.sha256()
     for item in listing:
         hasher.update(os.fsencode(item.rel) + b"\0%d\0%s\n" % (item.size, (item.error or "").encode()))
+    return hasher.hexdigest()
+
+
+def paths_digest(rels: Iterable[str]) -> str:
+    """A digest of a listing's relative paths alone, in order, each encoded (as
+    :func:`os.fsencode` does) and ended by a NUL byte, which no name holds (a newline
+    may be in a name: ``a\\nb`` + ``c`` must not read as ``a`` + ``b\\nc``).
+
+    What a rank of the ``contiguous`` strategy records: its plan depends on
+    the paths and their order only, and it learns them without examining every
+    file (see :mod:`job.outline`, which feeds the same bytes a folder at a time).
+    """
+    hasher = hashlib.sha256()
+    for rel in rels:
+        hasher.update(os.fsencode(rel) + b"\0")
     return hasher.hexdigest()

@@ -66,7 +66,8 @@ def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
     For each file the newest record in any journal of ``out_dir`` decides,
     whatever rank layout wrote it (see :func:`journal.newest_records`).
     """
-    newest = journal.newest_records(config.out_dir) if config.resume else {}
+    newest = journal.newest_records(config.out_dir, {f.rel for f in files}) if config.resume \
+        else {}
     carried, todo = Carried([], []), []
     now = time.time()
     for item in files:

@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from . import atomic, journal, mounts, ranks, resume, sharding, tasks
+from . import atomic, journal, mounts, outline, ranks, resume, sharding, tasks
 from .assemble import Assembler, FileResult
 from .outputs import known_output_of, output_rel
 from .config import JobConfig
 from .cpus import widen_affinity
 from .listing import InputDirError, InputFile, folders_up, identity, list_inputs
-from .listing import digest as listing_digest
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool
 from .processor import DataProcessor, DistributedPreprocessArguments
@@ -55,7 +54,7 @@ class Plan:
 
     config: JobConfig
     rank: ranks.Rank
-    listing: list[InputFile]
+    listing: outline.Summary  # of the whole listing: its length and digest
     files: list[InputFile]
     processor: DataProcessor
     linked_folders: list[str]  # links to folders in input_dir, not followed
@@ -99,12 +98,9 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     linked: list[str] = []
     input_folders: set[tuple[int, int]] = set()
     try:
-        listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked,
-                              input_folders)
+        listing, files = list_shard(config, rank, linked, input_folders)
     except InputDirError as error:
         raise UsageError(str(error)) from None
-    files = sharding.plan(listing, [f.size for f in listing], rank.shard_index,
-                          rank.shard_count, config.shard_strategy)
     cls = load_processor_class(config.processor)
     try:
         arguments = DistributedPreprocessArguments.of_rank(rank)
@@ -113,6 +109,29 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
     return Plan(config, rank, listing, files, processor, sorted(linked), frozenset(input_folders))
+
+
+def list_shard(config: JobConfig, rank: ranks.Rank, linked: list[str],
+               input_folders: set[tuple[int, int]]) -> tuple[outline.Summary, list[InputFile]]:
+    """The summary of the whole listing and this rank's files, in listing order.
+
+    Walks input_dir once and reads again only the folders of this rank's files
+    (:mod:`job.outline`); if input_dir changed meanwhile, lists it the
+    straightforward way (:func:`list_inputs`, every file held) and plans from that.
+    """
+    index, count, strategy = rank.shard_index, rank.shard_count, config.shard_strategy
+    try:
+        walked = outline.outline(config.input_dir, config.out_dir, config.pattern, linked,
+                                 input_folders, sizes=strategy == "size")
+        return walked.summary(), outline.shard(walked, index, count, strategy)
+    except outline.ListingChanged as change:
+        log.warning("%s: listing it again, whole", change)
+    linked.clear()
+    input_folders.clear()
+    listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked,
+                          input_folders)
+    files = sharding.plan(listing, [f.size for f in listing], index, count, strategy)
+    return outline.Summary.of(listing), files
 
 
 def _refuse_aliases(input_dir: str, out_dir: str) -> None:
@@ -277,7 +296,7 @@ def execute(plan: Plan) -> int:
 
 def pattern_matches_nothing(plan: Plan) -> bool:
     """Whether a ``pattern`` is given and no file of input_dir matches it (a likely typo)."""
-    return plan.config.pattern is not None and not plan.listing
+    return plan.config.pattern is not None and not plan.listing.files
 
 
 @dataclass
@@ -339,7 +358,7 @@ def _plan_work(plan: Plan, shard: _Shard) -> tuple[list[tasks.Task], int]:
     work = tasks.plan_tasks(todo, wanted, ranges)
     workers = min(wanted, max(1, len(work)))
     log.info("plan: %d of %d files (%s), %s strategy; %d done by an earlier run, %d to do "
-             "in %d task(s) by %d worker process(es)", len(plan.files), len(plan.listing),
+             "in %d task(s) by %d worker process(es)", len(plan.files), plan.listing.files,
              _size(sum(f.size for f in plan.files)), config.shard_strategy, shard.done_earlier,
              len(todo), len(work), workers)
     return work, workers
@@ -407,8 +426,9 @@ def _finish(plan: Plan, shard: _Shard, interrupted: Interrupted | None, started:
                       "source": rank.source},
              "complete": interrupted is None,
              "processor": shard.identity,
-             "listing": {"files": len(plan.listing), "digest": listing_digest(plan.listing),
-                         "unlisted": sum(1 for item in plan.listing if item.error is not None)},
+             "listing": {"files": plan.listing.files, "digest": plan.listing.digest,
+                         "digest_of": plan.listing.digest_of,
+                         "unlisted": plan.listing.unlisted},
              "wall_seconds": round(time.monotonic() - started, 3)}
     if interrupted is not None:
         extra["interrupted_by"] = str(interrupted)

@@ -60,6 +60,27 @@ def size_balanced(sizes: Sequence[int], count: int) -> list[list[int]]:
     return [sorted(s) for s in shards]
 
 
+def size_shard(sizes: Sequence[int], index: int, count: int) -> list[int]:
+    """The indices :func:`size_balanced` gives shard ``index``, in ascending order, without
+    keeping the other shards' (a million sizes: one list of a million indices, not two).
+
+    >>> size_shard([5, 1, 4, 2], 1, 2)
+    [2, 3]
+    """
+    _check(index, count)
+    # sorted() keeps equal keys in their order even when reversed: (-size, index) order
+    order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)
+    loads = [(0, shard) for shard in range(count)]  # a heap already
+    mine = []
+    for item in order:
+        load, shard = loads[0]  # the least loaded, the lower shard on a tie, as heappop gives
+        if shard == index:
+            mine.append(item)
+        heapq.heapreplace(loads, (load + sizes[item], shard))
+    mine.sort()
+    return mine
+
+
 def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int,
          strategy: str = "contiguous") -> list[T]:
     """The items shard ``index`` of ``count`` takes, in listing order."""

@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from job import journal
@@ -96,3 +96,50 @@ def test_records_are_synced_once_the_oldest_has_waited_the_interval(tmp_path):
     book.close()
     assert [r["input"] for r in journal.read_records(book.path)] == ["a/b.txt", "c.txt", "d.txt"]
 
+
+
+# --- issue 14: a rank keeps only the records of its own files ----------------------------------
+
+NAMES = ["a", "a.b", 'qu"ote', "back\\slash", "tab\tname", "caf\u00e9", "\udcff.txt", "input",
+         "x/input", "a/b", "\u2028", "ctrl\x01"]
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES),
+                                st.integers(0, 3), st.booleans()), max_size=30),
+       wanted=st.sets(st.sampled_from(NAMES)))
+def test_records_of_some_inputs_are_those_of_all_inputs_kept(tmp_path_factory, lines, wanted):
+    """Whatever the names (quotes, escapes, not UTF-8, a value that reads "input"), a line cut
+    short, a second "input" key: filtering while reading keeps exactly what reading all and
+    filtering after keeps."""
+    out = tmp_path_factory.mktemp("out")
+    folder = out / journal.MANIFEST_DIR
+    folder.mkdir()
+    for number in range(2):
+        name = journal.shard_name(number, 2) + ".jsonl"
+        with open(folder / name, "w", encoding="utf-8", errors="surrogateescape") as f:
+            for rel, output, stamp, odd in lines[number::2]:
+                line = journal.encode_record(record(input=rel, output=output, time=stamp))
+                if odd and stamp == 0:
+                    line = line[:-1] + ',"input":' + json.dumps(output) + "}"  # a second key
+                elif odd and stamp == 1:
+                    line = line[:len(line) // 2]  # cut short
+                elif odd:
+                    line = json.dumps(record(input=rel, output=output, time=stamp))  # ASCII
+                f.write(line + "\n")
+    everything = journal.newest_records(str(out))
+    expected = {rel: value for rel, value in everything.items() if rel in wanted}
+    assert journal.newest_records(str(out), wanted) == expected
+
+
+def test_a_second_input_key_is_the_one_that_counts(tmp_path):
+    """json.loads keeps the last of two keys: a line that begins with another input is still
+    the record of the wanted one, whether the journal is skipped whole or line by line."""
+    (tmp_path / journal.MANIFEST_DIR).mkdir()
+    line = journal.encode_record(record(input="a", output="b"))[:-1] + ',"input":"b"}'
+    for other in ([], ['{"input":"c\\\\"}']):  # the second makes the journal read line by line
+        path = tmp_path / journal.MANIFEST_DIR / "shard-00000-of-00001.jsonl"
+        path.write_text("\n".join([line, *other]) + "\n")
+        assert list(journal.newest_records(str(tmp_path), {"b"})) == ["b"]
+        assert journal.newest_records(str(tmp_path), {"a"}) == {}

@@ -1,0 +1,342 @@
+"""One rank's shard of the listing, without the whole listing in memory (issue 14).
+
+:func:`job.listing.list_inputs` holds every input (about 230 bytes each: a
+254 MB peak for a million files) and examines (``stat``) each one: 2-5 µs a
+file on the shared development VM, seconds for a million. A rank of the
+``contiguous`` strategy needs neither: it needs how many inputs come before its
+own, and its own examined (benchmarks, rows 11-12: 0.7 s and 24 MB for rank 7
+of 1,000 over a million files, where the listing held took 6 s and 254 MB).
+
+:func:`outline` walks ``input_dir`` once, in the listing's order, and keeps per
+folder only what finds a position again: where each run of the folder's own
+inputs falls in the listing, how many inputs the folder holds directly and a
+digest of their names; never the names. :func:`take` reads again only the
+folders that hold the positions asked for, checks that each still holds what
+the walk saw (else :class:`ListingChanged`, and the caller lists the
+straightforward way), and examines only those files. Memory: a few dozen
+bytes per folder, the names of the largest folder (about 100 bytes each, while
+they are sorted), the rank's own files.
+
+The order. Within a folder, entries sorted by a key (a file's name; a folder's
+name + ``"/"``), each folder's inputs put in its key's place, give the
+listing's order (relative POSIX paths sorted as text): every path under folder
+NAME begins with ``NAME/``; two keys that differ before one of them ends order
+their paths alike; a key that is a prefix of another is a file's whole path (a
+folder's key ends with ``/``, which no name holds) and sorts before any longer
+path it begins. (``/`` sorts between ``.`` and ``0``: ``a-b`` < ``a/b`` <
+``a0``.) A folder that cannot be opened is one input, ``NAME/``, in its key's
+place; one whose reading fails part way has an input ``NAME/`` keyed ``""``,
+first among its own.
+
+The rules are :mod:`job.listing`'s: the same entries skipped (names beginning
+with ``.``, a top-level ``_manifest/``, ``out_dir`` by path and by identity),
+the same errors, links examined there and then, folder identities and links to
+folders recorded for the caller. One thing waits: a regular file (by its type
+in the folder, ``d_type``) is counted by the walk and examined by :func:`take`
+only if asked for. Its size, and an error examining it, are then known only to
+the rank that takes it; hence the ``contiguous`` digest covers the paths only
+(:func:`job.listing.paths_digest`). With ``sizes=True`` (the ``size``
+strategy, which needs every size) the walk examines every file, as
+``list_inputs`` does, and the digest is :func:`job.listing.digest`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import NamedTuple, Sequence
+
+from . import sharding
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, check_root,
+                      compile_pattern, examine, failed_input, identity, open_folder)
+from .listing import digest as full_digest
+
+PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
+
+
+class ListingChanged(Exception):
+    """A folder no longer holds what the walk saw: the listing must be taken again."""
+
+
+class Summary(NamedTuple):
+    """What a rank records of the whole listing: its length, its digest, and what that
+    digest covers (:data:`PATHS` or :data:`FULL`), and how many entries the walk found
+    unreadable (for :data:`PATHS`, not counting regular files that only the rank taking
+    them examines)."""
+
+    files: int
+    digest: str
+    digest_of: str
+    unlisted: int
+
+    @classmethod
+    def of(cls, listing: Sequence[InputFile]) -> "Summary":
+        """The summary of a whole listing (:func:`job.listing.list_inputs`'s)."""
+        return cls(len(listing), full_digest(listing), FULL,
+                   sum(1 for item in listing if item.error is not None))
+
+
+class _Folder(NamedTuple):
+    path: str
+    prefix: str  # its relative path and "/", "" for input_dir
+    inputs: int  # inputs directly in it
+    names: bytes  # digest of their keys
+
+
+@dataclass
+class Outline:
+    """What one walk of ``input_dir`` keeps: enough to find any position again.
+
+    Runs: the listing cut where a folder's own inputs give way to a subfolder's;
+    run ``k`` starts at position ``starts[k]`` with input ``offsets[k]`` (among
+    its folder's own, in key order) of folder ``folder_of[k]``.
+    """
+
+    count: int = 0
+    digest: str = ""
+    digest_of: str = PATHS
+    unlisted: int = 0
+    folders: list[_Folder] = field(default_factory=list)
+    starts: array = field(default_factory=lambda: array("q"))
+    folder_of: array = field(default_factory=lambda: array("q"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    sizes: array | None = None  # every input's size, in listing order, when asked for
+    skip: Skip | None = None
+    matches: object = None
+
+    def summary(self) -> Summary:
+        return Summary(self.count, self.digest, self.digest_of, self.unlisted)
+
+
+def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+            pattern: str | None = None, linked_folders: list[str] | None = None,
+            folder_ids: set[tuple[int, int]] | None = None, sizes: bool = False) -> Outline:
+    """Walk ``input_dir`` once and outline its listing (arguments as
+    :func:`job.listing.list_inputs`'s); ``sizes`` examines every file and keeps
+    its size (the ``size`` strategy). :class:`job.listing.InputDirError` as there."""
+    root = check_root(input_dir)
+    skip = None
+    if out_dir is not None or folder_ids is not None:
+        skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
+                    None if out_dir is None else identity(out_dir), folder_ids)
+    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
+    result = Outline(digest_of=FULL if sizes else PATHS, sizes=array("q") if sizes else None,
+                     skip=None if skip is None else skip._replace(seen=None), matches=matches)
+    walker = _Walker(result, skip, matches, sizes, linked_folders)
+    walker.walk(root, "")
+    result.digest = walker.hasher.hexdigest()
+    return result
+
+
+def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
+    """The inputs at ``positions`` (ascending) of the outlined listing, examined now.
+
+    Reads again each folder that holds one of them; :class:`ListingChanged` if
+    that folder's inputs are not those the walk saw (or one of the files asked
+    for is gone).
+    """
+    found: list[InputFile] = []
+    group: list[int] = []
+    folder = run = -1
+    starts = outline.starts
+    for position in positions:
+        if not 0 <= position < outline.count:
+            raise IndexError(f"position {position} is not in a listing of {outline.count}")
+        if run < 0 or position < starts[run] or (run + 1 < len(starts)
+                                                  and position >= starts[run + 1]):
+            run = bisect_right(starts, position) - 1  # the run that holds it
+        if outline.folder_of[run] != folder:
+            if group:
+                found.extend(_reread(outline, folder, group))
+            folder, group = outline.folder_of[run], []
+        group.append(outline.offsets[run] + position - starts[run])
+    if group:
+        found.extend(_reread(outline, folder, group))
+    return found
+
+
+def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
+          ) -> list[InputFile]:
+    """The inputs shard ``index`` of ``count`` takes, in listing order: the same as
+    :func:`job.sharding.plan` gives on the whole listing."""
+    if strategy == "contiguous":
+        return take(outline, sharding.contiguous_range(outline.count, index, count))
+    if strategy == "size":
+        if outline.sizes is None:
+            raise ValueError("the size strategy needs an outline taken with sizes=True")
+        return take(outline, sharding.size_shard(outline.sizes, index, count))
+    raise ValueError(f"unknown shard strategy {strategy!r}; expected one of "
+                     f"{sharding.STRATEGIES}")
+
+
+# --- the walk ---------------------------------------------------------------------------------
+
+_key = itemgetter(0)
+
+
+class _Members(NamedTuple):
+    """A folder's own inputs: their keys, sorted (names; ``""`` for the folder itself when
+    it cannot be listed), and those examined already (the others are regular files, by
+    their type in the folder); its subfolders to walk as ``(key, path, prefix)``, sorted.
+    Keys alone, not a tuple each: a folder of a million files holds a million names."""
+
+    keys: list[str]
+    examined: dict[str, InputFile]
+    folders: list[tuple[str, str, str]]
+
+    def input(self, k: int) -> InputFile | None:
+        return self.examined.get(self.keys[k])
+
+
+def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examine_all: bool,
+             linked: list[str] | None) -> _Members:
+    """The folder ``fd``'s members, by the rules of :func:`job.listing._scan`, entry by
+    entry; ``examine_all`` examines regular files too."""
+    keys: list[str] = []
+    examined: dict[str, InputFile] = {}
+    folders: list[tuple[str, str, str]] = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:  # the loop every entry of input_dir goes through: kept lean
+                name = entry.name
+                if name[0] == ".":  # a name is never empty
+                    continue
+                try:
+                    is_folder = entry.is_dir(follow_symlinks=False)
+                except OSError as error:
+                    keys.append(name)
+                    examined[name] = failed_input(prefix + name, "cannot examine", error)
+                    continue
+                if is_folder:
+                    if prefix or name != RESERVED:
+                        sub = os.path.join(path, name)
+                        if skip is None or os.path.realpath(sub) != skip.path:
+                            folders.append((name + "/", sub, prefix + name + "/"))
+                elif matches is not None and not matches(prefix + name):
+                    continue
+                elif not examine_all and entry.is_file(follow_symlinks=False):
+                    keys.append(name)  # d_type says a regular file: examined when taken
+                else:
+                    item = examine(entry, prefix + name, linked)
+                    if item is not None:
+                        keys.append(name)
+                        examined[name] = item
+    except OSError as error:  # reading the folder failed part way
+        if error.errno != errno.ENOENT:
+            keys.append("")
+            examined[""] = failed_input(prefix, "cannot list the folder", error)
+    keys.sort()
+    folders.sort(key=_key)
+    return _Members(keys, examined, folders)
+
+
+def _unopened(opened: list[InputFile]) -> _Members:
+    """The members of a folder that :func:`job.listing.open_folder` did not open: its
+    error, if it recorded one."""
+    return _Members([""], {"": opened[0]}, []) if opened else _Members([], {}, [])
+
+
+def _names_digest(keys: list[str]) -> bytes:
+    return hashlib.blake2b(os.fsencode("\0".join(keys)), digest_size=16).digest()
+
+
+class _Walker:
+    """Walks input_dir in listing order, filling an :class:`Outline`."""
+
+    def __init__(self, result: Outline, skip: Skip | None, matches, examine_all: bool,
+                 linked: list[str] | None):
+        self.result, self.skip, self.matches = result, skip, matches
+        self.examine_all, self.linked = examine_all, linked
+        self.hasher = hashlib.sha256()
+
+    def walk(self, path: str, prefix: str) -> None:
+        opened: list[InputFile] = []
+        fd = open_folder(path, prefix, self.skip, opened)
+        if fd is None:  # vanished, out_dir under another name, or cannot be opened (an input)
+            self._runs(path, prefix, _unopened(opened))
+            return
+        try:
+            members = _members(path, prefix, fd, self.skip, self.matches, self.examine_all,
+                               self.linked)
+        finally:
+            os.close(fd)
+        self._runs(path, prefix, members)
+
+    def _runs(self, path: str, prefix: str, members: _Members) -> None:
+        """Record the folder, then its inputs and its subfolders' in key order."""
+        result, keys = self.result, members.keys
+        number = len(result.folders)
+        result.folders.append(_Folder(path, prefix, len(keys), _names_digest(keys)))
+        result.unlisted += sum(1 for item in members.examined.values() if item.error is not None)
+        done = 0
+        for key, sub, sub_prefix in members.folders:
+            before = bisect_left(keys, key)  # no input's key equals a folder's
+            self._run(number, prefix, members, done, before)
+            done = before
+            self.walk(sub, sub_prefix)
+        self._run(number, prefix, members, done, len(keys))
+
+    def _run(self, number: int, prefix: str, members: _Members, start: int, end: int) -> None:
+        if end <= start:
+            return
+        result = self.result
+        result.starts.append(result.count)
+        result.folder_of.append(number)
+        result.offsets.append(start)
+        result.count += end - start
+        run = members.keys[start:end]
+        if self.examine_all:
+            inputs = [members.examined[key] for key in run]
+            result.sizes.extend([item.size for item in inputs])
+            # the bytes full_digest hashes for these inputs (sha256 is fed piece by piece)
+            self.hasher.update(b"".join([os.fsencode(i.rel) + b"\0%d\0%s\n" % (
+                i.size, (i.error or "").encode()) for i in inputs]))
+        else:  # the bytes paths_digest hashes for them: each path, then NUL
+            self.hasher.update(os.fsencode(prefix + ("\0" + prefix).join(run) + "\0"))
+
+
+def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile]:
+    """The inputs at ``offsets`` among folder ``number``'s own, read again and examined."""
+    folder = outline.folders[number]
+    opened: list[InputFile] = []
+    fd = open_folder(folder.path, folder.prefix, outline.skip, opened)
+    if fd is None:
+        members = _unopened(opened)
+        _same(folder, members.keys)
+        return [members.input(k) for k in offsets]
+    try:
+        members = _members(folder.path, folder.prefix, fd, outline.skip, outline.matches,
+                           False, None)
+        _same(folder, members.keys)
+        return [_examined(fd, folder.prefix, members.keys[k], members.input(k))
+                for k in offsets]
+    finally:
+        os.close(fd)
+
+
+def _same(folder: _Folder, keys: list[str]) -> None:
+    if len(keys) != folder.inputs or _names_digest(keys) != folder.names:
+        raise ListingChanged(f"folder {folder.prefix or '.'!r} of input_dir changed while it "
+                             f"was listed ({folder.inputs} inputs then, {len(keys)} now)")
+
+
+def _examined(fd: int, prefix: str, name: str, item: InputFile | None) -> InputFile:
+    """``item``, or the regular file ``name`` of the folder ``fd`` examined now."""
+    if item is not None:
+        return item
+    rel = prefix + name
+    try:
+        info = os.stat(name, dir_fd=fd)
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            raise ListingChanged(f"{rel!r} was deleted while input_dir was listed") from None
+        return failed_input(rel, "cannot examine", error)
+    if not stat.S_ISREG(info.st_mode):
+        raise ListingChanged(f"{rel!r} is no longer a regular file")
+    return InputFile(rel, info.st_size, info.st_mtime_ns)
