@@ -13,7 +13,8 @@ it is rebuilt from scratch.
   corpus file (so the files differ).
 - ``big``: one file of at least ``size`` bytes, made the same way.
 - ``small``: many files of 200 B to 4 KB, each a slice of the corpus at a
-  seeded random offset (so some start with whitespace, some end mid-token).
+  seeded random offset (so some start with whitespace, some end mid-token);
+  row 10's ``tiny`` set is made the same way, 100 B to 200 B.
 - ``skewed``: a few hundred files whose sizes follow a Pareto law
   (heavy tail), the content again slices of the corpus.
 
@@ -144,19 +145,21 @@ def big_file(cache: Path, corpus: Corpus, size_mb: int) -> InputSet:
     return _cached(cache, f"big-{size_mb}MB", params, build)
 
 
-def small_files(cache: Path, corpus: Corpus, count: int, seed: int = 4) -> InputSet:
-    """``count`` files of 200 B to 4 KB, slices of the corpus at seeded offsets."""
-    params = {"kind": "small", "count": count, "seed": seed, "sizes": SMALL_SIZES,
-              "corpus": corpus.fingerprint}
+def small_files(cache: Path, corpus: Corpus, count: int, seed: int = 4,
+                sizes: tuple[int, int] = SMALL_SIZES, name: str = "small") -> InputSet:
+    """``count`` files of ``sizes`` bytes (200 B to 4 KB), slices of the corpus at seeded
+    offsets; ``name`` names the set and its files (row 10's ``tiny``: see ``tiny.py``)."""
+    params = {"kind": "small", "count": count, "seed": seed, "sizes": list(sizes),
+              "corpus": corpus.fingerprint}  # a list: as the JSON stamp reads back
 
     def build(folder: Path) -> None:
         rng = random.Random(seed)
         for i in range(count):
-            size = rng.randint(*SMALL_SIZES)
-            with open(folder / f"small-{i:05d}.txt", "wb") as stream:
+            size = rng.randint(*sizes)
+            with open(folder / f"{name}-{i:05d}.txt", "wb") as stream:
                 corpus.write_slice(stream, rng.randrange(len(corpus.ring)), size)
 
-    return _cached(cache, f"small-{count}", params, build)
+    return _cached(cache, f"{name}-{count}", params, build)
 
 
 def skewed_sizes(count: int, seed: int = 5) -> list[int]:

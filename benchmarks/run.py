@@ -17,18 +17,20 @@ from typing import Callable
 
 from job.sample import write_corpus
 
-from . import blob, floor, inputs, report, rows, scale
+from . import blob, floor, inputs, report, rows, scale, tiny
 from .measure import ROOT, CommandFailed
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "wikipedia.part1"
-ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12)
+ALL_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 ROW_NAMES = {"blob": 7}  # --rows blob is --rows 7
 FULL = {"reps": 3, "corpus_mb": 300, "corpus_files": 30, "big_mb": [1000, 2000],
         "small_files": 20_000, "skewed_files": 300, "blob_files": 2_000,
-        "scale_files": [10_000, 100_000, 1_000_000], "cache": ROOT / "build" / "bench"}
+        "scale_files": [10_000, 100_000, 1_000_000], "tiny_files": 20_000,
+        "cache": ROOT / "build" / "bench"}
 QUICK = {"reps": 1, "corpus_mb": 4, "corpus_files": 4, "big_mb": [8, 16],
          "small_files": 200, "skewed_files": 60, "blob_files": 200,
-         "scale_files": [1_000, 10_000], "cache": ROOT / "build" / "bench-quick"}
+         "scale_files": [1_000, 10_000], "tiny_files": 200,
+         "cache": ROOT / "build" / "bench-quick"}
 
 
 def _numbers(text: str) -> list[int]:
@@ -87,13 +89,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         f"(default {FULL['small_files']:,})")
     parser.add_argument("--tmpfs", type=lambda text: Path(text) if text else None,
                         default=_default_tmpfs(),
-                        help="a tmpfs folder where row 4 runs a second time, free of the disk's "
-                             "noise (default /dev/shm/amlshard-bench when /dev/shm is a tmpfs; "
-                             "'' to skip)")
+                        help="a tmpfs folder where rows 4 and 10 run a second time, free of "
+                             "the disk's noise (default /dev/shm/amlshard-bench when /dev/shm is "
+                             "a tmpfs; '' to skip)")
     parser.add_argument("--skewed-files", type=int, help=f"files in the skewed set, row 5 "
                         f"(default {FULL['skewed_files']})")
     parser.add_argument("--blob-files", type=int, help="files in the blob-mount set, row 7 "
                         f"(default {FULL['blob_files']:,})")
+    parser.add_argument("--tiny-files", type=int, help="files in the tiny-file set, row 10 "
+                        f"(default {FULL['tiny_files']:,})")
     parser.add_argument("--scale-files", type=_numbers, help="input files of rows 11-12, "
                         "comma-separated; row 12 uses the last (default 10000,100000,1000000)")
     args = parser.parse_args(argv)
@@ -205,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if 9 in args.rows:
             step("9", "token splitter vs dd, 1 process",
                  lambda: floor.row(bench, large, 1, pin=True, fixed_cost=not args.quick))
+    if 10 in args.rows:
+        tiny.run_rows(args.tiny_files, args.reps, args.cache, args.tmpfs, corpus, built, step)
     if 11 in args.rows or 12 in args.rows:
         step("11-12", "a million files", lambda: scale.rows_of(
             bench, args.cache, args.scale_files, args.rows, args.results.parent / "scale.png",
