@@ -194,6 +194,54 @@ class AtomicWriter:
             _unlink(self.temp)
 
 
+def write_bytes(final: str, data) -> None:
+    """Write ``data`` (bytes-like) to ``final`` as :class:`AtomicWriter` does: ``final``
+    appears only complete (an unnamed file linked to its name, or a temporary name
+    renamed; an existing ``final`` is replaced whole), and on any failure nothing is left
+    but what ``final`` held before. Missing parent folders are created.
+
+    For an output held whole in memory: file descriptors and ``os.write`` only, no
+    file object, no context manager. On 20,000 files of 100-200 B (benchmark row 10) the
+    objects cost more than the bytes: this takes 4 system calls (open, write, link,
+    close) where :func:`atomic_output` takes 6 and 3 Python objects.
+    """
+    try:
+        fd, temp = _create(final)
+    except FileNotFoundError:  # the folder is new, or was removed since the last output
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        fd, temp = _create(final)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if temp is None:
+            try:
+                os.link(str(fd), final, src_dir_fd=_proc_fds())
+            except FileExistsError:  # an earlier output: link beside it, then replace it
+                temp = _temp_name(final)
+                os.link(str(fd), temp, src_dir_fd=_proc_fds())
+        fd, closing = -1, fd
+        os.close(closing)  # on a mount that uploads on close, this stores the file
+        if temp is not None:
+            os.replace(temp, final)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        if temp is not None:
+            _unlink(temp)
+        raise
+
+
+def _create(final: str) -> tuple[int, str | None]:
+    """A new file open for writing that will become ``final``, and its temporary name
+    (None: an unnamed file, linked to ``final`` when complete)."""
+    unnamed = _open_unnamed(os.path.dirname(final))
+    if unnamed is not None:
+        return unnamed, None
+    temp = _temp_name(final)
+    return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666), temp
+
+
 @contextmanager
 def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[BinaryIO]:
     """Open a binary file that appears at ``final`` only if the block completes.

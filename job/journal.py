@@ -39,12 +39,31 @@ from .mounts import uploads_on_close
 
 MANIFEST_DIR = "_manifest"
 DONE = ("ok", "skipped")
-_encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 #: A record's fields before and after the counts the processor declares.
 HEAD_FIELDS = ("input", "output", "status", "bytes_in")
 TAIL_FIELDS = ("seconds", "attempts", "error", "mtime_ns", "processor", "time")
 BASE_TOTALS = ("files", "ok", "skipped", "failed", "bytes_in", "seconds")
+
+
+def _compact_encoder(ensure_ascii: bool):
+    """``json.JSONEncoder(ensure_ascii=…, separators=(",", ":")).encode`` for the JSON
+    this module writes (no cycles: records and manifests), the same text.
+
+    ``encode`` builds its C encoder anew at every call; built once here, a journal
+    record is encoded in about half the time (row 10: one record per file, in the
+    rank's main process).
+    """
+    encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, separators=(",", ":"))
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the C accelerator
+        return encoder.encode
+    quote = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+    chunks = make(None, encoder.default, quote, None, ":", ",", False, False, True)
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode_utf8 = _compact_encoder(ensure_ascii=False)
+_encode_ascii = _compact_encoder(ensure_ascii=True)
 
 
 def _encode(value: Any) -> str:

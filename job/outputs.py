@@ -25,7 +25,11 @@ def output_of(processor, input_dir: str, rel: str) -> str | None:
     A ``pathlib.Path`` (any ``os.PathLike``) is taken as its path; anything
     else that is not text is a :class:`TypeError` that says so.
     """
-    output = processor.output_path(folder_prefix(input_dir) + rel)
+    return checked_output(processor.output_path(folder_prefix(input_dir) + rel))
+
+
+def checked_output(output) -> str | None:
+    """A value :meth:`DataProcessor.output_path` returned, as :func:`output_of` takes it."""
     if output is None or (type(output) is str and output):
         return output
     try:

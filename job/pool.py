@@ -161,17 +161,21 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
             return
         results: list[tuple] = []
         reported = time.monotonic()
+        last = len(batch) - 1
         for index, args in enumerate(batch):
             position.value = started
             started += 1
             since.value = start = time.monotonic()
             try:
-                results.append((True, function(*args), time.monotonic() - start))
+                value = function(*args)
+                now = time.monotonic()
+                results.append((True, value, now - start))
             except BaseException as error:  # noqa: BLE001 - SystemExit too: reported, not fatal
-                results.append((False, _format_error(error), time.monotonic() - start))
-            if time.monotonic() - reported >= REPORT_SECONDS and index + 1 < len(batch):
+                now = time.monotonic()
+                results.append((False, _format_error(error), now - start))
+            if now - reported >= REPORT_SECONDS and index < last:
                 _send(conn, results)
-                results, reported = [], time.monotonic()
+                results, reported = [], now
         _send(conn, results)
 
 
