@@ -201,9 +201,9 @@ def write_bytes(final: str, data) -> None:
     but what ``final`` held before. Missing parent folders are created.
 
     For an output held whole in memory: file descriptors and ``os.write`` only, no
-    file object, no context manager. On 20,000 files of 100-200 B (benchmark row 10) the
-    objects cost more than the bytes: this takes 4 system calls (open, write, link,
-    close) where :func:`atomic_output` takes 6 and 3 Python objects.
+    file object, no context manager. On files of 100-200 B (benchmark row 10) those
+    cost more than the bytes: this takes 4 system calls (open, write, link, close),
+    :func:`atomic_output` 5 (and an ``fstat``) and 3 Python objects.
     """
     try:
         fd, temp = _create(final)

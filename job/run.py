@@ -182,8 +182,8 @@ def _record(plan: Plan, identity: str, item: InputFile,
             result: FileResult) -> dict[str, Any]:
     """The journal record of ``item``'s ``result`` (fields in :mod:`job.journal`'s order).
 
-    Built key by key: one per file in the rank's main process, where ``update`` with
-    keywords cost twice as much (row 10).
+    Built key by key: one per file in the rank's main process, where two ``update``
+    calls took twice as long (2.8 µs against 1.4 µs a record; row 10).
     """
     if result.ok:
         record = {"input": item.rel, "output": result.output, "status": "ok",

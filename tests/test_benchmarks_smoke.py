@@ -24,11 +24,12 @@ def test_quick_run_prints_every_row_and_checks_outputs(tmp_path, corpus):
     results = (cache / "results.md").read_text()
     assert results in done.stdout
     assert "| metric | reference | ours | ratio | goal | met? |" in results
-    for row in ("1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9."):
+    for row in ("1.", "2.", "3.", "4.", "5.", "6.", "7.", "8.", "9.", "10."):
         assert f"\n| {row} " in results, row
     assert "\n| 4. 200 small files (0.4 MB) on tmpfs, " in results
-    # rows 1, 2, twice 3 (two sizes), twice 4 (the cache's file system and "tmpfs")
-    assert results.count("byte-identical to the reference's: yes") == 6
+    assert "\n| 10. 200 tiny files (0.0 MB, 100-200 B) on tmpfs, " in results
+    # rows 1, 2, twice 3 (two sizes), twice 4 and twice 10 (the cache's file system and "tmpfs")
+    assert results.count("byte-identical to the reference's: yes") == 8
     # rows 8 and 9 (vs dd), checked against bytes.split
     assert results.count("byte-identical to the reference splitter's (bytes.split): yes") == 2
     # row 7 (blob mount, 40 files): Azurite and rclone, which `make test` installs, ran it
