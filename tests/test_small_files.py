@@ -7,13 +7,15 @@ the middle of a batch.
 """
 
 import errno
+import json
+import math
 import os
 
 import pytest
 
 from conftest import (assert_outputs_exact, journal_records, read_manifest, reference, run_job,
                       temporary_files)
-from job import atomic, native, tokens
+from job import atomic, journal, native, tokens
 from job.tokens import TokenSplitter
 
 WHITESPACE = b" \t\n\v\f\r"
@@ -184,6 +186,7 @@ def test_many_tiny_files_one_record_each_and_byte_exact_outputs(tmp_path):
         assert record["status"] == "ok" and record["attempts"] == 1, record
         assert record["tokens"] == len(data.split()) and record["bytes_in"] == len(data)
         assert record["output"] == record["input"] and record["error"] is None
+        assert tuple(record) == journal.HEAD_FIELDS + ("tokens",) + journal.TAIL_FIELDS
     assert read_manifest(out)["totals"]["ok"] == 600
     assert temporary_files(out) == []
 
@@ -206,3 +209,22 @@ def test_a_worker_killed_in_a_batch_of_tiny_files_charges_only_its_file(tmp_path
     assert set(attempts.values()) == {1}
     assert all(r["status"] == "ok" for r in records)
     assert temporary_files(out) == []
+
+
+@pytest.mark.parametrize("value", [
+    {"input": "a/b.txt", "output": "a/b.txt", "status": "ok", "bytes_in": 150, "tokens": 25,
+     "seconds": 2.1e-05, "attempts": 1, "error": None, "mtime_ns": 1764480000123456789,
+     "processor": "job.tokens:TokenSplitter@1", "time": 1764480000.1234567},
+    {"input": "caf\u00e9 \u65e5\u672c \"quoted\"\n\t\\", "big": 2 ** 70, "neg": -1.5e300,
+     "nan": math.nan, "inf": -math.inf, "flags": [True, False, None], "nested": {"k": [1, {}]}},
+    {"input": os.fsdecode(b"not \xff UTF-8"), "error": "x"},
+], ids=["record", "odd values", "not UTF-8"])
+def test_the_journal_encoder_writes_what_json_writes(value):
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        expected.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: escaped, as before
+        expected = json.dumps(value, separators=(",", ":"))
+    assert journal.encode_record(value) == expected
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        journal.encode_record({**value, "odd": object()})
