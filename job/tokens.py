@@ -26,6 +26,10 @@ costs about 1.5× the CPU time of copying the file. On 300 MB the job takes
 about 0.16 s of CPU before any byte. Where no C compiler is found,
 :func:`squeeze` works on each chunk as one big integer, at about 0.6× the
 speed of ``tr``.
+
+A file of up to :data:`WHOLE_FILE_BYTES` (64 KiB) is read whole instead, and its
+output written in one piece (:func:`job.atomic.write_bytes`): on tiny files the
+file objects and the chunk loop cost more than the bytes (benchmark row 10).
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ CHUNK_SIZE = 1 << 17  # dd's bs=128K; 256 KiB and 1 MiB were no faster (CPU time
 #: Files up to this size are read whole and their output written in one piece: for
 #: small files the file objects and the chunk loop cost more than the bytes (row 10).
 WHOLE_FILE_BYTES = 1 << 16
-#: Up to this size ``bytes.split`` is cheaper than a call of the kernel (150 B: 1.7 µs
-#: against 5.9 µs; 1 KB: about even).
-PYTHON_SPLIT_BYTES = 1 << 10
+#: Up to this size ``bytes.split`` and a ``join`` cost less than a call of the kernel
+#: through :func:`split_stream` (150 B: 2.1 µs against 3.1 µs; 512 B: 3.8 µs against 2.8 µs).
+PYTHON_SPLIT_BYTES = 1 << 8
 SMALL_CHUNK = 1 << 14
 WHITESPACE = b" \t\n\v\f\r"
 NEWLINE = b"\n"
