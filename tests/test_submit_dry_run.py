@@ -94,7 +94,7 @@ def test_dry_run_yaml_loads_and_keeps_the_job(tmp_path, shape, args, nodes, comm
     yaml_path = tmp_path / f"{shape}.yml"
     result = run_submit(*args, "--dry-run", "--yaml", str(yaml_path), "--compute", "cpu-cluster",
                         "--input", INPUT_URI, "--output", OUTPUT_URI, cwd=tmp_path,
-                        no_network=True)
+                        no_network=True, fresh=True)  # what it imports: a fresh interpreter
     assert result.returncode == 0, result.stderr
     report = network_report(result)
     assert report == {"connections": "0", "identity": "False", "sdk": "True"}

@@ -117,12 +117,12 @@ def upload_folder(server, folder: Path, prefix: str, only: str = "") -> dict[str
 # --- help, placeholders, unknown jobs -----------------------------------------------------------
 
 def test_help_lists_the_subcommands_and_each_has_its_own(tmp_path):
-    result = run_submit("--help", cwd=tmp_path, no_network=True)
+    result = run_submit("--help", cwd=tmp_path, no_network=True, fresh=True)
     assert result.returncode == 0
     for name in lifecycle.SUBCOMMANDS:
         assert f"python -m submit {name} NAME" in result.stdout
     for name in lifecycle.SUBCOMMANDS:
-        result = run_submit(name, "--help", cwd=tmp_path, no_network=True)
+        result = run_submit(name, "--help", cwd=tmp_path, no_network=True, fresh=True)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"usage: python -m submit {name} ")
         assert "exit codes:" in result.stdout and "--workspace NAME" in result.stdout
@@ -131,7 +131,7 @@ def test_help_lists_the_subcommands_and_each_has_its_own(tmp_path):
 
 def test_placeholders_are_refused_before_any_network_call(tmp_path):
     result = run_submit("status", "some-job", "--workspace", "ws-test", cwd=tmp_path,
-                        no_network=True)
+                        no_network=True, fresh=True)
     assert result.returncode == 2
     lines = result.error_lines
     assert lines[0].startswith("error: 2 workspace setting(s) still hold placeholders")
