@@ -83,6 +83,7 @@ def made(tmp_path_factory):
 
 # --- issue 9, bug 2: resume after the rank layout changed ------------------------------------
 
+@pytest.mark.slow
 def test_layouts_5_then_3_then_3x2_check_out(inputs, made, tmp_path):
     out = made(tmp_path, 5, 3)
     run_layout(inputs, out, 3, local_size=2)
@@ -95,6 +96,7 @@ def test_layouts_5_then_3_then_3x2_check_out(inputs, made, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_file_edited_between_layouts_is_judged_by_its_newest_record(inputs, made, tmp_path):
     out = made(tmp_path, 5)
     edited = b"edited between the runs, longer than it was before\n" * 3
@@ -146,6 +148,7 @@ def test_two_ranks_of_one_layout_that_took_the_same_file(tmp_path):
                for p in problems(result)), result.stdout
 
 
+@pytest.mark.slow
 def test_a_1_shard_layout_next_to_a_5_shard_one(inputs, made, tmp_path):
     out = made(tmp_path, 5, 1)
     result = run_check(inputs, out)

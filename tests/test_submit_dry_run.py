@@ -84,6 +84,7 @@ def check_common(job, yaml_path: Path) -> None:
     assert job_dict(job, yaml_path.parent) == yaml.safe_load(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape, args, nodes, command_tail", [
     ("multi", ["--nodes", "5"], 5, ""),
     ("single", ["--nodes", "1"], 1, ""),
