@@ -239,6 +239,16 @@ def no_mount_or_temporary_file_left_behind(tmp_path_factory):
             pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_interpreters_end():
+    """The pre-warmed interpreters of ``python -m submit`` runs end with the session (before
+    the checks above look for processes left behind)."""
+    yield
+    from azure_standin.runner import stop_warm_interpreters
+
+    stop_warm_interpreters()
+
+
 @pytest.fixture
 def inputs(eight_files) -> Path:
     """The inputs of a run, unless a test module says otherwise: :func:`eight_files`."""

@@ -4,6 +4,7 @@ by streaming with flat memory, bookkeeping that is not what it claims to be."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,12 +58,34 @@ def inputs(tmp_path):
     return write_inputs(tmp_path / "in")
 
 
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """``made(tmp_path, 5, 3)``: the 27 inputs and the out_dir of a 5-shard then a 3-shard run,
+    copied into ``tmp_path/in`` and ``tmp_path/out``; returns the out_dir.
+
+    The runs are real, made once per module and layout sequence; a copy keeps every byte and
+    modification time, and the bookkeeping names files relative to input_dir and out_dir:
+    the copy is what the test's own runs would have made."""
+    runs = {}
+
+    def copy(tmp_path, *node_counts):
+        if node_counts not in runs:
+            root = tmp_path_factory.mktemp("made")
+            inputs = write_inputs(root / "in")
+            for node_count in node_counts:
+                run_layout(inputs, root / "out", node_count)
+            runs[node_counts] = root
+        for name in ("in", "out"):
+            shutil.copytree(runs[node_counts] / name, tmp_path / name, dirs_exist_ok=True)
+        return tmp_path / "out"
+    return copy
+
+
 # --- issue 9, bug 2: resume after the rank layout changed ------------------------------------
 
-def test_layouts_5_then_3_then_3x2_check_out(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
-    run_layout(inputs, out, 3)
+@pytest.mark.slow
+def test_layouts_5_then_3_then_3x2_check_out(inputs, made, tmp_path):
+    out = made(tmp_path, 5, 3)
     run_layout(inputs, out, 3, local_size=2)
     result = run_check(inputs, out)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -73,9 +96,9 @@ def test_layouts_5_then_3_then_3x2_check_out(inputs, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_file_edited_between_layouts_is_judged_by_its_newest_record(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
+@pytest.mark.slow
+def test_a_file_edited_between_layouts_is_judged_by_its_newest_record(inputs, made, tmp_path):
+    out = made(tmp_path, 5)
     edited = b"edited between the runs, longer than it was before\n" * 3
     (inputs / "f03.txt").write_bytes(edited)
     run_layout(inputs, out, 3)  # redoes f03: the 5-shard record of the old size is older
@@ -91,9 +114,8 @@ def test_a_file_edited_between_layouts_is_judged_by_its_newest_record(inputs, tm
     assert "check lists" not in result.stdout and len(problems(result)) == 1
 
 
-def test_a_newer_failure_is_not_hidden_by_an_older_ok_record(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
+def test_a_newer_failure_is_not_hidden_by_an_older_ok_record(inputs, made, tmp_path):
+    out = made(tmp_path, 5)
     (inputs / "f03.txt").write_bytes(b"POISON\n")
     run_layout(inputs, out, 3, "--processor", "fault_processors:Poisoned", expect=None)
     result = run_check(inputs, out)
@@ -102,9 +124,8 @@ def test_a_newer_failure_is_not_hidden_by_an_older_ok_record(inputs, tmp_path):
     assert line.startswith("problem: f03.txt: failed on rank 0 of 3: ValueError: poisoned input")
 
 
-def test_the_newest_layout_must_be_whole(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
+def test_the_newest_layout_must_be_whole(inputs, made, tmp_path):
+    out = made(tmp_path, 5)
     run_rank(inputs, out, 3, 0)
     run_rank(inputs, out, 3, 1)  # rank 2 of 3 never ran: its files' records are 5-shard ones
     result = run_check(inputs, out)
@@ -128,10 +149,9 @@ def test_two_ranks_of_one_layout_that_took_the_same_file(tmp_path):
                for p in problems(result)), result.stdout
 
 
-def test_a_1_shard_layout_next_to_a_5_shard_one(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
-    run_layout(inputs, out, 1)
+@pytest.mark.slow
+def test_a_1_shard_layout_next_to_a_5_shard_one(inputs, made, tmp_path):
+    out = made(tmp_path, 5, 1)
     result = run_check(inputs, out)
     assert result.returncode == 0, result.stdout
     assert result.stdout.startswith("rank 0/1:   27 files")
@@ -308,9 +328,9 @@ def shard_files(out):
      "line 2: an array where a record (an object) belongs"),
     ("shard-00007-of-00002.json", b'{"files": [], "totals": {}}', "shard 7 of 2 cannot be"),
 ])
-def test_bookkeeping_that_is_not_a_journal_or_manifest(inputs, tmp_path, name, content, said):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 2)
+def test_bookkeeping_that_is_not_a_journal_or_manifest(inputs, made, tmp_path, name, content,
+                                                     said):
+    out = made(tmp_path, 2)
     (out / "_manifest" / name).write_bytes(content)
     result = run_check(inputs, out)
     assert result.returncode == 1
@@ -320,10 +340,8 @@ def test_bookkeeping_that_is_not_a_journal_or_manifest(inputs, tmp_path, name, c
     assert result.stdout.splitlines()[-1] == "FAILED: 1 problem(s)"
 
 
-def test_a_journal_cut_mid_line(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 5)
-    run_layout(inputs, out, 3)
+def test_a_journal_cut_mid_line(inputs, made, tmp_path):
+    out = made(tmp_path, 5, 3)
     older = out / "_manifest" / "shard-00001-of-00005.jsonl"
     older.write_bytes(older.read_bytes()[:-20])  # as a killed rank leaves it
     result = run_check(inputs, out)
@@ -337,9 +355,8 @@ def test_a_journal_cut_mid_line(inputs, tmp_path):
                                 "killed while writing it)"]
 
 
-def test_lock_files_are_not_bookkeeping(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 2)
+def test_lock_files_are_not_bookkeeping(inputs, made, tmp_path):
+    out = made(tmp_path, 2)
     lock = out / "_manifest" / "shard-00001-of-00002.lock"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -369,9 +386,8 @@ def test_names_that_are_not_utf8_print_escaped(tmp_path):
                                 "it ends at byte 3"]
 
 
-def test_problems_are_capped_at_20_lines(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 1)
+def test_problems_are_capped_at_20_lines(inputs, made, tmp_path):
+    out = made(tmp_path, 1)
     for path in sorted(out.glob("f*.txt"))[:25]:
         path.unlink()
     result = run_check(inputs, out)
@@ -410,9 +426,8 @@ def test_an_input_that_became_a_fifo_does_not_block(tmp_path):
     assert found == [("input cannot be read: not a regular file", None)]
 
 
-def test_bookkeeping_that_is_no_file_or_too_deep(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 1)
+def test_bookkeeping_that_is_no_file_or_too_deep(inputs, made, tmp_path):
+    out = made(tmp_path, 1)
     folder = out / "_manifest"
     os.mkfifo(folder / "shard-00000-of-00002.jsonl")  # would block a plain open()
     (folder / "shard-00001-of-00002.json").mkdir()
@@ -427,9 +442,8 @@ def test_bookkeeping_that_is_no_file_or_too_deep(inputs, tmp_path):
         f"problem: {folder / 'shard-00001-of-00002.json'}: cannot be read: not a regular file"]
 
 
-def test_an_output_that_is_a_folder(inputs, tmp_path):
-    out = tmp_path / "out"
-    run_layout(inputs, out, 1)
+def test_an_output_that_is_a_folder(inputs, made, tmp_path):
+    out = made(tmp_path, 1)
     (out / "f02.txt").unlink()
     (out / "f02.txt").mkdir()
     for extra in ((), ("--no-content",)):

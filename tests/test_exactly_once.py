@@ -64,6 +64,7 @@ def all_statuses(out, count):
     return found
 
 
+@pytest.mark.slow
 def test_the_newest_record_wins_when_the_rank_layout_changes(tmp_path):
     source, out = make_inputs(tmp_path / "in"), tmp_path / "out"
     run_layout(source, out, 5)

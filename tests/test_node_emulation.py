@@ -83,11 +83,12 @@ def check_run(input_dir: Path, out_dir: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_environment_has_neither_azure_nor_the_project(node_python, tmp_path):
+    env = node_environment(node_python, tmp_path)  # not this process's PYTHONPATH, if any
     probe = subprocess.run([str(node_python), "-c", "import azure"], capture_output=True,
-                           cwd=tmp_path, timeout=60)
+                           cwd=tmp_path, env=env, timeout=60)
     assert probe.returncode != 0
     probe = subprocess.run([str(node_python), "-c", "import job"], capture_output=True,
-                           cwd=tmp_path, timeout=60)
+                           cwd=tmp_path, env=env, timeout=60)
     assert probe.returncode != 0, "the job must come from the code folder, not an install"
 
 

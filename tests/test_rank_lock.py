@@ -49,6 +49,7 @@ def journal_statuses(out):
     return [record["status"] for _, record in journal_records(out, "shard-00000-of-00001.")]
 
 
+@pytest.mark.slow
 def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
     out = tmp_path / "out"
     first = start_slow(inputs, out)
@@ -72,6 +73,7 @@ def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
     assert not (out / "_manifest" / LOCK).exists()
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_run_is_taken_over(inputs, tmp_path):
     out = tmp_path / "out"
     first = start_slow(inputs, out)
@@ -130,6 +132,7 @@ def test_ranks_of_one_layout_do_not_block_each_other(inputs, tmp_path):
     assert os.listdir(out / "_manifest")
 
 
+@pytest.mark.slow
 def test_a_run_of_another_layout_is_refused_while_one_runs(inputs, tmp_path):
     out = tmp_path / "out"
     first = start_slow(inputs, out)

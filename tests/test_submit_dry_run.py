@@ -84,6 +84,7 @@ def check_common(job, yaml_path: Path) -> None:
     assert job_dict(job, yaml_path.parent) == yaml.safe_load(text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape, args, nodes, command_tail", [
     ("multi", ["--nodes", "5"], 5, ""),
     ("single", ["--nodes", "1"], 1, ""),
@@ -94,7 +95,7 @@ def test_dry_run_yaml_loads_and_keeps_the_job(tmp_path, shape, args, nodes, comm
     yaml_path = tmp_path / f"{shape}.yml"
     result = run_submit(*args, "--dry-run", "--yaml", str(yaml_path), "--compute", "cpu-cluster",
                         "--input", INPUT_URI, "--output", OUTPUT_URI, cwd=tmp_path,
-                        no_network=True)
+                        no_network=True, fresh=True)  # what it imports: a fresh interpreter
     assert result.returncode == 0, result.stderr
     report = network_report(result)
     assert report == {"connections": "0", "identity": "False", "sdk": "True"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -105,6 +106,22 @@ def run_ranks(tmp_path, ranks, count=5, poisoned=()) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def ranks_made(tmp_path_factory):
+    """``ranks_made(tmp_path, ranks, poisoned)``: :func:`run_ranks`'s out_dir, copied into
+    ``tmp_path/out``; the real ranks run once per module and set of ranks (the copy keeps
+    every byte; the tests only upload what the ranks wrote)."""
+    made = {}
+
+    def copy(tmp_path, ranks, poisoned=()) -> Path:
+        key = (tuple(ranks), frozenset(poisoned))
+        if key not in made:
+            made[key] = run_ranks(tmp_path_factory.mktemp("ranks"), ranks, poisoned=poisoned)
+        shutil.copytree(made[key], tmp_path / "out")
+        return tmp_path / "out"
+    return copy
+
+
 def upload_folder(server, folder: Path, prefix: str, only: str = "") -> dict[str, bytes]:
     """Upload ``folder`` (or its subfolder ``only``) to workspaceblobstore under ``prefix``."""
     files = {p.relative_to(folder).as_posix(): p.read_bytes()
@@ -117,12 +134,12 @@ def upload_folder(server, folder: Path, prefix: str, only: str = "") -> dict[str
 # --- help, placeholders, unknown jobs -----------------------------------------------------------
 
 def test_help_lists_the_subcommands_and_each_has_its_own(tmp_path):
-    result = run_submit("--help", cwd=tmp_path, no_network=True)
+    result = run_submit("--help", cwd=tmp_path, no_network=True, fresh=True)
     assert result.returncode == 0
     for name in lifecycle.SUBCOMMANDS:
         assert f"python -m submit {name} NAME" in result.stdout
     for name in lifecycle.SUBCOMMANDS:
-        result = run_submit(name, "--help", cwd=tmp_path, no_network=True)
+        result = run_submit(name, "--help", cwd=tmp_path, no_network=True, fresh=True)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"usage: python -m submit {name} ")
         assert "exit codes:" in result.stdout and "--workspace NAME" in result.stdout
@@ -131,7 +148,7 @@ def test_help_lists_the_subcommands_and_each_has_its_own(tmp_path):
 
 def test_placeholders_are_refused_before_any_network_call(tmp_path):
     result = run_submit("status", "some-job", "--workspace", "ws-test", cwd=tmp_path,
-                        no_network=True)
+                        no_network=True, fresh=True)
     assert result.returncode == 2
     lines = result.error_lines
     assert lines[0].startswith("error: 2 workspace setting(s) still hold placeholders")
@@ -318,10 +335,11 @@ def test_report_names_the_missing_rank_and_the_failed_files(standin, tmp_path):
 
 @pytest.mark.parametrize("content", [b"{not json", b"[1,2]", b"{}"])
 def test_report_names_an_unreadable_manifest_and_sums_up_the_others(standin, tmp_path, content,
-                                                                     in_process, capsys):
+                                                                     in_process, capsys,
+                                                                     ranks_made):
     name = submit(standin, tmp_path)
     standin.set_status(name, "Completed")
-    out = run_ranks(tmp_path, ranks=range(5), poisoned={1, 13})
+    out = ranks_made(tmp_path, range(5), poisoned={1, 13})
     upload_folder(standin, out, OUTPUT_PREFIX, only="_manifest")
     broken = "_manifest/shard-00002-of-00005.json"
     standin.upload("workspaceblobstore", OUTPUT_PREFIX + broken, content)
@@ -339,10 +357,11 @@ def test_report_names_an_unreadable_manifest_and_sums_up_the_others(standin, tmp
                                 "without a complete manifest: 2")
 
 
-def test_report_of_a_whole_run_on_the_default_output_exits_0(standin, tmp_path, in_process, capsys):
+def test_report_of_a_whole_run_on_the_default_output_exits_0(standin, tmp_path, in_process, capsys,
+                                                             ranks_made):
     name = submit(standin, tmp_path, output="")  # Azure ML's default output path
     standin.set_status(name, "Completed")
-    out = run_ranks(tmp_path, ranks=range(5))
+    out = ranks_made(tmp_path, range(5))
     upload_folder(standin, out, f"azureml/{name}/out_dir/", only="_manifest")
     assert in_process(standin, "report", name) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -362,8 +381,8 @@ def test_report_of_a_job_that_wrote_nothing_yet(standin, tmp_path, in_process, c
                          "FAILED: 1 rank(s) without a complete manifest: 3 (not run)"]
 
 
-def test_stream_ends_with_the_report(standin, tmp_path):
-    out = run_ranks(tmp_path, ranks=range(5))
+def test_stream_ends_with_the_report(standin, ranks_made, tmp_path):
+    out = ranks_made(tmp_path, range(5))
     upload_folder(standin, out, OUTPUT_PREFIX, only="_manifest")
     result = run_submit("--nodes", "5", *WORKSPACE_FLAGS, "--stream", env=cli_env(standin),
                         cwd=tmp_path, timeout=120, loopback_only=True)
@@ -379,10 +398,11 @@ def test_stream_ends_with_the_report(standin, tmp_path):
 # --- download and resubmit ----------------------------------------------------------------------
 
 def test_download_fetches_the_output_and_a_second_run_keeps_what_is_there(standin, tmp_path,
-                                                                          in_process, capsys):
+                                                                          in_process, capsys,
+                                                                          ranks_made):
     name = submit(standin, tmp_path)
     standin.set_status(name, "Completed")
-    out = run_ranks(tmp_path, ranks=range(5))
+    out = ranks_made(tmp_path, range(5))
     files = upload_folder(standin, out, OUTPUT_PREFIX)
     standin.upload("workspaceblobstore", "elsewhere/x.txt", b"not this job's")
     target = tmp_path / "fetched"

@@ -11,7 +11,7 @@ MISSING = ["subscription", "resource_group", "workspace", "compute", "input", "o
 
 
 def test_placeholders_are_refused_without_network(tmp_path):
-    result = run_submit("--nodes", "5", cwd=tmp_path, no_network=True)
+    result = run_submit("--nodes", "5", cwd=tmp_path, no_network=True, fresh=True)
     assert result.returncode == 2
     assert result.seconds < 15
     assert "Traceback" not in result.stderr

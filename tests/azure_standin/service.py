@@ -161,15 +161,16 @@ class AzureMLStandIn(LoopbackServer):
 
         ``AZUREML_DEV_URL_MFE`` is the SDK's endpoint override; the CA bundle
         makes its HTTPS trusted; ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` give
-        ``DefaultAzureCredential`` a managed identity here; the polling
-        minimum makes ``jobs.stream`` poll every second.
+        ``DefaultAzureCredential`` a managed identity here; a polling minimum of
+        0 makes ``jobs.stream`` poll again at once (its wait grows only after 10 s):
+        a job here moves on by polls, not by time.
         """
         return {
             "AZUREML_DEV_URL_MFE": self.url + "/",
             "REQUESTS_CA_BUNDLE": str(self.certificates.ca_bundle),
             "IDENTITY_ENDPOINT": self.url + "/msi/token",
             "IDENTITY_HEADER": self.identity_header,
-            "AZUREML_RUN_POLLING_INTERVAL_MIN": "1",
+            "AZUREML_RUN_POLLING_INTERVAL_MIN": "0",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }
