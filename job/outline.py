@@ -50,7 +50,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 from . import sharding
 from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, check_root,
@@ -256,20 +256,29 @@ class _Walker:
         self.hasher = hashlib.sha256()
 
     def walk(self, path: str, prefix: str) -> None:
+        """Walk the tree under ``path`` depth first, with a stack of its own: a tree
+        deeper than Python's recursion limit is walked like any other."""
+        stack = [self._folder(path, prefix)]
+        while stack:
+            sub = next(stack[-1], None)
+            if sub is None:
+                stack.pop()
+            else:
+                stack.append(self._folder(*sub))
+
+    def _folder(self, path: str, prefix: str) -> Iterator[tuple[str, str]]:
+        """Read one folder (closed again at once), record it and its inputs in key
+        order, and yield each subfolder ``(path, prefix)`` where its inputs belong."""
         opened: list[InputFile] = []
         fd = open_folder(path, prefix, self.skip, opened)
         if fd is None:  # vanished, out_dir under another name, or cannot be opened (an input)
-            self._runs(path, prefix, _unopened(opened))
-            return
-        try:
-            members = _members(path, prefix, fd, self.skip, self.matches, self.examine_all,
-                               self.linked)
-        finally:
-            os.close(fd)
-        self._runs(path, prefix, members)
-
-    def _runs(self, path: str, prefix: str, members: _Members) -> None:
-        """Record the folder, then its inputs and its subfolders' in key order."""
+            members = _unopened(opened)
+        else:
+            try:
+                members = _members(path, prefix, fd, self.skip, self.matches,
+                                   self.examine_all, self.linked)
+            finally:
+                os.close(fd)
         result, keys = self.result, members.keys
         number = len(result.folders)
         result.folders.append(_Folder(path, prefix, len(keys), _names_digest(keys)))
@@ -279,7 +288,7 @@ class _Walker:
             before = bisect_left(keys, key)  # no input's key equals a folder's
             self._run(number, prefix, members, done, before)
             done = before
-            self.walk(sub, sub_prefix)
+            yield sub, sub_prefix
         self._run(number, prefix, members, done, len(keys))
 
     def _run(self, number: int, prefix: str, members: _Members, start: int, end: int) -> None:
