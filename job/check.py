@@ -569,19 +569,32 @@ def check_listings(report: Report, shards: dict[tuple[int, int], Shard], count: 
         shard = shards.get((index, count))
         if shard and shard.manifest and shard.manifest.listing:
             seen[index] = shard.manifest.listing
-    if seen:
-        digests = {PATHS_DIGEST: lambda: paths_digest(f.rel for f in listing),
-                   FULL_DIGEST: lambda: listing_digest(listing)}
-        kinds = {listed[2] for listed in seen.values()}  # what the ranks' digests cover
-        own = {kind: (len(listing), digests[kind](), kind) for kind in kinds}
-        groups = Counter(seen.values())
-        common = max(groups, key=lambda g: (groups[g], g == own.get(g[2]), g))
-        for index, mine in sorted(seen.items()):
+    digests = {PATHS_DIGEST: lambda: paths_digest(f.rel for f in listing),
+               FULL_DIGEST: lambda: listing_digest(listing)}
+    own = {kind: (len(listing), digests[kind](), kind) for kind in {l[2] for l in seen.values()}}
+    commons = []  # the listing most ranks recorded, for each kind of digest recorded
+    for kind in sorted(own):
+        ranks = {index: mine for index, mine in seen.items() if mine[2] == kind}
+        groups = Counter(ranks.values())
+        common = max(groups, key=lambda g: (groups[g], g == own[kind], g))
+        commons.append(common)
+        for index, mine in sorted(ranks.items()):
             if mine != common:
                 report.problems.append(
                     f"rank {index} of {count} listed {mine[0]} files (digest {mine[1][:12]}), "
                     f"the others {common[0]} (digest {common[1][:12]}): ranks saw different inputs")
-        if common != own.get(common[2]):
+    # Digests of different kinds (ranks of code before and after "digest_of", a rank that
+    # listed again) are compared through check's own listing, which gives both.
+    agreeing = [common for common in commons if common == own[common[2]]]
+    for common in commons:
+        if common == own[common[2]]:
+            continue
+        if agreeing:
+            report.problems.append(
+                f"ranks of the {count}-shard layout listed {common[0]} files (digest "
+                f"{common[1][:12]}, of {common[2]}), the others what check lists now "
+                f"({len(listing)} files): ranks saw different inputs")
+        else:
             report.problems.append(
                 f"the ranks of the {count}-shard layout listed {common[0]} files (digest "
                 f"{common[1][:12]}), check lists {len(listing)} now (digest "

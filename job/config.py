@@ -261,12 +261,12 @@ def parse_scalar(key: str, text: str) -> Any:
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
         return text
-    if _PLAIN_DECIMAL.fullmatch(text):
+    if len(text) <= 18 and _PLAIN_DECIMAL.fullmatch(text):
         return int(text)  # what YAML reads, without importing it (20 ms of every start)
     import yaml  # here: imported when first needed (20 ms), as load_yaml does
     try:
         return yaml.safe_load(text) if text != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of over 4,300 digits
         return text
 
 

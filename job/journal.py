@@ -134,7 +134,8 @@ class Wanted:
     fields in order, compact): up to the next ``"`` is its input's UTF-8,
     exactly, when that holds no ``\\`` (an escape: a quote, a control character
     or a name that is not UTF-8). A journal whose every line begins so, where
-    ``"input"`` appears nowhere else (a second key would win in ``json.loads``),
+    ``"input"`` appears nowhere else and no ``\\u`` escape does (a second key, even
+    spelled with escapes, would win in ``json.loads``),
     and none of whose inputs is wanted, is skipped whole (:meth:`none_in`, at
     the speed of a regular expression); any other is read line by line, and a
     line is parsed unless it begins so with an input not wanted
@@ -166,7 +167,7 @@ class Wanted:
         found = self.PLAIN.findall(data)
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
         return (len(found) == lines and data.count(b'"input"') == lines
-                and self.plain.isdisjoint(found))
+                and b"\\u" not in data and self.plain.isdisjoint(found))
 
     def surely_not(self, line: bytes) -> bool:
         """Whether the journal line surely is not the record of a wanted input."""
@@ -177,7 +178,7 @@ class Wanted:
             return False
         raw = line[10:end]
         return (raw not in self.plain and b"\\" not in raw
-                and line.find(b'"input"', end) < 0)
+                and line.find(b'"input"', end) < 0 and b"\\u" not in line)
 
 
 def journal_names(out_dir: str) -> list[str]:

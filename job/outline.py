@@ -54,7 +54,8 @@ from typing import Iterator, NamedTuple, Sequence
 
 from . import sharding
 from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, check_root,
-                      compile_pattern, examine, failed_input, identity, open_folder)
+                      compile_pattern, examine, failed_input, identity, open_folder,
+                      paths_digest)
 from .listing import digest as full_digest
 
 PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
@@ -76,9 +77,12 @@ class Summary(NamedTuple):
     unlisted: int
 
     @classmethod
-    def of(cls, listing: Sequence[InputFile]) -> "Summary":
-        """The summary of a whole listing (:func:`job.listing.list_inputs`'s)."""
-        return cls(len(listing), full_digest(listing), FULL,
+    def of(cls, listing: Sequence[InputFile], digest_of: str = FULL) -> "Summary":
+        """The summary of a whole listing (:func:`job.listing.list_inputs`'s), its digest
+        of ``digest_of``: what :func:`outline` of the same strategy records."""
+        digest = paths_digest(f.rel for f in listing) if digest_of == PATHS else full_digest(
+            listing)
+        return cls(len(listing), digest, digest_of,
                    sum(1 for item in listing if item.error is not None))
 
 

@@ -131,7 +131,8 @@ def list_shard(config: JobConfig, rank: ranks.Rank, linked: list[str],
     listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked,
                           input_folders)
     files = sharding.plan(listing, [f.size for f in listing], index, count, strategy)
-    return outline.Summary.of(listing), files
+    digest_of = outline.FULL if strategy == "size" else outline.PATHS  # as its peers record
+    return outline.Summary.of(listing, digest_of), files
 
 
 def _refuse_aliases(input_dir: str, out_dir: str) -> None:

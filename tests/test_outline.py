@@ -200,7 +200,7 @@ def test_the_run_lists_again_when_the_folder_changed(tmp_path, monkeypatch, capl
     monkeypatch.setattr(streamed, "outline", outline_then_change)
     summary, files = run.list_shard(job_config, rank, [], set())
     assert [f.rel for f in files] == [f"a/{i:03d}" for i in range(11, 20)]
-    assert summary == streamed.Summary.of(list_inputs(root, tmp_path / "o"))
+    assert summary == streamed.Summary.of(list_inputs(root, tmp_path / "o"), streamed.PATHS)
     assert "changed while it was listed" in caplog.text
 
 
