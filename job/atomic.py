@@ -107,6 +107,25 @@ def _temp_name(final: str) -> str:
     return f"{final[:cut]}.{_short_name(final[cut:])}{MARK}{_tag}-{_pid}-{next(_counter)}"
 
 
+def make_folders(path: str) -> None:
+    """``os.makedirs(path, exist_ok=True)`` in a loop, not by recursion: an input tree
+    of any depth gets its output folders. :class:`FileExistsError` if ``path`` or a
+    folder above it is something else than a folder."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent in ("", path):
+            break
+        path = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -155,7 +174,7 @@ class AtomicWriter:
         try:
             self._open(folder, buffering)
         except FileNotFoundError:  # the folder is new, or was removed since the last output
-            os.makedirs(folder or ".", exist_ok=True)
+            make_folders(folder or ".")
             self._open(folder, buffering)
 
     def _open(self, folder: str, buffering: int) -> None:
@@ -208,7 +227,7 @@ def write_bytes(final: str, data) -> None:
     try:
         fd, temp = _create(final)
     except FileNotFoundError:  # the folder is new, or was removed since the last output
-        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+        make_folders(os.path.dirname(final) or ".")
         fd, temp = _create(final)
     try:
         view = memoryview(data)

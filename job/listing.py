@@ -190,34 +190,38 @@ def failed_input(rel: str, what: str, error: OSError) -> InputFile:
 
 def _scan(folder: str, prefix: str, skip: Skip | None, matches, found: list[InputFile],
           linked: list[str] | None) -> None:
-    """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``."""
-    fd = open_folder(folder, prefix, skip, found)
-    if fd is None:
-        return
-    try:
-        with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd: cheaper
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                rel = prefix + name
-                try:
-                    is_folder = entry.is_dir(follow_symlinks=False)
-                except OSError as error:
-                    found.append(failed_input(rel, "cannot examine", error))
-                    continue
-                if is_folder:
-                    path = os.path.join(folder, name)
-                    if (prefix or name != RESERVED) and (
-                            skip is None or os.path.realpath(path) != skip.path):
-                        _scan(path, rel + "/", skip, matches, found, linked)
-                elif matches is None or matches(rel):
-                    _add_file(entry, rel, found, linked)
-    except OSError as error:  # reading the folder failed part way
-        if error.errno != errno.ENOENT:
-            found.append(failed_input(prefix, "cannot list the folder", error))
-    finally:
-        os.close(fd)
+    """Add the inputs under ``folder`` (whose relative path is ``prefix``) to ``found``,
+    in no particular order; with a stack of its own, so any depth is listed."""
+    stack = [(folder, prefix)]
+    while stack:
+        folder, prefix = stack.pop()
+        fd = open_folder(folder, prefix, skip, found)
+        if fd is None:
+            continue
+        try:
+            with os.scandir(fd) as entries:  # stat() of an entry is then relative to fd
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    rel = prefix + name
+                    try:
+                        is_folder = entry.is_dir(follow_symlinks=False)
+                    except OSError as error:
+                        found.append(failed_input(rel, "cannot examine", error))
+                        continue
+                    if is_folder:
+                        path = os.path.join(folder, name)
+                        if (prefix or name != RESERVED) and (
+                                skip is None or os.path.realpath(path) != skip.path):
+                            stack.append((path, rel + "/"))
+                    elif matches is None or matches(rel):
+                        _add_file(entry, rel, found, linked)
+        except OSError as error:  # reading the folder failed part way
+            if error.errno != errno.ENOENT:
+                found.append(failed_input(prefix, "cannot list the folder", error))
+        finally:
+            os.close(fd)
 
 
 def open_folder(folder: str, prefix: str, skip: Skip | None,
