@@ -50,13 +50,25 @@ class Hangs(TokenSplitter):
 
 
 class Slow(TokenSplitter):
-    """Takes half a second per file (``$SLOW_SECONDS`` when set), writing its output slowly."""
+    """Takes half a second per file (``$SLOW_SECONDS`` when set), writing its output slowly.
+
+    With ``$SLOW_HOLD_AFTER=N`` and ``$SLOW_RELEASE=PATH`` too, each file after the first N
+    this worker processes is held besides, its output partly written, until PATH exists:
+    a run that is mid-file, having done N files, for as long as a test needs.
+    """
+
+    done = 0
 
     def process(self, path):
         from job.atomic import atomic_output
         with atomic_output(self.output_path(path)) as sink:
             sink.write(b"partial")
             time.sleep(float(os.environ.get("SLOW_SECONDS", "0.5")))
+            hold_after, release = os.environ.get("SLOW_HOLD_AFTER"), os.environ.get("SLOW_RELEASE")
+            if hold_after is not None and self.done >= int(hold_after):
+                while not os.path.exists(release):
+                    time.sleep(0.01)
+        self.done += 1
         return super().process(path)
 
 

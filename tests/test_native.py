@@ -25,6 +25,34 @@ def cached(path):
     return sorted([path.name, native.checksum_path(path).name])
 
 
+@pytest.fixture(scope="session")
+def prebuilt(tmp_path_factory):
+    """The library as ``native.build()`` builds and names it here (``CC`` unset), compiled
+    once for the session, with its checksum: the tests that need a cached library to spoil
+    or to load copy it (:func:`cache_prebuilt`) rather than compile it each."""
+    require(shutil.which("cc") is not None, "a C compiler (cc)")
+    cache = tmp_path_factory.mktemp("prebuilt-kernel")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AMLSHARD_CACHE", str(cache))
+        patch.delenv("AMLSHARD_NATIVE", raising=False)
+        patch.delenv("CC", raising=False)
+        path = native.build()
+    assert sorted(os.listdir(cache)) == cached(path)
+    return path
+
+
+def cache_prebuilt(prebuilt: Path, cache: Path) -> Path:
+    """``cache`` as a build by ``native.build()`` leaves it: the session's library and its
+    checksum, under the names it gives them (the cache's path is not part of the name).
+    Returns the library's path."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / prebuilt.name
+    shutil.copyfile(prebuilt, path)
+    shutil.copymode(prebuilt, path)
+    shutil.copyfile(native.checksum_path(prebuilt), native.checksum_path(path))
+    return path
+
+
 @pytest.fixture
 def fresh(tmp_path, monkeypatch):
     """An empty kernel cache, and ``native.kernel`` not yet decided in this process."""
@@ -34,6 +62,17 @@ def fresh(tmp_path, monkeypatch):
     native.kernel.cache_clear()
     yield tmp_path / "cache"
     native.kernel.cache_clear()
+
+
+@pytest.fixture
+def cached_library(prebuilt, fresh) -> Path:
+    """``fresh`` holding the library ``native.build()`` compiled (the session's, copied); its
+    path, which ``native.build()`` gives and finds whole, compiling nothing."""
+    path = cache_prebuilt(prebuilt, fresh)
+    copied = path.stat()
+    assert native.build() == path
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (copied.st_ino, copied.st_mtime_ns)
+    return path
 
 
 def test_builds_once_into_the_cache(fresh):
@@ -126,9 +165,8 @@ def _kernel_in_a_fresh_process(cache, count=1):
 
 @pytest.mark.parametrize("content", [b"", b"\x7fELF\x02\x01garbage", b"not a library at all\n"])
 @pytest.mark.parametrize("ranks", [1, 4])
-def test_a_corrupt_cached_kernel_is_built_again(fresh, content, ranks):
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
-    path = native.build()
+def test_a_corrupt_cached_kernel_is_built_again(fresh, cached_library, content, ranks):
+    path = cached_library
     path.write_bytes(content)
     assert _kernel_in_a_fresh_process(fresh, ranks) == ["compiled True"] * ranks
     assert sorted(os.listdir(fresh)) == cached(path)  # rebuilt in place, no temporary left
@@ -136,23 +174,25 @@ def test_a_corrupt_cached_kernel_is_built_again(fresh, content, ranks):
     assert _kernel_in_a_fresh_process(fresh) == ["compiled True"]
 
 
-def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, tmp_path):
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
-    path = native.build()
+def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, cached_library, tmp_path):
+    path = cached_library
     wrong = tmp_path / "wrong.c"  # a library that loads, but takes \v for a token byte
     wrong.write_text(native.SOURCE.read_text().replace("['\\v'] = 1, ", ""))
     assert wrong.read_text() != native.SOURCE.read_text()
     subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(wrong)], check=True)
+    native.checksum_path(path).write_text(native._sha256(path) + "\n")  # not caught by it
+    native._check(path)
+    with pytest.raises(native.Unavailable, match="fails its self-test"):
+        native._load(path)  # (closed again)
     built = path.read_bytes()
     assert _kernel_in_a_fresh_process(fresh, 2) == ["compiled True"] * 2
     assert path.read_bytes() != built and sorted(os.listdir(fresh)) == cached(path)
 
 
-def test_a_cached_kernel_without_the_path_functions_is_built_again(fresh, tmp_path):
+def test_a_cached_kernel_without_the_path_functions_is_built_again(fresh, cached_library, tmp_path):
     """A library that has amlshard_squeeze but not amlshard_select & co (an older
     squeeze.c's, say), even with a matching checksum, is compiled again."""
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
-    path = native.build()
+    path = cached_library
     older = tmp_path / "older.c"
     source = native.SOURCE.read_text()
     older.write_text(source[:source.index("struct path {")] + """
@@ -180,9 +220,9 @@ def test_the_self_test_expects_what_the_token_splitter_defines():
     assert set(b" \t\n\v\f\r") <= set(native.SELF_TEST_INPUT)
 
 
-def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh, caplog):
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
-    path = native.build()
+def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh, cached_library,
+                                                                        caplog):
+    path = cached_library
     path.unlink()
     path.mkdir()  # neither loaded nor replaced by a rename
     with caplog.at_level(logging.WARNING, logger="job"):
@@ -193,15 +233,13 @@ def test_a_cached_kernel_that_cannot_be_replaced_leaves_the_python_kernel(fresh,
 
 
 @pytest.mark.parametrize("size", [1000, 4000, 8000, 12000])
-def test_a_truncated_cached_kernel_is_built_again(tmp_path, corpus, size):
+def test_a_truncated_cached_kernel_is_built_again(tmp_path, corpus, prebuilt, size):
     """Loading a library cut short can die of SIGBUS (exit 135, no message) on every later
     run: the checksum beside it is checked first, and a mismatch rebuilds it."""
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
     cache = tmp_path / "cache"
     environ = clean_environ(AMLSHARD_CACHE=str(cache))
-    built = subprocess.run([sys.executable, "-c", BUILD], cwd=ROOT, env=environ,
-                           capture_output=True, text=True, timeout=120, check=True)
-    path = Path(built.stdout.strip())
+    environ.pop("CC", None)  # the compiler the library was built with, so its name
+    path = cache_prebuilt(prebuilt, cache)  # under another name, the last asserts fail
     whole = path.read_bytes()
     assert len(whole) > size
     with open(path, "r+b") as library:
@@ -248,15 +286,9 @@ def expected_paths() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def library_build(tmp_path_factory):
-    """The library as the job builds it, in a cache of this module's own."""
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
-    cache = tmp_path_factory.mktemp("kernel-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AMLSHARD_CACHE", str(cache))
-        patch.delenv("AMLSHARD_NATIVE", raising=False)
-        patch.delenv("CC", raising=False)
-        return native._load(native.build())
+def library_build(prebuilt):
+    """The library as the job builds it (the session's), loaded."""
+    return native._load(prebuilt)
 
 
 def portable_build(folder: Path, *defines: str):
@@ -435,11 +467,13 @@ def test_byte_ranges_cut_anywhere_join_to_the_file_output(squeeze, tmp_path, cor
 
 
 @pytest.mark.parametrize("path", ["avx2", "sse2", "scalar"])
-def test_amlshard_native_forces_a_path_in_the_job(tmp_path, corpus, path):
+def test_amlshard_native_forces_a_path_in_the_job(tmp_path, corpus, prebuilt, path):
     """``AMLSHARD_NATIVE=PATH``: the job uses that path (byte-exact); one this CPU lacks
     is one warning, and the fastest path."""
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
     environ = clean_environ(AMLSHARD_CACHE=str(tmp_path / "cache"), AMLSHARD_NATIVE=path)
+    environ.pop("CC", None)
+    library = cache_prebuilt(prebuilt, tmp_path / "cache")
+    copied = library.stat().st_ino
     chosen = subprocess.run(
         [sys.executable, "-c", "from job import native; print(native.selected(native.kernel()))"],
         cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
@@ -452,11 +486,14 @@ def test_amlshard_native_forces_a_path_in_the_job(tmp_path, corpus, path):
                      "--process_count", "2", env=environ)
     assert result.returncode == 0, result.stderr
     assert_outputs_exact(corpus, tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "cache")) == cached(library)
+    assert library.stat().st_ino == copied  # loaded from the cache, not compiled again
 
 
-def test_an_unknown_amlshard_native_warns_once_and_uses_the_fastest(tmp_path, corpus):
-    require(shutil.which("cc") is not None, "a C compiler (cc)")
+def test_an_unknown_amlshard_native_warns_once_and_uses_the_fastest(tmp_path, corpus, prebuilt):
     environ = clean_environ(AMLSHARD_CACHE=str(tmp_path / "cache"), AMLSHARD_NATIVE="avx9000")
+    environ.pop("CC", None)
+    cache_prebuilt(prebuilt, tmp_path / "cache")  # loaded, not compiled again
     result = run_job("--input_dir", str(corpus), "--out_dir", str(tmp_path / "out"),
                      "--process_count", "2", env=environ)
     assert result.returncode == 0, result.stderr

@@ -17,11 +17,15 @@ from conftest import (ROOT, assert_outputs_exact, clean_environ, journal_records
 LOCK = "shard-00000-of-00001.lock"
 
 
-def start_slow(inputs, out):
+def start_slow(inputs, out, hold_after, release):
+    """A run of ``fault_processors:Slow`` that does ``hold_after`` files, then holds on in the
+    next one (its lock held, its output partly written) until ``release`` exists."""
     return subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(inputs),
                              "--out_dir", str(out), "--processor", "fault_processors:Slow",
                              "--process_count", "1"],
-                            env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                            env=clean_environ(SLOW_SECONDS="0", SLOW_HOLD_AFTER=str(hold_after),
+                                              SLOW_RELEASE=str(release)),
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_records(out, count, timeout=30):
@@ -51,18 +55,20 @@ def journal_statuses(out):
 
 @pytest.mark.slow
 def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
-    out = tmp_path / "out"
-    first = start_slow(inputs, out)
+    out, release = tmp_path / "out", tmp_path / "release"
+    first = start_slow(inputs, out, 1, release)
     try:
         wait_for_records(out, 1)
         started = time.monotonic()
         second = run_job("--input_dir", str(inputs), "--out_dir", str(out),
                          "--processor", "fault_processors:Slow")
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 10  # (the first run holds on until released)
         assert second.returncode == 2, second.stderr
         lines = second.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr
         assert f"pid {first.pid} on host {socket.gethostname()} since " in lines[0]
+        assert first.poll() is None and len(journal_statuses(out)) == 1  # still mid-run
+        release.touch()
         _, stderr = first.communicate(timeout=60)
         assert first.returncode == 0, stderr
     finally:
@@ -76,7 +82,7 @@ def test_a_second_run_of_the_same_rank_is_refused_at_once(inputs, tmp_path):
 @pytest.mark.slow
 def test_the_lock_of_a_killed_run_is_taken_over(inputs, tmp_path):
     out = tmp_path / "out"
-    first = start_slow(inputs, out)
+    first = start_slow(inputs, out, 2, tmp_path / "never")
     try:
         wait_for_records(out, 2)
         first.send_signal(signal.SIGKILL)
@@ -87,7 +93,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(inputs, tmp_path):
     assert (out / "_manifest" / LOCK).exists()
     wait_until_unlocked(out / "_manifest" / LOCK, 5)  # its workers exit within 5 s of its death
     rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out),
-                    "--processor", "fault_processors:Slow")
+                    "--processor", "fault_processors:Slow", env=clean_environ(SLOW_SECONDS="0"))
     assert rerun.returncode == 0, rerun.stderr
     assert f"took over the lock of a run that is gone: pid {first.pid}" in rerun.stderr
     manifest = read_manifest(out)
@@ -134,8 +140,8 @@ def test_ranks_of_one_layout_do_not_block_each_other(inputs, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_of_another_layout_is_refused_while_one_runs(inputs, tmp_path):
-    out = tmp_path / "out"
-    first = start_slow(inputs, out)
+    out, release = tmp_path / "out", tmp_path / "release"
+    first = start_slow(inputs, out, 1, release)
     try:
         wait_for_records(out, 1)
         other = run_job("--input_dir", str(inputs), "--out_dir", str(out),
@@ -146,6 +152,8 @@ def test_a_run_of_another_layout_is_refused_while_one_runs(inputs, tmp_path):
         assert len(lines) == 1 and "a run of another rank layout" in lines[0], other.stderr
         assert f"pid {first.pid}" in lines[0]
         assert not (out / "_manifest" / "shard-00001-of-00002.lock").exists()
+        assert first.poll() is None and len(journal_statuses(out)) == 1  # still mid-run
+        release.touch()
         _, stderr = first.communicate(timeout=60)
         assert first.returncode == 0, stderr
     finally:

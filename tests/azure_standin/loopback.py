@@ -14,6 +14,10 @@ class LoopbackServer:
     """
 
     SCHEME = "http"
+    #: How often the serving thread looks whether :meth:`stop` was called: a stop waits
+    #: for that look (the ``serve_forever`` default, 0.5 s, made every test's teardown
+    #: half a second longer). Requests are answered as they come, whatever its value.
+    POLL_SECONDS = 0.02
 
     def __init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
@@ -24,7 +28,8 @@ class LoopbackServer:
     def _serve(self, server: ThreadingHTTPServer, name: str) -> None:
         server.daemon_threads = True
         self._server = server
-        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(self.POLL_SECONDS,), name=name,
+                         daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None:
