@@ -16,6 +16,20 @@ from conftest import ROOT, clean_environ
 from job import journal
 
 
+#: Python's recursion limit in the deep-tree runs: a tree DEPTH folders deep (more than the
+#: limit) proves the job and check take no stack frame per folder level, without the
+#: seconds that a thousand-deep tree costs every path look-up.
+RECURSION_LIMIT, DEPTH = 250, 300
+
+
+def _limited(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` (and the workers it forks) under :data:`RECURSION_LIMIT`."""
+    code = (f"import runpy, sys; sys.setrecursionlimit({RECURSION_LIMIT}); "
+            f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)")
+    return subprocess.run([sys.executable, "-c", code, *args], env=clean_environ(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
 def _run_job(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "job", *args], env=clean_environ(), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
@@ -34,82 +48,51 @@ def _nested(root, depth: int) -> str:
     return path
 
 
-def test_a_tree_500_folders_deep_is_listed_as_list_inputs_lists_it(tmp_path):
-    """job.outline walks recursively with two frames per folder (walk -> _runs -> walk), so it
-    hits Python's recursion limit at about 490 levels where list_inputs (one frame per folder,
-    what the job used before issue 14) reaches about 990. A 500-deep tree (a path of ~1 KB,
-    far below PATH_MAX) worked before and now kills every rank with a RecursionError
-    traceback (exit 1) before any file is processed. (Fixed on main by 036ea75.)"""
+def test_a_tree_deeper_than_the_recursion_limit_is_done_and_checked(tmp_path):
+    """The streamed walk once took two stack frames per folder level (walk -> _runs ->
+    walk): every rank died of RecursionError, before any file, at about 490 levels, where
+    the listing before it reached about 990 (one frame a level). The full listing, the
+    creation of the output's folders (os.makedirs) and so job.check recursed too. Each
+    now loops: a tree deeper than the recursion limit is done and checked."""
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
-    _nested(source, 500)
-    run = _run_job("--input_dir", str(source), "--out_dir", str(out), "--process_count", "1")
-    assert "RecursionError" not in run.stderr, run.stderr[-600:]
-    assert run.returncode == 0, run.stderr[-600:]
+    _nested(source, DEPTH)
+    run = _limited("job", "--input_dir", str(source), "--out_dir", str(out),
+                   "--process_count", "1")
+    assert "RecursionError" not in run.stderr and run.returncode == 0, run.stderr[-600:]
     manifest = json.loads((out / "_manifest" / "shard-00000-of-00001.json").read_text())
     assert manifest["totals"]["ok"] == 2
+    check = _limited("job.check", "--input_dir", str(source), "--out_dir", str(out))
+    assert check.returncode == 0, (check.stdout + check.stderr)[-600:]
 
 
-def _rank(source, out, index: int, count: int, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(source), "--out_dir",
-                             str(out), "--distribArgs.node_rank", str(index),
-                             "--distribArgs.node_count", str(count), "--process_count", "1",
-                             *extra],
-                            env=clean_environ(), cwd=ROOT, stderr=subprocess.PIPE, text=True)
-
-
-def _when_open(process: subprocess.Popen, folder: str) -> bool:
-    """Wait until ``process`` holds a descriptor of ``folder`` (its walk is reading it)."""
-    while process.poll() is None:
-        try:
-            for fd in os.listdir(f"/proc/{process.pid}/fd"):
-                try:
-                    if os.readlink(f"/proc/{process.pid}/fd/{fd}") == folder:
-                        return True
-                except OSError:
-                    pass
-        except OSError:
-            pass
-    return False
-
-
-def test_a_rank_that_listed_again_and_its_peers_agree_and_check_passes(tmp_path):
-    """A file lands in input_dir while rank 0 of 2 walks it (an upstream stage still writing):
-    rank 0's re-read finds its folder changed and lists again, whole (job.run.list_shard's
-    fallback); rank 1 starts afterwards and walks the same new listing. Each of the 11 files
-    is done exactly once, by the ranks' one common listing. But the fallback records
-    Summary.of(listing): a digest of "paths, sizes, errors", while rank 1 (contiguous)
-    records a digest of "paths". job.check compares the two tuples, kinds and all, and fails
-    the run: "rank 0 of 2 listed 11 files (digest ...), the others 11 (digest ...): ranks saw
-    different inputs". A false alarm on a run that is right."""
-    source, out = tmp_path / "in", tmp_path / "out"
+def test_a_rank_that_listed_again_records_what_its_peers_record(tmp_path, monkeypatch, caplog):
+    """A file lands in input_dir while rank 0 of 2 walks it (an upstream stage still
+    writing): rank 0's re-read finds its folder changed and lists again, whole
+    (job.run.list_shard's fallback); rank 1 walks the new listing afterwards. The fallback
+    once recorded a digest of "paths, sizes, errors" where its contiguous peers record one
+    of "paths", and job.check failed the right run: "ranks saw different inputs"."""
+    from job import config as config_module, outline, ranks, run
+    source = tmp_path / "in"
     (source / "a").mkdir(parents=True)
-    (source / "b").mkdir()
     for k in range(10):
         (source / "a" / str(k)).write_bytes(b"token %d\n" % k)
-    for k in range(150_000):  # not inputs (the pattern): only a long walk of b, after a
-        os.close(os.open(source / "b" / str(k), os.O_CREAT | os.O_WRONLY, 0o644))
-    first = _rank(source, out, 0, 2, "--pattern", "a/*")
-    try:
-        seen = _when_open(first, os.path.realpath(source / "b"))
+    job_config = config_module.load(input_dir=str(source), out_dir=str(tmp_path / "out"))
+    walk = outline.outline
+
+    def walk_then_a_file_lands(*args, **kwargs):
+        walked = walk(*args, **kwargs)
         (source / "a" / "new").write_bytes(b"new token\n")
-        _, log0 = first.communicate(timeout=120)
-    finally:
-        first.kill()
-        first.wait()
-    assert seen and "listing it again, whole" in log0, log0  # the race was won: rank 0 fell back
-    second = _rank(source, out, 1, 2, "--pattern", "a/*")
-    _, log1 = second.communicate(timeout=120)
-    assert first.returncode == second.returncode == 0, log0 + log1
-    done = []
-    for index in range(2):
-        manifest = json.loads((out / "_manifest" / f"shard-0000{index}-of-00002.json").read_text())
-        done += [record["input"] for record in manifest["files"] if record["status"] == "ok"]
-    assert sorted(done) == sorted(f"a/{name}" for name in [*map(str, range(10)), "new"])
-    check = subprocess.run([sys.executable, "-m", "job.check", "--input_dir", str(source),
-                            "--out_dir", str(out), "--pattern", "a/*"], env=clean_environ(),
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0, check.stdout
+        return walked
+
+    monkeypatch.setattr(outline, "outline", walk_then_a_file_lands)
+    first, files0 = run.list_shard(job_config, ranks.Rank(node_rank=0, node_count=2), [], set())
+    assert "listing it again, whole" in caplog.text
+    monkeypatch.setattr(outline, "outline", walk)
+    second, files1 = run.list_shard(job_config, ranks.Rank(node_rank=1, node_count=2), [], set())
+    assert first == second and first.digest_of == outline.PATHS
+    assert [f.rel for f in files0 + files1] == sorted(
+        f"a/{name}" for name in [*map(str, range(10)), "new"])
 
 
 def test_a_newer_record_whose_input_key_is_escaped_is_not_skipped_unparsed(tmp_path):
@@ -176,24 +159,3 @@ def test_an_integer_of_more_than_4300_digits_is_a_usage_error_not_a_traceback(tm
                    "--process_count", "9" * 4301)
     assert "Traceback" not in run.stderr, run.stderr[-300:]
     assert run.returncode == 2
-
-
-def test_a_tree_1100_folders_deep_is_done_and_checked(tmp_path):
-    """After 036ea75 the streamed listing walks any depth, but three recursive helpers
-    remain, each about 990 levels deep at most (a path of ~2.2 KB here, below PATH_MAX):
-    the worker's os.makedirs of the output's folders (write_bytes, AtomicWriter: the file
-    fails with "RecursionError ... posixpath:104", after its retries: loud, exit 1),
-    job.listing.list_inputs (job.check: a RecursionError traceback, exit 1; and the job's
-    own fallback when a folder changed while it was listed)."""
-    source, out = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    try:
-        _nested(source, 1100)
-        run = _run_job("--input_dir", str(source), "--out_dir", str(out), "--process_count", "1")
-        assert "RecursionError" not in run.stderr and run.returncode == 0, run.stderr[-400:]
-        check = subprocess.run([sys.executable, "-m", "job.check", "--input_dir", str(source),
-                                "--out_dir", str(out)], env=clean_environ(), cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)
-        assert check.returncode == 0, (check.stdout + check.stderr)[-400:]
-    finally:  # pytest's own clean-up (shutil.rmtree) recurses, once per folder
-        subprocess.run(["rm", "-rf", "--", str(source), str(out)], check=True)
