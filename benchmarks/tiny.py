@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import inputs, references
+from . import inputs
 from .inputs import MB, Corpus, InputSet
-from .measure import digests, timed
-from .rows import Bench, Row, _paired, _verify, say
+from .rows import Bench, Row, against_seed
 
 TINY_SIZES = (100, 200)
 GOAL = 0.90
@@ -33,21 +32,9 @@ def tiny_row(bench: Bench, tiny: InputSet, where: str = "") -> Row:
     """The job (journal, atomic outputs) vs the seed on ``tiny``; ``where`` names the file
     system when it is not the cache's (``tmpfs``)."""
     on = f" on {where}" if where else ""
-    row = Row(f"10{' (' + where + ')' if where else ''}",
-              f"10. {tiny.files:,} tiny files ({tiny.bytes / MB:.1f} MB, "
-              f"{TINY_SIZES[0]}-{TINY_SIZES[1]} B){on}, {PROCESSES} processes", "", "",
-              goal=f"≤ {GOAL:.2f}×")
-    seed_times, job_times = [], []
-    for rep in range(bench.reps):
-        expected_dir, actual_dir = bench.fresh("seed"), bench.fresh("job")
-        seed_times.append(timed(references.seed_command(tiny.path, expected_dir, PROCESSES)))
-        job_times.append(timed(references.job_command(tiny.path, actual_dir, PROCESSES)))
-        _verify(row, digests(expected_dir), digests(actual_dir), f"rep {rep + 1}")
-        say(f"  rep {rep + 1}/{bench.reps}: seed {seed_times[-1].seconds:.2f} s, "
-            f"job {job_times[-1].seconds:.2f} s")
-    _paired(row, "seed `Pool.starmap`", seed_times, job_times, GOAL, (tiny.files, "files"))
-    bench.clean()
-    return row
+    return against_seed(bench, tiny, PROCESSES, GOAL, f"10{' (' + where + ')' if where else ''}",
+                        f"10. {tiny.files:,} tiny files ({tiny.bytes / MB:.1f} MB, "
+                        f"{TINY_SIZES[0]}-{TINY_SIZES[1]} B){on}, {PROCESSES} processes")
 
 
 def run_rows(count: int, reps: int, cache: Path, tmpfs: Path | None, corpus: Corpus,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import shutil
@@ -315,3 +316,18 @@ def corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("corpus") / "wikipedia.part1"
     write_corpus(str(folder))
     return folder
+
+
+def refuse_o_tmpfile(monkeypatch):
+    """Make every O_TMPFILE open fail, as blobfuse and NFS answer it."""
+    from job import atomic
+
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "_no_tmpfile", set())
+    monkeypatch.setattr(atomic.os, "open", refusing_open)

@@ -1,6 +1,5 @@
 """Outputs appear whole or not at all, with an unnamed file or with a temporary name."""
 
-import errno
 import itertools
 import os
 import shutil
@@ -8,6 +7,7 @@ import signal
 
 import pytest
 
+from conftest import refuse_o_tmpfile
 from job import atomic
 
 
@@ -21,26 +21,13 @@ def way(request, monkeypatch):
     return request.param
 
 
-def _refuse_o_tmpfile(monkeypatch):
-    """Make every O_TMPFILE open fail as blobfuse and NFS answer it."""
-    real_open = os.open
-
-    def refusing_open(path, flags, *args, **kwargs):
-        if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
-            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(atomic, "_no_tmpfile", set())
-    monkeypatch.setattr(atomic.os, "open", refusing_open)
-
-
 @pytest.fixture(params=["unnamed", "named", "refused"])
 def any_way(request, monkeypatch):
     """Every way of writing: O_TMPFILE, no O_TMPFILE, and a file system that refuses it."""
     if request.param == "named":
         monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
     elif request.param == "refused":
-        _refuse_o_tmpfile(monkeypatch)
+        refuse_o_tmpfile(monkeypatch)
     return request.param
 
 
@@ -90,7 +77,7 @@ def test_a_process_killed_mid_write_leaves_nothing_with_o_tmpfile(tmp_path):
 
 
 def test_a_file_system_that_refuses_o_tmpfile_gets_a_temporary_name(tmp_path, monkeypatch):
-    _refuse_o_tmpfile(monkeypatch)
+    refuse_o_tmpfile(monkeypatch)
     for name in ("a.txt", "b.txt"):
         with atomic.atomic_output(tmp_path / name) as sink:
             sink.write(name.encode())

@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from conftest import (assert_outputs_exact, journal_records, read_manifest, reference, run_job,
-                      temporary_files)
+from conftest import (assert_outputs_exact, journal_records, read_manifest, reference,
+                      refuse_o_tmpfile, run_job, temporary_files)
 from job import atomic, journal, native, tokens
 from job.tokens import TokenSplitter
 
@@ -98,15 +98,7 @@ def way(request, monkeypatch):
     if request.param == "named":
         monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
     elif request.param == "refused":
-        real_open = os.open
-
-        def refusing_open(path, flags, *args, **kwargs):
-            if flags & atomic._O_TMPFILE == atomic._O_TMPFILE:
-                raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-            return real_open(path, flags, *args, **kwargs)
-
-        monkeypatch.setattr(atomic, "_no_tmpfile", set())
-        monkeypatch.setattr(atomic.os, "open", refusing_open)
+        refuse_o_tmpfile(monkeypatch)
     return request.param
 
 
