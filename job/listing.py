@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import stat
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 RESERVED = "_manifest"
 #: What a listing's digest covers: :func:`paths_digest`, :func:`digest` (manifests say which).
@@ -129,16 +129,26 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     ``folder_ids`` when it is given: an output folder with one of them would
     put outputs among the inputs.
     """
+    root, skip, matches = walk_rules(input_dir, out_dir, pattern, folder_ids)
+    found: list[InputFile] = []
+    _scan(root, "", skip, matches, found, linked_folders)
+    found.sort()
+    return found
+
+
+def walk_rules(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None,
+               pattern: str | None, folder_ids: set[tuple[int, int]] | None
+               ) -> tuple[str, Skip | None, Callable[[str], object] | None]:
+    """What a walk of ``input_dir`` starts from: the checked root (:func:`check_root`),
+    what it skips (``out_dir`` by path and identity; ``folder_ids`` to fill), and the
+    pattern's matcher (None: every file). Arguments as :func:`list_inputs`'s."""
     root = check_root(input_dir)
     skip = None
     if out_dir is not None or folder_ids is not None:
         skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
                     None if out_dir is None else identity(out_dir), folder_ids)
     matches = compile_pattern(pattern).fullmatch if pattern is not None else None
-    found: list[InputFile] = []
-    _scan(root, "", skip, matches, found, linked_folders)
-    found.sort()
-    return found
+    return root, skip, matches
 
 
 def check_root(input_dir: str | os.PathLike) -> str:

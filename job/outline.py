@@ -53,9 +53,8 @@ from operator import itemgetter
 from typing import Iterator, NamedTuple, Sequence
 
 from . import sharding
-from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, check_root,
-                      compile_pattern, examine, failed_input, identity, open_folder,
-                      paths_digest)
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, examine,
+                      failed_input, open_folder, paths_digest, walk_rules)
 from .listing import digest as full_digest
 
 PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
@@ -124,12 +123,7 @@ def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     """Walk ``input_dir`` once and outline its listing (arguments as
     :func:`job.listing.list_inputs`'s); ``sizes`` examines every file and keeps
     its size (the ``size`` strategy). :class:`job.listing.InputDirError` as there."""
-    root = check_root(input_dir)
-    skip = None
-    if out_dir is not None or folder_ids is not None:
-        skip = Skip(None if out_dir is None else os.path.realpath(out_dir),
-                    None if out_dir is None else identity(out_dir), folder_ids)
-    matches = compile_pattern(pattern).fullmatch if pattern is not None else None
+    root, skip, matches = walk_rules(input_dir, out_dir, pattern, folder_ids)
     result = Outline(digest_of=FULL if sizes else PATHS, sizes=array("q") if sizes else None,
                      skip=None if skip is None else skip._replace(seen=None), matches=matches)
     walker = _Walker(result, skip, matches, sizes, linked_folders)
