@@ -331,3 +331,16 @@ def refuse_o_tmpfile(monkeypatch):
 
     monkeypatch.setattr(atomic, "_no_tmpfile", set())
     monkeypatch.setattr(atomic.os, "open", refusing_open)
+
+
+@pytest.fixture(params=["unnamed", "named", "refused"])
+def any_way(request, monkeypatch):
+    """Every way an output is written: O_TMPFILE, no O_TMPFILE, and a file system that
+    refuses it (blobfuse, NFS)."""
+    from job import atomic
+
+    if request.param == "named":
+        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
+    elif request.param == "refused":
+        refuse_o_tmpfile(monkeypatch)
+    return request.param

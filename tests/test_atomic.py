@@ -21,16 +21,6 @@ def way(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["unnamed", "named", "refused"])
-def any_way(request, monkeypatch):
-    """Every way of writing: O_TMPFILE, no O_TMPFILE, and a file system that refuses it."""
-    if request.param == "named":
-        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
-    elif request.param == "refused":
-        refuse_o_tmpfile(monkeypatch)
-    return request.param
-
-
 def names(folder):
     return sorted(os.listdir(folder))
 

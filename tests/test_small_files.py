@@ -14,7 +14,7 @@ import os
 import pytest
 
 from conftest import (assert_outputs_exact, journal_records, read_manifest, reference,
-                      refuse_o_tmpfile, run_job, temporary_files)
+                      run_job, temporary_files)
 from job import atomic, journal, native, tokens
 from job.tokens import TokenSplitter
 
@@ -92,18 +92,8 @@ def test_a_small_file_replaces_an_earlier_output_whole(tmp_path):
     assert os.listdir(tmp_path / "out") == ["f.txt"]
 
 
-@pytest.fixture(params=["unnamed", "named", "refused"])
-def way(request, monkeypatch):
-    """O_TMPFILE, no O_TMPFILE, and a file system that refuses it (blobfuse, NFS)."""
-    if request.param == "named":
-        monkeypatch.setattr(atomic, "_O_TMPFILE", 0)
-    elif request.param == "refused":
-        refuse_o_tmpfile(monkeypatch)
-    return request.param
-
-
 @pytest.mark.parametrize("data", [b"", b"x", b"tokens\n" * 10_000], ids=["empty", "1 B", "70 KB"])
-def test_write_bytes_makes_the_whole_file_and_its_folders(tmp_path, way, data):
+def test_write_bytes_makes_the_whole_file_and_its_folders(tmp_path, any_way, data):
     final = str(tmp_path / "a" / "b" / "out.txt")
     atomic.write_bytes(final, data)
     assert (tmp_path / "a" / "b" / "out.txt").read_bytes() == data
@@ -114,7 +104,7 @@ def test_write_bytes_makes_the_whole_file_and_its_folders(tmp_path, way, data):
 
 
 @pytest.mark.parametrize("existing", [None, b"old"], ids=["new", "existing"])
-def test_write_bytes_cut_short_leaves_nothing_but_the_old_output(tmp_path, monkeypatch, way,
+def test_write_bytes_cut_short_leaves_nothing_but_the_old_output(tmp_path, monkeypatch, any_way,
                                                                 existing):
     """A write that fails halfway (a full disk) leaves no file under the final name, or the
     old one untouched, and no temporary file."""
@@ -137,7 +127,7 @@ def test_write_bytes_cut_short_leaves_nothing_but_the_old_output(tmp_path, monke
         assert (tmp_path / "out.txt").read_bytes() == existing
 
 
-def test_write_bytes_that_cannot_link_leaves_nothing(tmp_path, monkeypatch, way):
+def test_write_bytes_that_cannot_link_leaves_nothing(tmp_path, monkeypatch, any_way):
     def failing(*args, **kwargs):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
