@@ -136,6 +136,17 @@ def list_inputs(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None 
     return found
 
 
+_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
+          stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+
+
+def require_regular(mode: int) -> None:
+    """:class:`OSError` ``not a regular file (FIFO)`` (or folder, socket, device) unless
+    ``mode`` (an ``st_mode``) is a regular file's: an input replaced since it was listed."""
+    if not stat.S_ISREG(mode):
+        raise OSError(f"not a regular file ({_KINDS.get(stat.S_IFMT(mode), 'unknown type')})")
+
+
 def walk_rules(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None,
                pattern: str | None, folder_ids: set[tuple[int, int]] | None
                ) -> tuple[str, Skip | None, Callable[[str], object] | None]:

@@ -5,7 +5,7 @@ processor has ``process_range`` (as the token splitter does: a file's output
 is its ranges' outputs concatenated in order), so that one huge file keeps
 every worker busy. Small files travel in batches (see :data:`BATCH_BYTES`),
 so that the pipe to a worker is not crossed once per tiny file. A worker runs
-:func:`run_task`; :class:`job.assemble.Assembler` turns the outcomes back into
+:meth:`Runner.run`; :class:`job.assemble.Assembler` turns the outcomes back into
 one result per file.
 """
 
@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 from collections.abc import Mapping
 from typing import Any, Iterator, NamedTuple, Sequence
 
-from .listing import InputFile
+from .listing import InputFile, require_regular
 from .outputs import check_landing, checked_output, folder_prefix, relative
 
 MIN_RANGE_BYTES = 32 << 20
@@ -27,8 +26,6 @@ BATCH_BYTES = 4 << 20
 #: (row 10) the pool's own time per file in the rank went from 3.2-4.7 µs with 64 to
 #: 2.5-4.1 µs with 256 (CPU time, on the shared 2-core machine).
 BATCH_FILES = 256
-_FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
-              stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
 
 
 class Task(NamedTuple):
@@ -107,13 +104,6 @@ def counts_of(value: Any, names: Sequence[str]) -> tuple:
     return counts
 
 
-def run_task(processor, input_dir: str, out_dir: str, temp_dir: str, rel: str,
-             *fields: int, input_folders: frozenset[tuple[int, int]] = frozenset()) -> tuple:
-    """Worker side: process the file or its range, the :class:`Task` of ``fields``
-    (:meth:`Runner.run`, for one call)."""
-    return Runner(processor, input_dir, out_dir, temp_dir, input_folders).run(rel, *fields)
-
-
 class Runner:
     """Worker side: what a worker calls for each task (:meth:`run`), its folders joined once.
 
@@ -126,10 +116,11 @@ class Runner:
         self.processor = processor
         self.input_dir, self.out_dir, self.temp_dir = input_dir, out_dir, temp_dir
         self.input_folders = input_folders
-        self._input_prefix, self._out_prefix = folder_prefix(input_dir), folder_prefix(out_dir)
+        self._input_prefix = folder_prefix(input_dir)
 
     def run(self, rel: str, *fields: int) -> tuple:
-        """Process the file ``rel`` or its range, the :class:`Task` of ``fields``.
+        """Process the file ``rel`` (``fields``: its index) or its range (the fields of its
+        :class:`Task`).
 
         Returns ``(size, mtime_ns, counts, output)``, ``counts`` as :func:`counts_of`
         and ``output`` relative to ``out_dir``. A file whose output would land on
@@ -147,18 +138,13 @@ class Runner:
         processor = self.processor
         path = self._input_prefix + rel
         info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "unknown type")
-            raise OSError(f"not a regular file ({kind})")
+        require_regular(info.st_mode)
         task = Task(*fields) if len(fields) > 1 else None  # a whole file: (index,)
         output = None
         if task is None or task.part == 0:
             absolute = checked_output(processor.output_path(path))
             check_landing(absolute, self.input_dir, self.out_dir, self.input_folders)
-            if absolute is not None:
-                prefix = self._out_prefix
-                output = (absolute[len(prefix):] if absolute.startswith(prefix)
-                          else relative(absolute, self.out_dir))
+            output = relative(absolute, self.out_dir)
         if task is None or task.parts == 1:
             return None, None, counts_of(processor.process(path), processor.counts), output
         end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)

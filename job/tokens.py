@@ -39,12 +39,12 @@ import fcntl
 import functools
 import io
 import os
-import stat
 import threading
 from typing import BinaryIO, Callable
 
 from . import native
 from .atomic import atomic_output, write_bytes
+from .listing import require_regular
 from .processor import DataProcessor
 
 CHUNK_SIZE = 1 << 17  # dd's bs=128K; 256 KiB and 1 MiB were no faster (CPU time within 5%)
@@ -218,8 +218,6 @@ class _Range:
         return size
 
 
-_FILE_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
-               stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
 _INPUT_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -233,9 +231,7 @@ def _open_regular(path: str) -> tuple[int, int]:
     fd = os.open(path, _INPUT_FLAGS)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "unknown type")
-            raise OSError(f"not a regular file ({kind})")
+        require_regular(info.st_mode)
         # a read that may not wait could end the file early (EAGAIN); the other status
         # flags F_SETFL sets were not asked for, so one call clears O_NONBLOCK
         fcntl.fcntl(fd, fcntl.F_SETFL, 0)

@@ -17,7 +17,7 @@ import pytest
 from conftest import (ROOT, children, clean_environ, command_line, end_processes, running,
                       temporary_files)
 from job import TokenSplitter
-from job.tasks import run_task
+from job.tasks import Runner
 
 
 def job_command(*args):
@@ -231,7 +231,6 @@ def test_a_task_on_a_fifo_fails_before_the_processor_opens_it(tmp_path, fields):
         process_range = process
 
     processor = Opens(str(tmp_path / "in"), str(tmp_path / "out"))
-    error = call_with_a_fifo(tmp_path, lambda path: run_task(
-        processor, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path), "pipe.txt",
-        *fields))
+    runner = Runner(processor, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path))
+    error = call_with_a_fifo(tmp_path, lambda path: runner.run("pipe.txt", *fields))
     assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
