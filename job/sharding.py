@@ -7,7 +7,7 @@ list, whatever the strategy.
 from __future__ import annotations
 
 import heapq
-from typing import Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -50,13 +50,9 @@ def size_balanced(sizes: Sequence[int], count: int) -> list[list[int]]:
     [[0, 1], [2, 3]]
     """
     _check(0, count)
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
-    loads = [(0, shard) for shard in range(count)]
     shards: list[list[int]] = [[] for _ in range(count)]
-    for item in order:
-        load, shard = heapq.heappop(loads)
+    for item, shard in _largest_first(sizes, count):
         shards[shard].append(item)
-        heapq.heappush(loads, (load + sizes[item], shard))
     return [sorted(s) for s in shards]
 
 
@@ -68,17 +64,19 @@ def size_shard(sizes: Sequence[int], index: int, count: int) -> list[int]:
     [2, 3]
     """
     _check(index, count)
+    return sorted(item for item, shard in _largest_first(sizes, count) if shard == index)
+
+
+def _largest_first(sizes: Sequence[int], count: int) -> Iterator[tuple[int, int]]:
+    """``(item, shard)``: each item, largest first (the lower index on a tie), given to the
+    least loaded of ``count`` shards (the lower shard on a tie)."""
     # sorted() keeps equal keys in their order even when reversed: (-size, index) order
     order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)
     loads = [(0, shard) for shard in range(count)]  # a heap already
-    mine = []
     for item in order:
         load, shard = loads[0]  # the least loaded, the lower shard on a tie, as heappop gives
-        if shard == index:
-            mine.append(item)
+        yield item, shard
         heapq.heapreplace(loads, (load + sizes[item], shard))
-    mine.sort()
-    return mine
 
 
 def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int,
@@ -90,5 +88,5 @@ def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int
     if strategy == "size":
         if sizes is None or len(sizes) != len(items):
             raise ValueError("the size strategy needs one size per item")
-        return [items[i] for i in size_balanced(sizes, count)[index]]
+        return [items[i] for i in size_shard(sizes, index, count)]
     raise ValueError(f"unknown shard strategy {strategy!r}; expected one of {STRATEGIES}")
