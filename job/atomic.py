@@ -170,18 +170,14 @@ class AtomicWriter:
 
     def __init__(self, final: str | os.PathLike, buffering: int = -1):
         self.final = os.fspath(final)
-        folder = os.path.dirname(self.final)
+        fd, self.temp = _create(self.final)
         try:
-            self._open(folder, buffering)
-        except FileNotFoundError:  # the folder is new, or was removed since the last output
-            make_folders(folder or ".")
-            self._open(folder, buffering)
-
-    def _open(self, folder: str, buffering: int) -> None:
-        unnamed = _open_unnamed(folder)
-        self.temp = None if unnamed is not None else _temp_name(self.final)
-        self.stream: BinaryIO = open(self.temp if unnamed is None else unnamed, "wb",
-                                     buffering=buffering)
+            self.stream: BinaryIO = open(fd, "wb", buffering=buffering)
+        except BaseException:
+            os.close(fd)
+            if self.temp is not None:
+                _unlink(self.temp)
+            raise
 
     def commit(self) -> None:
         try:
@@ -197,12 +193,7 @@ class AtomicWriter:
 
     def _link(self) -> None:
         """Give the unnamed file its final name (through a temporary one if it exists)."""
-        fd = str(self.stream.fileno())
-        try:
-            os.link(fd, self.final, src_dir_fd=_proc_fds())
-        except FileExistsError:
-            self.temp = _temp_name(self.final)
-            os.link(fd, self.temp, src_dir_fd=_proc_fds())
+        self.temp = _link(self.stream.fileno(), self.final)
 
     def abort(self) -> None:
         try:
@@ -224,21 +215,13 @@ def write_bytes(final: str, data) -> None:
     cost more than the bytes: this takes 4 system calls (open, write, link, close),
     :func:`atomic_output` 5 (and an ``fstat``) and 3 Python objects.
     """
-    try:
-        fd, temp = _create(final)
-    except FileNotFoundError:  # the folder is new, or was removed since the last output
-        make_folders(os.path.dirname(final) or ".")
-        fd, temp = _create(final)
+    fd, temp = _create(final)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         if temp is None:
-            try:
-                os.link(str(fd), final, src_dir_fd=_proc_fds())
-            except FileExistsError:  # an earlier output: link beside it, then replace it
-                temp = _temp_name(final)
-                os.link(str(fd), temp, src_dir_fd=_proc_fds())
+            temp = _link(fd, final)
         fd, closing = -1, fd
         os.close(closing)  # on a mount that uploads on close, this stores the file
         if temp is not None:
@@ -253,12 +236,33 @@ def write_bytes(final: str, data) -> None:
 
 def _create(final: str) -> tuple[int, str | None]:
     """A new file open for writing that will become ``final``, and its temporary name
-    (None: an unnamed file, linked to ``final`` when complete)."""
+    (None: an unnamed file, linked to ``final`` when complete). Missing parent folders
+    are created, also when they were removed after an earlier output."""
+    try:
+        return _open_new(final)
+    except FileNotFoundError:  # the folder is new, or was removed since the last output
+        make_folders(os.path.dirname(final) or ".")
+        return _open_new(final)
+
+
+def _open_new(final: str) -> tuple[int, str | None]:
     unnamed = _open_unnamed(os.path.dirname(final))
     if unnamed is not None:
         return unnamed, None
     temp = _temp_name(final)
     return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666), temp
+
+
+def _link(fd: int, final: str) -> str | None:
+    """Give the unnamed file ``fd`` the name ``final``; if ``final`` exists (an earlier
+    output), a temporary name beside it instead, returned: it is to replace ``final``."""
+    try:
+        os.link(str(fd), final, src_dir_fd=_proc_fds())
+        return None
+    except FileExistsError:
+        temp = _temp_name(final)
+        os.link(str(fd), temp, src_dir_fd=_proc_fds())
+        return temp
 
 
 @contextmanager
