@@ -186,13 +186,10 @@ def _record(plan: Plan, identity: str, item: InputFile,
     Built key by key: one per file in the rank's main process, where two ``update``
     calls took twice as long (2.8 µs against 1.4 µs a record; row 10).
     """
-    if result.ok:
-        record = {"input": item.rel, "output": result.output, "status": "ok",
-                  "bytes_in": result.size}
-    else:
-        record = {"input": item.rel, "output": output_rel(plan.processor, plan.config.input_dir,
-                                                          plan.config.out_dir, item.rel),
-                  "status": "failed", "bytes_in": result.size}
+    output = result.output if result.ok else output_rel(
+        plan.processor, plan.config.input_dir, plan.config.out_dir, item.rel)
+    record = {"input": item.rel, "output": output, "status": "ok" if result.ok else "failed",
+              "bytes_in": result.size}
     for name, count in zip(plan.processor.counts, result.counts or _nothing(plan)):
         record[name] = count
     record["seconds"] = round(result.seconds, 6)
