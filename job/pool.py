@@ -37,7 +37,6 @@ Results come back as :class:`Outcome` objects in completion order.
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -46,8 +45,9 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator
+
+from . import forked
 
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
@@ -97,15 +97,16 @@ def _format_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
 
 
-def _send(conn: Connection, results: list[tuple]) -> None:
+def _send(fd: int, results: list[tuple]) -> None:
     try:
-        conn.send(results)
+        forked.write_message(fd, results)
     except Exception:  # noqa: BLE001 - a result that cannot be pickled: report it as failed
         for ok, payload, seconds in results:
             try:
-                conn.send([(ok, payload, seconds)])
+                forked.write_message(fd, [(ok, payload, seconds)])
             except Exception as error:  # noqa: BLE001
-                conn.send([(False, f"result not sendable: {_format_error(error)}", seconds)])
+                forked.write_message(
+                    fd, [(False, f"result not sendable: {_format_error(error)}", seconds)])
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -144,8 +145,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_main(conn: Connection, function: Callable, initializer: Callable | None,
-                 position, since, parent: int) -> None:
+def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Callable | None,
+                 shared: forked.Shared, parent: int) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -154,7 +155,7 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
     started = 0
     while True:
         try:
-            batch = conn.recv()
+            batch = forked.read_message(inbox)
         except (EOFError, OSError):
             return
         if batch is None:
@@ -163,9 +164,9 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
         reported = time.monotonic()
         last = len(batch) - 1
         for index, args in enumerate(batch):
-            position.value = started
+            shared.position = started
             started += 1
-            since.value = start = time.monotonic()
+            shared.since = start = time.monotonic()
             try:
                 value = function(*args)
                 now = time.monotonic()
@@ -174,9 +175,9 @@ def _worker_main(conn: Connection, function: Callable, initializer: Callable | N
                 now = time.monotonic()
                 results.append((False, _format_error(error), now - start))
             if now - reported >= REPORT_SECONDS and index < last:
-                _send(conn, results)
+                _send(outbox, results)
                 results, reported = [], now
-        _send(conn, results)
+        _send(outbox, results)
 
 
 def _open_pidfd(process) -> int | None:
@@ -192,16 +193,22 @@ def _open_pidfd(process) -> int | None:
 
 
 class _Worker:
-    def __init__(self, context, function: Callable, initializer: Callable | None):
-        self.conn, child = context.Pipe(duplex=True)
-        self._position = context.RawValue("q", 0)  # items started before the one in flight
-        self._since = context.RawValue("d", 0.0)  # time.monotonic() when that item started
-        self.process = context.Process(
-            target=_worker_main,
-            args=(child, function, initializer, self._position, self._since, os.getpid()),
-            daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self, function: Callable, initializer: Callable | None,
+                 others: Iterable[_Worker] = ()):
+        inbox, to_worker = os.pipe()
+        from_worker, outbox = os.pipe()
+        # position: items started before the one in flight; since: time.monotonic() when
+        # that item started
+        self._shared = forked.Shared()
+        parent_ends = [to_worker, from_worker]
+        for other in others:
+            parent_ends += other.descriptors
+        self.process = forked.fork(
+            _worker_main, (inbox, outbox, function, initializer, self._shared, os.getpid()),
+            close_in_child=parent_ends)
+        os.close(inbox)
+        os.close(outbox)
+        self.conn = forked.Channel(to_worker, from_worker)
         self._pidfd = _open_pidfd(self.process)
         self.hung_up = False  # its pipe is closed: it will never report again
         self.batch: deque[_Item] = deque()  # handed out, not yet reported (all batches)
@@ -211,6 +218,12 @@ class _Worker:
     @property
     def busy(self) -> bool:
         return bool(self.batch)
+
+    @property
+    def descriptors(self) -> list[int]:
+        """The parent's descriptors of this worker (for a worker forked later to close)."""
+        ends = [self.conn.to_worker, self.conn.from_worker, self.process.sentinel]
+        return ends if self._pidfd is None else ends + [self._pidfd]
 
     @property
     def batches(self) -> int:
@@ -236,37 +249,28 @@ class _Worker:
     @property
     def started(self) -> float:
         """When the item in flight started."""
-        return self._since.value
+        return self._shared.since
 
     def in_flight(self) -> int:
         """Index in :attr:`batch` of the item the worker is on (items before it are done)."""
-        return min(max(self._position.value - self._reported, 0), len(self.batch) - 1)
+        return min(max(self._shared.position - self._reported, 0), len(self.batch) - 1)
 
     def give(self, batch: list[_Item]) -> None:
         if not self.batch:  # idle: the clock of its next item starts now
-            self._since.value = time.monotonic()
+            self._shared.since = time.monotonic()
         self.batch.extend(batch)
         self._ends.append(self._reported + len(self.batch))
-        try:
-            self.conn.send([item.args for item in batch])
-        except OSError:
-            pass  # the worker just died: its exit is seen while waiting
+        self.conn.send([item.args for item in batch])
 
     def reported(self) -> list[tuple[_Item, tuple]]:
         """Items with the results the worker has sent so far, in order."""
         done = []
-        while self.busy:
-            try:
-                if not self.conn.poll():
-                    break
-                results = self.conn.recv()
-            except (EOFError, OSError):
-                self.hung_up = True
-                break
+        for results in self.conn.receive():
             self._reported += len(results)
             while self._ends and self._ends[0] <= self._reported:
                 self._ends.popleft()
             done += [(self.batch.popleft(), result) for result in results]
+        self.hung_up = self.conn.closed_by_worker
         return done
 
     def stop(self, patience: float = 0.0) -> None:
@@ -275,6 +279,7 @@ class _Worker:
             self.process.kill()
             self._wait_exit(KILL_GRACE_SECONDS)
         self.conn.close()
+        self.process.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -282,7 +287,7 @@ class _Worker:
     def _wait_exit(self, timeout: float) -> bool:
         """Whether the worker exits within ``timeout`` seconds; if so it is reaped."""
         if self._pidfd is not None:
-            if not wait([self._pidfd], timeout):
+            if not forked.wait([self._pidfd], timeout=timeout):
                 return False
             self.process.join()  # it has exited: waitpid returns at once
             return True
@@ -312,8 +317,6 @@ class WorkerPool:
                  on_worker_lost: Callable[[int, Any], None] | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        methods = multiprocessing.get_all_start_methods()
-        self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         self._function = function
         self._initializer = initializer
         self._size = workers
@@ -334,10 +337,7 @@ class WorkerPool:
             if worker.busy:
                 worker.process.kill()
             else:
-                try:
-                    worker.conn.send(None)
-                except OSError:
-                    pass
+                worker.conn.send(None)
         deadline = time.monotonic() + 0.5
         for worker in self._workers:
             worker.stop(max(0.0, deadline - time.monotonic()))
@@ -346,7 +346,7 @@ class WorkerPool:
         self._workers.clear()
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._context, self._function, self._initializer)
+        worker = _Worker(self._function, self._initializer, self._workers)
         self._workers.append(worker)
         return worker
 
@@ -407,9 +407,12 @@ class WorkerPool:
             timeout = POLL_SECONDS if timeout is None else min(timeout, POLL_SECONDS)
         if timeout is not None:
             timeout = min(timeout, MAX_WAIT_SECONDS)
-        ready = set(wait([w.conn for w in busy] + [w.exit_handle for w in busy], timeout))
+        ready = forked.wait([w.conn.from_worker for w in busy] + [w.exit_handle for w in busy],
+                            [w.conn.to_worker for w in busy if w.conn.pending], timeout)
         for worker in busy:
-            if worker.conn in ready:
+            if worker.conn.to_worker in ready:
+                worker.conn.flush()
+            if worker.conn.from_worker in ready:
                 yield from self._receive(worker, pending)
         for worker in busy:
             if not worker.busy:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import end_processes
-from job import pool
+from job import forked, pool
 from job.pool import WorkerPool
 
 
@@ -121,10 +121,9 @@ def test_a_worker_is_seen_dead_while_its_child_holds_its_pipes(tmp_path, monkeyp
 
 
 def test_no_pidfd_is_kept_for_a_worker_already_reaped():
-    import multiprocessing
-    process = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
-    process.start()
+    process = forked.fork(os._exit, (0,))
     process.join()  # reaped: its pid is free for another process
+    process.close()
     assert pool._open_pidfd(process) is None
 
 
