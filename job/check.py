@@ -47,7 +47,6 @@ import json
 import math
 import os
 import re
-import socket
 import stat
 import sys
 import time
@@ -59,7 +58,7 @@ from . import journal
 from .listing import InputDirError, InputFile, list_inputs
 from .listing import digest as listing_digest
 from .listing import FULL_DIGEST, PATHS_DIGEST, paths_digest
-from .lock import STALE_SECONDS
+from .lock import STALE_SECONDS, this_host
 from .tokens import CHUNK_SIZE, TokenSplitter, split_stream
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -275,7 +274,7 @@ def running_holder(path: str) -> str | None:
     if not isinstance(holder, dict):
         return None
     pid, host = holder.get("pid"), holder.get("host")
-    if host == socket.gethostname():
+    if host == this_host():
         if type(pid) is not int or pid <= 0:
             return None
         try:

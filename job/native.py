@@ -39,11 +39,8 @@ import functools
 import hashlib
 import logging
 import os
-import platform
 import shlex
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -188,11 +185,9 @@ def _check(library: Path) -> None:
 
 
 def _compiler() -> list[str]:
-    compiler = shlex.split(os.environ.get("CC") or "cc")
-    if not compiler or shutil.which(compiler[0]) is None:
-        raise Unavailable(f"no C compiler {' '.join(compiler) or 'cc'!r} on PATH "
-                          "(install gcc, or set CC)")
-    return compiler
+    """The compiler command, ``$CC`` or ``cc`` (whether it exists is checked when it is
+    needed: a cached library is used without it)."""
+    return shlex.split(os.environ.get("CC") or "cc")
 
 
 def _target(compiler: list[str]) -> Path:
@@ -202,12 +197,18 @@ def _target(compiler: list[str]) -> Path:
     except OSError as error:
         raise Unavailable(f"cannot read {SOURCE}: {error.strerror}") from None
     digest = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(),
-                                        platform.machine().encode()])).hexdigest()[:16]
+                                        os.uname().machine.encode()])).hexdigest()[:16]
     return cache_dir() / f"squeeze-{digest}.so"
 
 
 def _compile(compiler: list[str], target: Path) -> None:
     """Compile the kernel to a temporary file, then rename it to ``target`` (replacing it)."""
+    import subprocess  # here, with tempfile: only compiling needs them (5 ms to import)
+    import tempfile
+
+    if not compiler or shutil.which(compiler[0]) is None:
+        raise Unavailable(f"no C compiler {' '.join(compiler) or 'cc'!r} on PATH "
+                          "(install gcc, or set CC)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -241,6 +242,8 @@ def _compile(compiler: list[str], target: Path) -> None:
 
 def _write_checksum(library: Path, digest: str) -> None:
     """Write ``digest`` to ``library``'s checksum file, under a temporary name then renamed."""
+    import tempfile
+
     final = checksum_path(library)
     handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", dir=final.parent)
     try:
