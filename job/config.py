@@ -9,7 +9,6 @@ value as written. Every key is checked for name and type; any error is a
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -254,6 +253,11 @@ def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, A
 
 #: Decimal integers as YAML 1.1 reads them: ASCII digits, no leading zero (octal), no ``_``.
 _PLAIN_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+#: The booleans and nulls of YAML 1.1 (PyYAML's resolver), each in its three spellings.
+_PLAIN_WORDS = {spelling: value for word, value in
+                [("true", True), ("yes", True), ("on", True), ("false", False), ("no", False),
+                 ("off", False), ("null", None)]
+                for spelling in (word, word.capitalize(), word.upper())} | {"~": None}
 
 
 def parse_scalar(key: str, text: str) -> Any:
@@ -261,8 +265,10 @@ def parse_scalar(key: str, text: str) -> Any:
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
         return text
+    if text in _PLAIN_WORDS:  # what YAML reads, without importing it (20 ms of every start)
+        return _PLAIN_WORDS[text]
     if len(text) <= 18 and _PLAIN_DECIMAL.fullmatch(text):
-        return int(text)  # what YAML reads, without importing it (20 ms of every start)
+        return int(text)
     import yaml  # here: imported when first needed (20 ms), as load_yaml does
     try:
         return yaml.safe_load(text) if text != "" else ""
@@ -318,36 +324,9 @@ class CommandLine:
     print_config: bool = False
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, for the caller to print: never argparse's usage
-        raise ConfigError(message)
-
-
-class _Override(argparse.Action):
-    """Appends ``(key, value)`` to ``overrides``, in command-line order."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        namespace.overrides.append((self.dest, values))
-
-
 def _spellings(name: str) -> list[str]:
     """``--key_name`` and ``--key-name`` (the same key)."""
     return list(dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]))
-
-
-def command_line_parser(other_keys: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser of ``--config PATH``, ``--print_config``, ``--help`` and one ``--KEY VALUE``
-    per key of :data:`SCHEMA` (and ``--distribArgs.KEY``); values stay text, read later as
-    YAML scalars (:func:`parse_scalar`). ``other_keys`` are accepted as well."""
-    parser = _Parser(prog="python -m job", add_help=False, allow_abbrev=False,
-                     exit_on_error=False)
-    parser.add_argument("-h", "--help", action="store_true")
-    parser.add_argument(*_spellings("print_config"), action="store_true")
-    parser.add_argument(*_spellings("config"), *_spellings("config_path"), dest="config_path")
-    for name in _value_keys(other_keys):
-        parser.add_argument(*_spellings(name), dest=name, action=_Override,
-                            default=argparse.SUPPRESS)
-    return parser
 
 
 def _value_keys(other_keys: Sequence[str] = ()) -> list[str]:
@@ -356,37 +335,58 @@ def _value_keys(other_keys: Sequence[str] = ()) -> list[str]:
     return names + [name for name in other_keys if name not in names]
 
 
-def _joined(argv: Sequence[str], other_keys: Sequence[str]) -> list[str]:
-    """``argv`` with each ``--KEY VALUE`` written ``--KEY=VALUE``: a key's value is the next
-    argument even when it begins with ``-`` (argparse would take ``-x`` for an option)."""
-    takes_value = {flag for name in ("config", "config_path", *_value_keys(other_keys))
-                   for flag in _spellings(name)}
-    args, joined = list(argv), []
-    while args:
-        arg = args.pop(0)
-        if arg == "--":  # argparse's end of options: what follows is no option
-            return joined + [arg] + args
-        joined.append(f"{arg}={args.pop(0)}" if arg in takes_value and args else arg)
-    return joined
+def _options(other_keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Every spelling of every option -> ``(kind, name)``: kind ``flag`` (``help``,
+    ``print_config``), ``config`` or ``key``; ``name`` is the first spelling's."""
+    options = {"-h": ("flag", "help")}
+    for kind, names in (("flag", ["help", "print_config"]), ("key", _value_keys(other_keys)),
+                        ("config", ["config"])):
+        for name in names:
+            options.update(dict.fromkeys(_spellings(name), (kind, name)))
+    options.update(dict.fromkeys(_spellings("config_path"), ("config", "config")))
+    return options
 
 
 def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
                        strict: bool = True) -> CommandLine:
     """Split ``argv`` into the config path, ``(key, value)`` overrides and flags.
 
-    Any problem is a one-line :class:`ConfigError`; with ``strict=False`` options
-    that are not keys are left out instead (to find the config file first).
+    ``--KEY VALUE`` and ``--KEY=VALUE`` for every key (``_`` or ``-`` in its
+    name), the value being the next argument even when it begins with ``-``;
+    ``--config PATH``; ``--help`` (``-h``) and ``--print_config``; no
+    abbreviations; ``--`` ends the options. Any problem is a one-line
+    :class:`ConfigError`; with ``strict=False`` options that are not keys are
+    left out instead (to find the config file first). Written out rather than
+    with argparse, which costs every run 8 ms (its import, and its gettext).
     """
+    options = _options(other_keys)
     parsed = CommandLine()
-    try:
-        _, extra = command_line_parser(other_keys).parse_known_args(
-            _joined(argv, other_keys), parsed)
-    except argparse.ArgumentError as error:
-        flags = (error.argument_name or "").split("/")
-        flag = next((f for f in flags if f.startswith("--")), flags[0])
-        if error.message.startswith("expected one argument"):
-            raise ConfigError(f"{flag} needs a value") from None
-        raise ConfigError(f"{flag}: {error.message}") from None
+    extra: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            extra += [arg, *args]
+            break
+        flag, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        kind, name = options.get(flag, (None, None))
+        if kind is None:
+            extra.append(arg)
+            continue
+        shown = "--" + name
+        if kind == "flag":
+            if equals:
+                raise ConfigError(f"{shown}: ignored explicit argument {value!r}")
+            setattr(parsed, name, True)
+            continue
+        if not equals:
+            if not args:
+                raise ConfigError(f"{shown} needs a value")
+            value = args.pop(0)
+        if kind == "config":
+            parsed.config_path = value
+        else:
+            parsed.overrides.append((name, value))
     if extra and strict:
         if not extra[0].startswith("--") or extra[0] == "--":
             raise ConfigError(f"unexpected argument {extra[0]!r}: options are --KEY VALUE; "

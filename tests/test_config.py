@@ -121,7 +121,10 @@ def test_ranks_of_a_node_share_its_cpus_unless_process_count_is_set(monkeypatch)
 @pytest.mark.parametrize("text", ["0", "7", "12", "010", "0x1f", "1_000", "-3", "+4", "²", "١",
                                   "true", "false", "True", "yes", "null", "~", "", "1.5", "abc",
                                   "[1, 2]", "{a: 1}", "10:20", "-0", "+0", "00", "-", "+", "+-1",
-                                  "1 ", " 1", "1\n", "99999999999999999999", "0b11", "1e3"])
+                                  "1 ", " 1", "1\n", "99999999999999999999", "0b11", "1e3",
+                                  "TRUE", "Yes", "YES", "no", "No", "NO", "on", "On", "ON",
+                                  "off", "Off", "OFF", "False", "FALSE", "Null", "NULL", "y",
+                                  "n", "tRUE", "nULL", "~~", "Nil", "none", "None"])
 def test_command_line_values_read_as_yaml_reads_them(text):
     import yaml
     expected = yaml.safe_load(text) if text != "" else ""
