@@ -19,6 +19,11 @@ import pytest
 from job.sample import write_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A suite started in the background of a shell without job control inherits SIGINT
+# ignored, and so would every process it starts; the tests that press Ctrl-C need it handled.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # The tools `make test` installs into the project: the venv's mpirun (and node), then Azurite.
 TOOL_DIRS = (os.path.dirname(sys.executable), str(ROOT / ".tools" / "azurite" / "node_modules" / ".bin"))
 os.environ["PATH"] = os.pathsep.join([*TOOL_DIRS, os.environ.get("PATH", "")])
