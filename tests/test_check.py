@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, clean_environ, run_job
+from conftest import ROOT, clean_environ, run_job, run_module
 
 from job import check as job_check
 
@@ -44,9 +44,8 @@ def run_layout(inputs, out, node_count, *extra, local_size=None, expect=0, env=N
 
 
 def run_check(inputs, out, *extra, env=None):
-    return subprocess.run([sys.executable, "-m", "job.check", "--input_dir", str(inputs),
-                           "--out_dir", str(out), *extra], env=env or clean_environ(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return run_module("job.check", "--input_dir", str(inputs), "--out_dir", str(out), *extra,
+                      env=env)
 
 
 def problems(result):

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, clean_environ
+from conftest import ROOT, clean_environ, run_job
 from job import journal
 
 
@@ -31,8 +31,7 @@ def _limited(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _run_job(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "job", *args], env=clean_environ(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_job(*args, timeout=timeout)
 
 
 def _nested(root, depth: int) -> str:

@@ -6,10 +6,7 @@ report is run as a user runs it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import ROOT, clean_environ, read_manifest, run_job
+from conftest import read_manifest, run_job, run_module
 
 from job import report as job_report
 
@@ -31,9 +28,7 @@ def run_rank(inputs, out, node_count, node_rank, *extra, expect=0):
 
 
 def run_report(out, *extra):
-    return subprocess.run([sys.executable, "-m", "job.report", str(out), *extra],
-                          env=clean_environ(), cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    return run_module("job.report", str(out), *extra, timeout=60)
 
 
 def test_every_rank_finished_is_ok_with_totals_and_the_slowest_rank(tmp_path):

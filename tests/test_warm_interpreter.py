@@ -98,3 +98,25 @@ def test_what_the_import_read_must_agree_and_the_sdk_shows_as_preloaded(warm, tm
                                              "sdk": "preloaded"}
     result = runner.run_submit("--help", cwd=tmp_path, no_network=True, fresh=True)
     assert runner.network_report(result)["sdk"] == "False"
+
+
+def test_job_runs_forked_from_a_warm_interpreter_end_as_fresh_ones(tmp_path, corpus):
+    """``run_job`` forks from an interpreter that imported ``job.cli``: the same exit code,
+    output and outputs as a fresh ``python -m job``, for a run, a bad key and ``--help``."""
+    from conftest import run_job
+
+    source = corpus
+    cases = [["--input_dir", str(source), "--process_count", "2"],
+             ["--input_dir", str(source), "--bogus", "1"], ["--help"]]
+    for number, args in enumerate(cases):
+        runs = {}
+        for fresh in (True, False):
+            out = tmp_path / f"out-{number}-{fresh}"
+            done = run_job(*args, "--out_dir", str(out), "--log_level", "WARNING", fresh=fresh)
+            outputs = sorted((p.relative_to(out).as_posix(), p.read_bytes())
+                             for p in out.rglob("*") if p.is_file() and "_manifest" not in p.parts
+                             ) if out.exists() else []
+            runs[fresh] = (done.returncode, done.stdout, done.stderr.replace(str(out), "OUT"),
+                           outputs)
+        assert runs[True] == runs[False], args
+    assert runs[True][0] == 0 and "--input_dir" in runs[True][1]

@@ -165,12 +165,12 @@ class WarmInterpreter:
     tried a connection, left a thread running or a file open, or listed the environment.
     """
 
-    def __init__(self, env: dict[str, str]):
-        self.env, self.startup = dict(env), _startup_environment(env)
+    def __init__(self, env: dict[str, str], preload: tuple[str, ...] = PRELOAD):
+        self.env, self.startup, self.preload = dict(env), _startup_environment(env), preload
         self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         source = (Path(__file__).with_name("zygote.py")).read_text()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", source, str(theirs.fileno()), *PRELOAD], env=env, cwd=REPO,
+            [sys.executable, "-c", source, str(theirs.fileno()), *preload], env=env, cwd=REPO,
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
         theirs.close()
@@ -182,13 +182,14 @@ class WarmInterpreter:
                                                                  self.process.stderr))
         listed = sorted({module for module, name, _ in self.read
                          if name == "*" and "agree" not in IMPORT_READS.get(module, {})})
+        what = f"importing {', '.join(preload)}"
         self.problem = ("it did not start" if ready is None else
-                        "importing the SDK printed something" if printed else
-                        f"importing the SDK tried to connect: {ready['connections']}"
+                        f"{what} printed something" if printed else
+                        f"{what} tried to connect: {ready['connections']}"
                         if ready["connections"] else
-                        f"importing the SDK left {ready['threads']} threads"
+                        f"{what} left {ready['threads']} threads"
                         if ready["threads"] != 1 else
-                        f"importing the SDK left files open: {ready['open_fds']}"
+                        f"{what} left files open: {ready['open_fds']}"
                         if ready["open_fds"] else
                         f"importing {', '.join(listed)} listed the environment" if listed else "")
         self.usable = not self.problem
@@ -277,22 +278,38 @@ def _text(data: bytes) -> str:
     return data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _warm_interpreter(env: dict[str, str]) -> WarmInterpreter | None:
-    """A warm interpreter that serves ``env``: one running already, or a new one."""
+def _warm_interpreter(env: dict[str, str],
+                      preload: tuple[str, ...] = PRELOAD) -> WarmInterpreter | None:
+    """A warm interpreter that imported ``preload`` and serves ``env``: one running already,
+    or a new one."""
     with _warm_lock:
-        for warm in _warm:
+        mine = [warm for warm in _warm if warm.preload == preload]
+        for warm in mine:
             if warm.serves(env):
                 return warm if warm.usable else None  # a problem was reported when it started
-        if len(_warm) >= MOST_WARM_INTERPRETERS:
+        if len(mine) >= MOST_WARM_INTERPRETERS:
             return None
-        warm = WarmInterpreter(env)
+        warm = WarmInterpreter(env, preload)
         _warm.append(warm)
         if not warm.usable:
             warm.stop()
-            warnings.warn(f"runs of python -m submit start fresh interpreters: {warm.problem}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"runs that import {', '.join(preload)} start fresh interpreters: "
+                          f"{warm.problem}", RuntimeWarning, stacklevel=3)
             return None
         return warm
+
+
+def run_warm(module: str, args: list[str], env: dict[str, str], cwd: str | Path,
+             timeout: float, preload: tuple[str, ...]) -> subprocess.CompletedProcess | None:
+    """``python -m module ARGS`` forked from a warm interpreter that imported ``preload``
+    (as :func:`subprocess.run` with ``capture_output=True, text=True`` returns it), or
+    ``None`` where none serves ``env``."""
+    warm = _warm_interpreter(env, preload)
+    if warm is None:
+        return None
+    returncode, stdout, stderr = warm.run(["-m", module], list(args), env, cwd, timeout)
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], returncode,
+                                       stdout, stderr)
 
 
 def stop_warm_interpreters() -> None:
