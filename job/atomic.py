@@ -28,7 +28,6 @@ import errno
 import hashlib
 import itertools
 import os
-import shutil
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterator
 
@@ -325,6 +324,20 @@ def remove_temps_if(folder: str, wanted: Callable[[str, str, str], bool]) -> int
     return removed
 
 
+def remove_folder(path: str) -> None:
+    """Remove the folder ``path`` with what it holds, if it is there; errors are ignored
+    (as ``shutil.rmtree(path, ignore_errors=True)``). An empty one, the common case, is
+    removed without importing ``shutil`` (3 ms of every start)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def append_file(path: str, sink: BinaryIO) -> None:
     """Append the file ``path`` to the open file ``sink`` (in the kernel where possible)."""
     sink.flush()
@@ -343,6 +356,8 @@ def append_file(path: str, sink: BinaryIO) -> None:
             if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
         if copied < size:
+            import shutil  # here: only where the kernel cannot copy (3 ms of every start)
+
             source.seek(copied)
             os.lseek(target, 0, os.SEEK_END)
             shutil.copyfileobj(source, sink)

@@ -40,7 +40,6 @@ import hashlib
 import logging
 import os
 import shlex
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -203,7 +202,8 @@ def _target(compiler: list[str]) -> Path:
 
 def _compile(compiler: list[str], target: Path) -> None:
     """Compile the kernel to a temporary file, then rename it to ``target`` (replacing it)."""
-    import subprocess  # here, with tempfile: only compiling needs them (5 ms to import)
+    import shutil  # here, with subprocess and tempfile: only compiling needs them (8 ms)
+    import subprocess
     import tempfile
 
     if not compiler or shutil.which(compiler[0]) is None:

@@ -11,7 +11,6 @@ import functools
 import importlib
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -260,13 +259,13 @@ def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) ->
     shard = journal.shard_name(rank.shard_index, rank.shard_count)
     temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
     try:
-        shutil.rmtree(temp_dir, ignore_errors=True)  # left by an earlier run that was killed
+        atomic.remove_folder(temp_dir)  # left by an earlier run that was killed
         if journal.remove_manifest_temps(out_dir, rank.shard_index, rank.shard_count):
             log.info("removed the temporary manifest of an earlier run killed while writing it")
         os.makedirs(temp_dir)
         book.start(carried.records, carried.journaled)
     except OSError as error:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        atomic.remove_folder(temp_dir)
         raise UsageError(f"out_dir {out_dir!r} cannot be written: {error.strerror}") from None
     return temp_dir
 
@@ -333,7 +332,7 @@ def _execute(plan: Plan) -> int:
                   "to resume", error)
         return EXIT_FAILED
     finally:
-        shutil.rmtree(shard.temp_dir, ignore_errors=True)
+        atomic.remove_folder(shard.temp_dir)
     return _finish(plan, shard, interrupted, started)
 
 

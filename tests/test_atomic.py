@@ -220,3 +220,15 @@ def test_every_name_length_up_to_name_max_has_a_temporary_name(tmp_path, monkeyp
         assert atomic.remove_temps(str(tmp_path), name=name, tag="t" * 31, pid=4194304) == 1
         writer.stream.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_remove_folder_removes_it_with_what_it_holds_and_ignores_a_missing_one(tmp_path):
+    empty, full, link = tmp_path / "empty", tmp_path / "full", tmp_path / "link"
+    empty.mkdir()
+    (full / "a" / "b").mkdir(parents=True)
+    (full / "a" / "b" / "part").write_bytes(b"x")
+    (full / "top").write_bytes(b"y")
+    link.symlink_to(full)  # as shutil.rmtree: a link is not followed, nor removed
+    for folder in (empty, full, tmp_path / "missing", link):
+        atomic.remove_folder(str(folder))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"] and not full.exists()

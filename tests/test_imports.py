@@ -2,8 +2,9 @@
 
 An import inside a function is an edge like any other (a cycle held apart by one
 is still a cycle), except one that defers a heavy optional dependency: only
-:data:`DEFERRABLE` (YAML, the Azure SDK, and the compiler runs of the token kernel) may be
-imported inside a function.
+:data:`DEFERRABLE` (YAML, the Azure SDK, and what only rare paths of the job need, 3-8 ms of
+every start: the compiler runs of the token kernel, ``shutil``) may be imported inside a
+function.
 """
 
 import ast
@@ -15,7 +16,8 @@ from conftest import ROOT, clean_environ
 
 PACKAGES = ("job", "submit")
 DEFERRABLE = ("yaml", "azure",
-              "subprocess", "tempfile")  # the token kernel's compiler: only when it compiles
+              "subprocess", "tempfile",  # the token kernel's compiler: only when it compiles
+              "shutil")  # that, and a folder or file that the fast ways could not handle
 
 
 def module_files() -> dict[str, Path]:
@@ -132,3 +134,31 @@ def test_importing_submit_loads_only_the_job_modules_it_uses():
     loaded = set(result.stdout.split())
     assert not loaded & {"job.api", "job.pool", "job.native", "job.tokens", "job.processor",
                          "job.run", "job.cli"}, loaded
+
+
+LEAN_START = """
+import runpy, sys
+sys.argv = ["job", "--input_dir", sys.argv[1], "--out_dir", sys.argv[2], "--log_level", "WARNING",
+            "--resume", "false", "--process_count", "2"]
+try:
+    runpy.run_module("job", run_name="__main__", alter_sys=True)
+except SystemExit as done:
+    assert done.code == 0, done.code
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_a_run_of_the_job_imports_none_of_what_its_start_up_was_spared(tmp_path):
+    """Each of these cost every rank 2-20 ms of start-up and was taken out of its path
+    (the pool forks its own workers, the command line is read by hand, YAML is read only
+    from a file, the kernel's compiler tools only when it compiles)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"one two\n")
+    result = subprocess.run([sys.executable, "-c", LEAN_START, str(source), str(tmp_path / "out")],
+                            env=clean_environ(), cwd=ROOT, capture_output=True, text=True,
+                            check=True)
+    loaded = set(result.stdout.split())
+    assert "job.tokens" in loaded and "job.pool" in loaded
+    assert not loaded & {"multiprocessing", "argparse", "yaml", "socket", "subprocess",
+                         "tempfile", "shutil", "platform"}, loaded
