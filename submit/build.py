@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import re
 import shlex
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .datastore import locate
 from .settings import Settings, is_local_path
 from .stage import CONFIG_NAME
 
@@ -135,34 +135,12 @@ def input_location(settings: Settings) -> str:
     return str(folder)
 
 
-_DATASTORE = re.compile(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/"
-                        r"(?:providers/Microsoft\.MachineLearningServices/)?workspaces/[^/]+/)?"
-                        r"datastores/([^/]+)/paths/(.*)", re.IGNORECASE)
-_ACCOUNT = re.compile(r"(?:https|wasbs?|abfss?)://(?:([^@/]+)@)?([^./]+)\."
-                      r"(?:blob|dfs)\.core\.windows\.net/?(.*)", re.IGNORECASE)
-
-
 def storage_place(uri: str) -> tuple[str, str] | None:
     """Where a storage URI points, as ``(store, path)`` that compare alike for every form of
-    one place: a datastore's short and full ``azureml://`` forms (with or without
-    ``providers/Microsoft.MachineLearningServices/``); an account's container
-    through ``https``, ``wasbs`` or ``abfss``. The scheme, host and datastore name are
-    case-insensitive, the query is dropped and ``.``, ``..`` and ``//`` are folded; the
-    path keeps its case (blob names are case-sensitive). ``None`` for any other form
-    (a data asset, a local folder)."""
-    uri = uri.split("?", 1)[0].split("#", 1)[0]
-    found = _DATASTORE.fullmatch(uri)
-    if found:
-        store, path = "datastore:" + found[1].lower(), found[2]
-    else:
-        found = _ACCOUNT.fullmatch(uri)
-        if not found:
-            return None
-        container, account, path = found[1], found[2], found[3]
-        if container is None:  # https://ACCOUNT.blob.core.windows.net/CONTAINER/PATH
-            container, _, path = path.partition("/")
-        store = f"account:{account.lower()}/{container}"
-    return store, posixpath.normpath("/" + path).lstrip("/")
+    one place (:meth:`submit.datastore.Location.place`); ``None`` for any other form (a data
+    asset, a local folder)."""
+    location = locate(uri)
+    return None if location is None else location.place()
 
 
 def refuse_overlap(settings: Settings) -> None:

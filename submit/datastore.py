@@ -19,18 +19,21 @@ them in ``submit.azure.azure_errors``.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-DATASTORE_URI = re.compile(r"azureml://(?:subscriptions/[^/]+/resource[gG]roups/[^/]+/"
+DATASTORE_URI = re.compile(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/"
                            r"(?:providers/Microsoft\.MachineLearningServices/)?workspaces/[^/]+/)?"
-                           r"datastores/(?P<datastore>[^/]+)/(?:paths/)?(?P<path>.*)")
-HTTPS_URI = re.compile(r"https://(?P<account>[^./]+)\.blob\.(?P<endpoint>[^/]+)/"
-                       r"(?P<container>[^/]+)/?(?P<path>.*)")
-WASBS_URI = re.compile(r"wasbs?://(?P<container>[^@/]+)@(?P<account>[^./]+)\.blob\."
-                       r"(?P<endpoint>[^/]+)/?(?P<path>.*)")
+                           r"datastores/(?P<datastore>[^/]+)/(?:paths/)?(?P<path>.*)",
+                           re.IGNORECASE)
+HTTPS_URI = re.compile(r"https://(?P<account>[^./]+)\.(?P<service>blob|dfs)\.(?P<endpoint>[^/]+)/"
+                       r"(?P<container>[^/]+)/?(?P<path>.*)", re.IGNORECASE)
+CONTAINER_URI = re.compile(r"(?P<scheme>wasbs?|abfss?)://(?P<container>[^@/]+)@(?P<account>[^./]+)"
+                           r"\.(?P<service>blob|dfs)\.(?P<endpoint>[^/]+)/?(?P<path>.*)",
+                           re.IGNORECASE)
 
 
 class StorageError(ValueError):
@@ -39,13 +42,29 @@ class StorageError(ValueError):
 
 @dataclass(frozen=True)
 class Location:
-    """A folder on blob storage: by datastore name, or by account and container."""
+    """A folder on blob storage: by datastore name, or by account and container.
+
+    ``service`` is ``blob``, or ``dfs`` for a Data Lake URI (``abfss://``,
+    ``https://ACCOUNT.dfs...``), which this module does not read.
+    """
 
     uri: str
     path: str  # inside the container: no leading '/', '' or ending in '/'
     datastore: str | None = None
     account_url: str | None = None
     container: str | None = None
+    service: str = "blob"
+
+    def place(self) -> tuple[str, str]:
+        """``(store, path)``, alike for every form of one place: a datastore's name and an
+        account's host are case-insensitive, the blob path is not (``.``, ``..`` and ``//``
+        folded, no ``/`` at either end)."""
+        if self.datastore is not None:
+            store = "datastore:" + self.datastore.lower()
+        else:
+            host = self.account_url.removeprefix("https://").lower()
+            store = f"account:{host.replace('.dfs.', '.blob.', 1)}/{self.container}"
+        return store, posixpath.normpath("/" + self.path).strip("/")
 
 
 def _folder(path: str) -> str:
@@ -53,24 +72,42 @@ def _folder(path: str) -> str:
     return f"{path}/" if path else ""
 
 
+def locate(uri: str) -> Location | None:
+    """The folder that the storage URI ``uri`` names, or ``None`` for any other text.
+
+    Every form Azure ML binds: a datastore's short and full ``azureml://`` forms
+    (with or without ``providers/Microsoft.MachineLearningServices/``, and
+    without ``paths/`` as the service writes its artifact paths), an account's
+    container through ``https``, ``wasb(s)`` or ``abfs(s)``, in any cloud (the
+    endpoint is kept). The query and fragment are dropped.
+    """
+    uri_path = uri.split("?", 1)[0].split("#", 1)[0]
+    match = DATASTORE_URI.fullmatch(uri_path)
+    if match:
+        return Location(uri, _folder(match["path"]), datastore=match["datastore"])
+    match = HTTPS_URI.fullmatch(uri_path) or CONTAINER_URI.fullmatch(uri_path)
+    if match:
+        service = match["service"].lower()
+        return Location(uri, _folder(match["path"]), container=match["container"],
+                        account_url=f"https://{match['account']}.{service}.{match['endpoint']}",
+                        service=service)
+    return None
+
+
 def parse_location(uri: str) -> Location:
-    """The folder that ``uri`` names; :class:`StorageError` for other URIs.
+    """The blob folder that ``uri`` names; :class:`StorageError` for other URIs.
 
     >>> parse_location("azureml://datastores/workspaceblobstore/paths/tokens").path
     'tokens/'
     >>> parse_location("wasbs://data@acct.blob.core.windows.net/a/b/").account_url
     'https://acct.blob.core.windows.net'
     """
-    match = DATASTORE_URI.fullmatch(uri)
-    if match:
-        return Location(uri, _folder(match["path"]), datastore=match["datastore"])
-    match = HTTPS_URI.fullmatch(uri) or WASBS_URI.fullmatch(uri)
-    if match:
-        return Location(uri, _folder(match["path"]),
-                        account_url=f"https://{match['account']}.blob.{match['endpoint']}",
-                        container=match["container"])
-    raise StorageError(f"{uri!r} is not a folder this command can read: it reads "
-                       "azureml://datastores/NAME/paths/PATH, https:// and wasbs:// blob URIs")
+    location = locate(uri)
+    if location is None or location.service != "blob":
+        raise StorageError(f"{uri!r} is not a folder this command can read: it reads "
+                           "azureml://datastores/NAME/paths/PATH, https:// and wasbs:// blob "
+                           "URIs")
+    return location
 
 
 def _datastore_credential(datastore, fallback):

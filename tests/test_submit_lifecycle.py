@@ -527,6 +527,29 @@ def test_other_storage_locations_are_one_line_errors(uri):
         parse_location(uri)
 
 
+@pytest.mark.parametrize("uri", [
+    "https://acct.blob.core.windows.net/data/a/b",
+    "wasbs://data@ACCT.blob.core.windows.net/a//b/",
+    "abfss://data@acct.dfs.core.windows.net/a/./b?sv=1",
+    "HTTPS://acct.dfs.core.windows.net/data/x/../a/b",
+])
+def test_every_form_of_one_account_folder_is_one_place(uri):
+    """submit's one parser of storage URIs: what the overlap check of input and output
+    compares (an account's folder through https, wasbs and abfss alike)."""
+    from submit.build import storage_place
+
+    assert storage_place(uri) == ("account:acct.blob.core.windows.net/data", "a/b")
+
+
+def test_a_sovereign_cloud_folder_is_read_at_its_own_endpoint():
+    from submit.build import storage_place
+    from submit.datastore import parse_location
+
+    uri = "wasbs://data@acct.blob.core.chinacloudapi.cn/corpus/"
+    assert parse_location(uri).account_url == "https://acct.blob.core.chinacloudapi.cn"
+    assert storage_place(uri) != storage_place("wasbs://data@acct.blob.core.windows.net/corpus")
+
+
 @pytest.mark.parametrize("relative", ["../x", "a/../../x", "/etc/passwd", "a/..", ""])
 def test_a_blob_name_never_lands_outside_the_destination(relative, tmp_path):
     from submit.datastore import StorageError, local_path
