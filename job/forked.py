@@ -11,9 +11,15 @@ The contract of each part:
 - :func:`fork` runs ``target(*args)`` in a child process and returns a
   :class:`Child`; the child closes the descriptors it is told to (the parent's
   ends of other workers' pipes), reads its standard input from ``/dev/null``,
-  and exits with 0 when ``target`` returns, 1 (and a traceback on stderr) when
-  it raises. Buffered standard output is flushed before the fork, so nothing
-  the parent printed is printed twice.
+  and exits as ``multiprocessing.Process`` children exit: 0 when ``target``
+  returns, a ``SystemExit``'s code, 1 (and a traceback on stderr) when it raises,
+  after the threads it started (and their exit hooks, such as a
+  ``concurrent.futures`` executor's) have ended. Where the process uses
+  ``multiprocessing`` (a processor's ``Manager``, ``Pool`` or ``Process``), the
+  child also does what a ``multiprocessing`` child does: it has none of the
+  parent's children, runs the after-fork hooks (a manager's proxies reconnect),
+  and at its end stops the processes it started. Buffered standard output is
+  flushed before the fork, so nothing the parent printed is printed twice.
 - :class:`Channel` is the parent's end: it never blocks. :meth:`Channel.send`
   queues a message and writes what the pipe takes; :meth:`Channel.flush`
   writes more once :func:`wait` finds the pipe writable; :meth:`Channel.receive`
@@ -28,21 +34,28 @@ A message is an 8-byte little-endian length, then a pickle of that length.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import pickle
 import select
 import sys
+import threading
 import traceback
+from collections import deque
 from typing import Any, Callable, Iterable
 
 HEADER = 8
 READ_SIZE = 1 << 20
+#: What a pipe to or from a worker holds, where the system allows it (Linux: up to
+#: ``/proc/sys/fs/pipe-max-size``, 1 MiB by default); else the default 64 KiB.
+PIPE_SIZE = 1 << 20
 
 
-def _frame(message: Any) -> bytes:
+def _frame(message: Any) -> tuple[bytes, bytes]:
+    """The header and the pickle of ``message`` (two pieces: a large pickle is not copied)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return len(data).to_bytes(HEADER, "little") + data
+    return len(data).to_bytes(HEADER, "little"), data
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
@@ -69,9 +82,10 @@ def read_message(fd: int) -> Any:
 def write_message(fd: int, message: Any) -> None:
     """Write ``message`` whole to the blocking ``fd``; an unpicklable one raises before
     anything is written."""
-    view = memoryview(_frame(message))
-    while view:
-        view = view[os.write(fd, view):]
+    for piece in _frame(message):
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(fd, view):]
 
 
 class Channel:
@@ -81,7 +95,8 @@ class Channel:
         self.to_worker, self.from_worker = to_worker, from_worker
         os.set_blocking(to_worker, False)
         os.set_blocking(from_worker, False)
-        self._outbox = bytearray()
+        self._outbox: deque[memoryview] = deque()  # what the pipe has not taken yet
+        self.queued = 0  # bytes in the outbox
         self._inbox = bytearray()
         self.closed_by_worker = False  # its end is closed: nothing more will come
 
@@ -92,19 +107,26 @@ class Channel:
 
     def send(self, message: Any) -> None:
         """Queue ``message`` and write as much as the pipe takes (:meth:`flush`)."""
-        self._outbox += _frame(message)
+        for piece in _frame(message):
+            self._outbox.append(memoryview(piece))
+            self.queued += len(piece)
         self.flush()
 
     def flush(self) -> None:
         while self._outbox:
             try:
-                written = os.write(self.to_worker, self._outbox)
+                written = os.write(self.to_worker, self._outbox[0])
             except BlockingIOError:
                 return
             except OSError:  # the worker is gone: its exit is seen while waiting
                 self._outbox.clear()
+                self.queued = 0
                 return
-            del self._outbox[:written]
+            self.queued -= written
+            if written == len(self._outbox[0]):
+                self._outbox.popleft()
+            else:
+                self._outbox[0] = self._outbox[0][written:]
 
     def receive(self) -> list[Any]:
         """The messages that arrived whole since the last call, in order."""
@@ -204,6 +226,19 @@ class Child:
             pass
 
 
+def pipe() -> tuple[int, int]:
+    """``os.pipe()``, holding :data:`PIPE_SIZE` bytes where the system allows: a large
+    message then wakes the parent once per MiB rather than per 64 KiB."""
+    read_end, write_end = os.pipe()
+    resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if resize is not None:
+        try:
+            fcntl.fcntl(write_end, resize, PIPE_SIZE)
+        except OSError:
+            pass
+    return read_end, write_end
+
+
 def _flush_std_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -233,15 +268,45 @@ def fork(target: Callable[..., Any], args: tuple, close_in_child: Iterable[int] 
             sys.stdin = open(os.devnull, encoding="utf-8")
         except (AttributeError, OSError, ValueError):
             pass
+        _start_as_multiprocessing_child()
         target(*args)
         code = 0
     except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
     except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
         traceback.print_exc()
     finally:
-        _flush_std_streams()
-        os._exit(code)
+        try:
+            # as at any exit: the threads the child started end, and their exit hooks run
+            # (a concurrent.futures executor stops its processes), then multiprocessing's
+            threading._shutdown()
+            _end_as_multiprocessing_child()
+        finally:
+            _flush_std_streams()
+            os._exit(code)
+
+
+def _start_as_multiprocessing_child() -> None:
+    """Where this process uses ``multiprocessing``, begin as a child of its own begins
+    (``BaseProcess._bootstrap``): none of the parent's children, finalizers or connections
+    (its after-fork hooks make, e.g., a manager's proxies connect anew)."""
+    process, util = (sys.modules.get(f"multiprocessing.{name}") for name in ("process", "util"))
+    if process is None or util is None:
+        return
+    process._children = set()
+    util._finalizer_registry.clear()
+    util._run_after_forkers()
+
+
+def _end_as_multiprocessing_child() -> None:
+    """Where this process uses ``multiprocessing``, end as a child of its own ends: its
+    finalizers run and the processes it started are stopped (daemonic) or waited for."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util._exit_function()
 
 
 def wait(readable: Iterable[int], writable: Iterable[int] = (),

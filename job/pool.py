@@ -52,6 +52,10 @@ from . import forked
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
 BATCHES_AHEAD = 2
+#: No batch is handed out while the batches handed out wait in the parent's memory for
+#: more than this, the pipes not having taken them yet: a large argument of every call
+#: (the seed API's non-list arguments) is then held about twice, not once per batch.
+MAX_QUEUED_BYTES = 8 << 20
 WATCH_PARENT_SECONDS = 0.5
 POLL_SECONDS = 0.25
 #: Longest single wait: ``poll`` takes at most 2**31 - 1 ms (24.8 days), so a longer
@@ -195,8 +199,8 @@ def _open_pidfd(process) -> int | None:
 class _Worker:
     def __init__(self, function: Callable, initializer: Callable | None,
                  others: Iterable[_Worker] = ()):
-        inbox, to_worker = os.pipe()
-        from_worker, outbox = os.pipe()
+        inbox, to_worker = forked.pipe()
+        from_worker, outbox = forked.pipe()
         # position: items started before the one in flight; since: time.monotonic() when
         # that item started
         self._shared = forked.Shared()
@@ -373,6 +377,8 @@ class WorkerPool:
             for ahead in range(1, BATCHES_AHEAD + 1):
                 ready = [w for w in self._workers if w.batches < ahead]
                 while pending and (ready or len(self._workers) < self._size):
+                    if sum(w.conn.queued for w in self._workers) > MAX_QUEUED_BYTES:
+                        break  # handed out when the pipes have taken what waits
                     worker = ready.pop() if ready else self._spawn()
                     # guided: no worker holds more than its share of what is left
                     share = -(-len(pending) // (BATCHES_AHEAD * self._size))
