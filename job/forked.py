@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import itertools
 import mmap
 import os
 import pickle
@@ -80,9 +81,12 @@ def read_message(fd: int) -> Any:
 
 
 def write_message(fd: int, message: Any) -> None:
-    """Write ``message`` whole to the blocking ``fd``; an unpicklable one raises before
-    anything is written."""
-    for piece in _frame(message):
+    """Write ``message`` whole to the blocking ``fd``. One that cannot be pickled, or whose
+    pickle cannot be loaded again (an object whose class rebuilds it wrongly), raises
+    before anything is written: it would fail where it is read."""
+    header, data = _frame(message)
+    pickle.loads(data)
+    for piece in (header, data):
         view = memoryview(piece)
         while view:
             view = view[os.write(fd, view):]
@@ -250,8 +254,14 @@ def _flush_std_streams() -> None:
 def fork(target: Callable[..., Any], args: tuple, close_in_child: Iterable[int] = ()) -> Child:
     """Run ``target(*args)`` in a forked child (see the module's notes)."""
     sentinel, child_end = os.pipe()
-    _flush_std_streams()
-    pid = os.fork()
+    try:
+        identity = _multiprocessing_identity()
+        _flush_std_streams()
+        pid = os.fork()
+    except BaseException:
+        os.close(sentinel)
+        os.close(child_end)
+        raise
     if pid:
         os.close(child_end)
         return Child(pid, sentinel)
@@ -268,7 +278,7 @@ def fork(target: Callable[..., Any], args: tuple, close_in_child: Iterable[int] 
             sys.stdin = open(os.devnull, encoding="utf-8")
         except (AttributeError, OSError, ValueError):
             pass
-        _start_as_multiprocessing_child()
+        _start_as_multiprocessing_child(identity)
         target(*args)
         code = 0
     except SystemExit as stop:
@@ -289,16 +299,29 @@ def fork(target: Callable[..., Any], args: tuple, close_in_child: Iterable[int] 
             os._exit(code)
 
 
-def _start_as_multiprocessing_child() -> None:
+def _multiprocessing_identity():
+    """Where this process uses ``multiprocessing``, the process object a child forked now
+    is to be for it (``ForkProcess-N``, as ``multiprocessing.Process`` names its children):
+    made in the parent, which numbers them."""
+    context = sys.modules.get("multiprocessing.context")
+    maker = getattr(context, "ForkProcess", None)
+    return None if maker is None else maker()
+
+
+def _start_as_multiprocessing_child(identity) -> None:
     """Where this process uses ``multiprocessing``, begin as a child of its own begins
-    (``BaseProcess._bootstrap``): none of the parent's children, finalizers or connections
-    (its after-fork hooks make, e.g., a manager's proxies connect anew)."""
+    (``BaseProcess._bootstrap``): a process of its own (``current_process()`` is
+    ``identity``), none of the parent's children, finalizers or connections (its after-fork
+    hooks make, e.g., a manager's proxies connect anew)."""
     process, util = (sys.modules.get(f"multiprocessing.{name}") for name in ("process", "util"))
-    if process is None or util is None:
-        return
-    process._children = set()
-    util._finalizer_registry.clear()
-    util._run_after_forkers()
+    if process is not None:
+        if identity is not None:
+            process._current_process = identity
+            process._process_counter = itertools.count(1)
+        process._children = set()
+    if util is not None:
+        util._finalizer_registry.clear()
+        util._run_after_forkers()
 
 
 def _end_as_multiprocessing_child() -> None:

@@ -104,7 +104,7 @@ def _format_error(error: BaseException) -> str:
 def _send(fd: int, results: list[tuple]) -> None:
     try:
         forked.write_message(fd, results)
-    except Exception:  # noqa: BLE001 - a result that cannot be pickled: report it as failed
+    except Exception:  # noqa: BLE001 - a result that cannot be pickled (or loaded): it fails
         for ok, payload, seconds in results:
             try:
                 forked.write_message(fd, [(ok, payload, seconds)])
@@ -199,17 +199,25 @@ def _open_pidfd(process) -> int | None:
 class _Worker:
     def __init__(self, function: Callable, initializer: Callable | None,
                  others: Iterable[_Worker] = ()):
-        inbox, to_worker = forked.pipe()
-        from_worker, outbox = forked.pipe()
-        # position: items started before the one in flight; since: time.monotonic() when
-        # that item started
-        self._shared = forked.Shared()
-        parent_ends = [to_worker, from_worker]
-        for other in others:
-            parent_ends += other.descriptors
-        self.process = forked.fork(
-            _worker_main, (inbox, outbox, function, initializer, self._shared, os.getpid()),
-            close_in_child=parent_ends)
+        opened: list[int] = []  # closed again if the worker cannot be started (EMFILE...)
+        try:
+            inbox, to_worker = forked.pipe()
+            opened += [inbox, to_worker]
+            from_worker, outbox = forked.pipe()
+            opened += [from_worker, outbox]
+            # position: items started before the one in flight; since: time.monotonic()
+            # when that item started
+            self._shared = forked.Shared()
+            parent_ends = [to_worker, from_worker]
+            for other in others:
+                parent_ends += other.descriptors
+            self.process = forked.fork(
+                _worker_main, (inbox, outbox, function, initializer, self._shared, os.getpid()),
+                close_in_child=parent_ends)
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
         os.close(inbox)
         os.close(outbox)
         self.conn = forked.Channel(to_worker, from_worker)

@@ -337,3 +337,106 @@ def test_what_workers_put_on_an_inherited_multiprocessing_queue_arrives():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == str([f"n{i}" for i in range(8)]) + "\n"
+
+
+QUEUE_SCRIPT = textwrap.dedent('''
+    import multiprocessing, queue
+    from job import DataProcessor
+
+    if __name__ == "__main__":
+        reports = multiprocessing.Queue()  # shared with the workers by inheritance, as documented
+        reports.put("hello")
+        assert reports.get(timeout=5) == "hello"  # the parent's feeder thread is running
+
+        class Reporter(DataProcessor):
+            def process(self, name):
+                reports.put(name)
+                return name
+
+        names = [f"n{i}" for i in range(8)]
+        distrib = {"node_count": 1, "node_rank": 0, "local_rank": 0, "local_size": 1}
+        assert Reporter(distrib).multi_process_data(names, process_count=4) == names
+        got = []
+        try:
+            for _ in names:
+                got.append(reports.get(timeout=3))
+        except queue.Empty:
+            pass
+        print(sorted(got))
+''')
+
+
+def test_what_workers_put_on_an_inherited_multiprocessing_queue_arrives():
+    """Same cause as the Manager test: without ``_run_after_forkers`` a worker's copy
+    of a ``multiprocessing.Queue`` the parent had used believes its feeder thread
+    runs (threads do not survive ``fork``): ``put`` buffers the item and nothing
+    ever sends it. 0 of 8 items arrive (silently); the multiprocessing pool: 8 of 8.
+    """
+    done = subprocess.run([sys.executable, "-c", QUEUE_SCRIPT], env=clean_environ(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == str([f"n{i}" for i in range(8)]) + "\n"
+
+
+class _NeedsTwo(Exception):
+    """Pickles, but does not unpickle: ``Exception.__reduce__`` passes one argument."""
+
+    def __init__(self, message, detail):
+        super().__init__(message)
+        self.detail = detail
+
+
+def _returns_needs_two(index):
+    return _NeedsTwo("a value", index) if index == 1 else index
+
+
+def test_a_value_that_does_not_unpickle_in_the_parent_fails_its_call_only():
+    """A result that pickles in the worker but raises when the parent unpickles it
+    (an exception instance with a two-argument ``__init__``, returned as a value)
+    escapes ``WorkerPool.imap`` as ``TypeError: _NeedsTwo.__init__() missing 1 required
+    positional argument``: ``multi_process_data`` raises that instead of
+    ``ProcessingFailed``, and the other calls' results are lost. Not new: the
+    multiprocessing pool did the same (``Connection.recv`` unpickled it)."""
+    from job.pool import WorkerPool
+
+    with WorkerPool(_returns_needs_two, 2) as pool:
+        outcomes = {o.key: o for o in pool.imap((k, (k,)) for k in range(4))}
+    assert sorted(outcomes) == [0, 1, 2, 3]
+    assert [outcomes[k].value for k in (0, 2, 3)] == [0, 2, 3]
+    assert not outcomes[1].ok and "_NeedsTwo" in outcomes[1].error
+
+
+NAMES_SCRIPT = textwrap.dedent('''
+    import multiprocessing, os
+    from job import DataProcessor
+
+    class PerWorkerFile(DataProcessor):
+        """Appends to a file of its own worker, named as many scripts name them."""
+
+        def process(self, index):
+            return [(multiprocessing.current_process().name, os.getpid())]
+
+    if __name__ == "__main__":
+        distrib = {"node_count": 1, "node_rank": 0, "local_rank": 0, "local_size": 1}
+        seen = PerWorkerFile(distrib).multi_process_data(list(range(16)), process_count=4)
+        names = {}
+        for name, pid in seen:
+            names.setdefault(name, set()).add(pid)
+        print(multiprocessing.current_process().name, sorted(names),
+              max(len(pids) for pids in names.values()))
+''')
+
+
+def test_each_worker_is_a_process_of_its_own_for_multiprocessing():
+    """In a worker, ``multiprocessing.current_process()`` is the parent's object: every
+    worker is named ``MainProcess`` (as the parent), with ``_identity == ()`` and
+    ``parent_process() is None``. A processor that names per-worker outputs or logs
+    after ``current_process().name`` (a common pattern) now has 4 processes writing
+    one file. The multiprocessing pool gave ``ForkProcess-1`` .. ``-4``.
+    """
+    done = subprocess.run([sys.executable, "-c", NAMES_SCRIPT], env=clean_environ(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    parent, *names, most_pids_per_name = done.stdout.split()
+    assert parent == "MainProcess" and "'MainProcess'" not in " ".join(names), done.stdout
+    assert most_pids_per_name == "1", f"one name shared by several workers: {done.stdout}"

@@ -139,3 +139,17 @@ def test_before_wait_can_end_a_long_wait_to_be_called_again():
     assert [o.value for o in outcomes] == ["slow"]
     assert len(calls) >= 5  # called again while the 0.3 s item ran, not only when it ended
     assert calls[4] - calls[0] < 0.29
+
+
+def test_a_worker_that_cannot_be_started_leaves_no_descriptor_open(monkeypatch):
+    """Out of descriptors or processes (EMFILE, EAGAIN) as a worker starts: the error
+    reaches the caller, and the pipes already made for it are closed again."""
+    def no_fork(*args, **kwargs):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pytest.raises(BlockingIOError):
+        with WorkerPool(work, 2) as workers:
+            list(workers.imap([(0, (1,))]))
+    assert sorted(os.listdir("/proc/self/fd")) == before
