@@ -162,29 +162,14 @@ class Channel:
 
 
 class Shared:
-    """Two numbers the parent and a forked worker both see: ``position`` (an integer)
-    and ``since`` (a float), in a shared anonymous mapping."""
+    """Two numbers the parent and a forked worker both see, in a shared anonymous mapping:
+    ``position.value`` (an integer) and ``since.value`` (a float), as
+    ``multiprocessing.RawValue`` gives them."""
 
     def __init__(self):
         self._memory = mmap.mmap(-1, 16)
-        self._position = ctypes.c_int64.from_buffer(self._memory, 0)
-        self._since = ctypes.c_double.from_buffer(self._memory, 8)
-
-    @property
-    def position(self) -> int:
-        return self._position.value
-
-    @position.setter
-    def position(self, value: int) -> None:
-        self._position.value = value
-
-    @property
-    def since(self) -> float:
-        return self._since.value
-
-    @since.setter
-    def since(self, value: float) -> None:
-        self._since.value = value
+        self.position = ctypes.c_int64.from_buffer(self._memory, 0)
+        self.since = ctypes.c_double.from_buffer(self._memory, 8)
 
 
 class Child:

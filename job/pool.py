@@ -168,9 +168,9 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
         reported = time.monotonic()
         last = len(batch) - 1
         for index, args in enumerate(batch):
-            shared.position = started
+            shared.position.value = started
             started += 1
-            shared.since = start = time.monotonic()
+            shared.since.value = start = time.monotonic()
             try:
                 value = function(*args)
                 now = time.monotonic()
@@ -261,15 +261,15 @@ class _Worker:
     @property
     def started(self) -> float:
         """When the item in flight started."""
-        return self._shared.since
+        return self._shared.since.value
 
     def in_flight(self) -> int:
         """Index in :attr:`batch` of the item the worker is on (items before it are done)."""
-        return min(max(self._shared.position - self._reported, 0), len(self.batch) - 1)
+        return min(max(self._shared.position.value - self._reported, 0), len(self.batch) - 1)
 
     def give(self, batch: list[_Item]) -> None:
         if not self.batch:  # idle: the clock of its next item starts now
-            self._shared.since = time.monotonic()
+            self._shared.since.value = time.monotonic()
         self.batch.extend(batch)
         self._ends.append(self._reported + len(self.batch))
         self.conn.send([item.args for item in batch])

@@ -339,45 +339,6 @@ def test_what_workers_put_on_an_inherited_multiprocessing_queue_arrives():
     assert done.stdout == str([f"n{i}" for i in range(8)]) + "\n"
 
 
-QUEUE_SCRIPT = textwrap.dedent('''
-    import multiprocessing, queue
-    from job import DataProcessor
-
-    if __name__ == "__main__":
-        reports = multiprocessing.Queue()  # shared with the workers by inheritance, as documented
-        reports.put("hello")
-        assert reports.get(timeout=5) == "hello"  # the parent's feeder thread is running
-
-        class Reporter(DataProcessor):
-            def process(self, name):
-                reports.put(name)
-                return name
-
-        names = [f"n{i}" for i in range(8)]
-        distrib = {"node_count": 1, "node_rank": 0, "local_rank": 0, "local_size": 1}
-        assert Reporter(distrib).multi_process_data(names, process_count=4) == names
-        got = []
-        try:
-            for _ in names:
-                got.append(reports.get(timeout=3))
-        except queue.Empty:
-            pass
-        print(sorted(got))
-''')
-
-
-def test_what_workers_put_on_an_inherited_multiprocessing_queue_arrives():
-    """Same cause as the Manager test: without ``_run_after_forkers`` a worker's copy
-    of a ``multiprocessing.Queue`` the parent had used believes its feeder thread
-    runs (threads do not survive ``fork``): ``put`` buffers the item and nothing
-    ever sends it. 0 of 8 items arrive (silently); the multiprocessing pool: 8 of 8.
-    """
-    done = subprocess.run([sys.executable, "-c", QUEUE_SCRIPT], env=clean_environ(), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == str([f"n{i}" for i in range(8)]) + "\n"
-
-
 class _NeedsTwo(Exception):
     """Pickles, but does not unpickle: ``Exception.__reduce__`` passes one argument."""
 
