@@ -219,8 +219,29 @@ def _batch_size(task_count: int, workers: int) -> int:
     return max(1, min(tasks.BATCH_FILES, task_count // (8 * workers)))
 
 
+#: The signal that asked the run to stop, kept as well as raised: Python drops an
+#: exception raised where it cannot propagate (in an ``os.fork`` hook, a ``__del__``), and
+#: the run then looks again at each result and before each wait (:func:`_stop_if_asked`).
+_asked: list[int] = []
+
+
 def _raise_interrupted(signum, frame):
+    _asked.append(signum)
     raise Interrupted(signum)
+
+
+def _quiet_about_interrupted(previous, unraisable) -> None:
+    """``sys.unraisablehook`` while files are processed: an :class:`Interrupted` that Python
+    drops is kept in :data:`_asked`, so it is not reported; anything else goes to the
+    ``previous`` hook."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        previous(unraisable)
+
+
+def _stop_if_asked() -> None:
+    """:class:`Interrupted` if a signal asked the run to stop (its exception may be lost)."""
+    if _asked:
+        raise Interrupted(_asked[0])
 
 
 def _lock_rank(plan: Plan) -> RankLock:
@@ -381,7 +402,10 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
     """
     config, todo, book = plan.config, shard.todo, shard.book
     work, workers = _plan_work(plan, shard)
+    _asked.clear()
     previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_quiet_about_interrupted, previous_hook)
     progress = Progress(len(todo), sum(f.size for f in todo), log,
                         label=f"rank {plan.rank.shard_index}/{plan.rank.shard_count} ",
                         log_interval=config.progress_interval)
@@ -398,8 +422,10 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
                         timeout=config.file_timeout, on_worker_lost=lost) as pool:
             outcomes = pool.imap(tasks.pool_items(work, todo),
                                  batch_size=_batch_size(len(work), workers),
-                                 batch_weight=tasks.BATCH_BYTES, before_wait=book.flush)
+                                 batch_weight=tasks.BATCH_BYTES,
+                                 before_wait=functools.partial(_flush_unless_asked, book))
             for outcome in outcomes:
+                _stop_if_asked()
                 result = assembler.add(outcome)
                 if result is None:
                     continue
@@ -418,7 +444,14 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
     return None
+
+
+def _flush_unless_asked(book: journal.Journal) -> float | None:
+    """The pool's ``before_wait``: stop if a signal asked to, else flush the journal."""
+    _stop_if_asked()
+    return book.flush()
 
 
 def _finish(plan: Plan, shard: _Shard, interrupted: Interrupted | None, started: float) -> int:

@@ -189,6 +189,31 @@ def test_signals_stop_workers_and_leave_no_partial_output(inputs, tmp_path, sign
     assert_outputs_exact(inputs, out)
 
 
+SIGNALLED_IN_A_FORK_HOOK = """
+import os, signal
+from job import TokenSplitter
+# A SIGTERM whose handler runs inside an os.fork hook: Python prints the exception it
+# raises as "ignored" and drops it, as happened (rarely) when Azure ML cancelled a rank
+# that was starting its workers.
+os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+class Splitter(TokenSplitter):
+    pass
+"""
+
+
+def test_a_sigterm_whose_exception_python_drops_still_stops_the_run(inputs, tmp_path):
+    (tmp_path / "signalled.py").write_text(SIGNALLED_IN_A_FORK_HOOK)
+    out = tmp_path / "out"
+    env = clean_environ()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2",
+                     "--processor", "signalled:Splitter", env=env, fresh=True)
+    assert result.returncode == 143, result.stderr
+    assert "interrupted by SIGTERM" in result.stderr
+    assert "Traceback" not in result.stderr and "ignored" not in result.stderr, result.stderr
+    assert temporary_files(out) == [] and manifest(out)["complete"] is False
+
+
 def test_custom_processor_from_config_key(inputs, tmp_path):
     (tmp_path / "myproc.py").write_text(
         "import os\n"
