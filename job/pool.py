@@ -1,8 +1,10 @@
 """A small, honest process pool: batches of items per worker, nothing hangs.
 
-The parent hands each worker batches of arguments over its own pipe, up to
+The workers are forked, and the parent hands each worker batches of arguments
+over its own pipe (:mod:`job.forked`, never blocking on a write), up to
 :data:`BATCHES_AHEAD` at once so that a worker never waits for the parent to
-book its last results; the worker calls the function on each in turn and
+book its last results, and while no more than :data:`MAX_QUEUED_BYTES` wait
+for the pipes; the worker calls the function on each in turn and
 sends the results back, in order (at the end of a batch, or every
 :data:`REPORT_SECONDS` on a long one). Batches shrink as the work runs out, so
 that the workers finish together. In shared memory the worker keeps how many
