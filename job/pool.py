@@ -158,6 +158,7 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if initializer is not None:
         initializer()
+    me = os.getpid()
     started = 0
     while True:
         try:
@@ -180,6 +181,8 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
             except BaseException as error:  # noqa: BLE001 - SystemExit too: reported, not fatal
                 now = time.monotonic()
                 results.append((False, _format_error(error), now - start))
+            if os.getpid() != me:  # a process the function forked, returning here: it ends,
+                os._exit(0)        # or it would take batches of its own from the worker's pipe
             if now - reported >= REPORT_SECONDS and index < last:
                 _send(outbox, results)
                 results, reported = [], now

@@ -153,3 +153,19 @@ def test_a_worker_that_cannot_be_started_leaves_no_descriptor_open(monkeypatch):
         with WorkerPool(work, 2) as workers:
             list(workers.imap([(0, (1,))]))
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def fork_and_return(value):
+    """Forks, and the child returns (or raises) instead of ending with os._exit."""
+    if os.fork() == 0 and value % 2:
+        raise SystemExit(0)
+    return value
+
+
+def test_a_process_the_function_forked_and_left_running_takes_no_batch():
+    """A function whose child process returns into the worker's loop: the child ends there,
+    so it neither reports results nor reads batches meant for the worker (before, it went on
+    as a second worker on the same pipes: items came back twice or never)."""
+    with WorkerPool(fork_and_return, 2) as workers:
+        seen = [o.key for o in workers.imap(((i, (i,)) for i in range(40)), batch_size=4)]
+    assert sorted(seen) == list(range(40)), seen
