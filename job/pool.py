@@ -39,6 +39,8 @@ Results come back as :class:`Outcome` objects in completion order.
 from __future__ import annotations
 
 import ctypes
+import errno
+import logging
 import os
 import signal
 import sys
@@ -64,6 +66,12 @@ POLL_SECONDS = 0.25
 #: ``timeout`` is waited for in steps (its deadline is checked after each).
 MAX_WAIT_SECONDS = 86400.0
 PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("job")
+
+
+class WorkersUnavailable(OSError):
+    """Not one worker process could be started (out of processes, memory or descriptors)."""
 
 
 @dataclass
@@ -362,8 +370,20 @@ class WorkerPool:
                 self._on_worker_lost(worker.process.pid, worker.batch[worker.in_flight()].key)
         self._workers.clear()
 
-    def _spawn(self) -> _Worker:
-        worker = _Worker(self._function, self._initializer, self._workers)
+    def _spawn(self) -> _Worker | None:
+        """A new worker; ``None`` if the system refuses one while others run: the pool goes
+        on with those (and says so once). :class:`WorkersUnavailable` if none runs."""
+        try:
+            worker = _Worker(self._function, self._initializer, self._workers)
+        except OSError as error:
+            reason = f"{error.strerror or error} ({errno.errorcode.get(error.errno, '?')})"
+            if not self._workers:
+                raise WorkersUnavailable(error.errno, "cannot start a worker process: "
+                                         f"{reason}") from None
+            log.warning("started %d of %d worker processes: %s; going on with %d",
+                        len(self._workers), self._size, reason, len(self._workers))
+            self._size = len(self._workers)
+            return None
         self._workers.append(worker)
         return worker
 
@@ -393,6 +413,8 @@ class WorkerPool:
                     if sum(w.conn.queued for w in self._workers) > MAX_QUEUED_BYTES:
                         break  # handed out when the pipes have taken what waits
                     worker = ready.pop() if ready else self._spawn()
+                    if worker is None:
+                        break
                     # guided: no worker holds more than its share of what is left
                     share = -(-len(pending) // (BATCHES_AHEAD * self._size))
                     worker.give(self._batch(pending, min(batch_size, share), batch_weight))

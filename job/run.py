@@ -24,7 +24,7 @@ from .config import JobConfig
 from .cpus import widen_affinity
 from .listing import InputDirError, InputFile, folders_up, identity, list_inputs
 from .lock import RankBusy, RankLock
-from .pool import WorkerPool
+from .pool import WorkerPool, WorkersUnavailable
 from .processor import DataProcessor, DistributedPreprocessArguments
 from .progress import Progress
 
@@ -352,6 +352,14 @@ def _execute(plan: Plan) -> int:
         log.error("%s; stopped the workers. Free space or fix out_dir, then run again "
                   "to resume", error)
         return EXIT_FAILED
+    except WorkersUnavailable as error:
+        try:
+            shard.book.close()  # what was done stays done: a run again resumes from it
+        except journal.JournalError as lost:
+            log.error("%s", lost)
+        log.error("%s; raise the limit (ulimit -n, -u), free memory or lower process_count, "
+                  "then run again to resume", error.strerror)
+        return EXIT_FAILED
     finally:
         atomic.remove_folder(shard.temp_dir)
     return _finish(plan, shard, interrupted, started)
@@ -434,12 +442,13 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
                 if not result.ok:
                     failures.add(item.rel, result.error, result.attempts)
                 progress.update(item.size, failed=not result.ok)
-    except (Interrupted, journal.JournalError) as stop:
+    except (Interrupted, journal.JournalError, WorkersUnavailable) as stop:
         progress.clear()
         assembler.abort()
         if isinstance(stop, Interrupted):
             return stop
-        book.abandon()
+        if isinstance(stop, journal.JournalError):
+            book.abandon()
         raise
     finally:
         for signum, handler in previous.items():

@@ -198,3 +198,28 @@ def test_progress_bar_on_a_terminal(inputs, tmp_path):
     text = screen.decode()
     assert "\r\x1b[Krank 0/1 [" in text and "8/8 files" in text and "100%" in text
     assert "progress: " not in text
+
+
+LOW_DESCRIPTOR_LIMIT = """
+import resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.argv = ["job", *sys.argv[2:]]
+runpy.run_module("job", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_rank_short_of_descriptors_for_its_workers_goes_on_with_fewer(tmp_path):
+    """``ulimit -n`` too low for 16 workers' pipes: one line says how many started, every
+    file is done, no traceback (before: a traceback and exit 1)."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(64):
+        (inputs / f"f{i:02d}.txt").write_bytes(b"alpha beta\tgamma\n" * (i + 1))
+    result = subprocess.run([sys.executable, "-c", LOW_DESCRIPTOR_LIMIT, "40", "--input_dir",
+                             str(inputs), "--out_dir", str(out), "--process_count", "16"],
+                            env=clean_environ(), cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "worker processes: Too many open files (EMFILE); going on with" in result.stderr
+    assert_outputs_exact(inputs, out)

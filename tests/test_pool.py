@@ -149,7 +149,7 @@ def test_a_worker_that_cannot_be_started_leaves_no_descriptor_open(monkeypatch):
 
     before = sorted(os.listdir("/proc/self/fd"))
     monkeypatch.setattr(os, "fork", no_fork)
-    with pytest.raises(BlockingIOError):
+    with pytest.raises(pool.WorkersUnavailable):
         with WorkerPool(work, 2) as workers:
             list(workers.imap([(0, (1,))]))
     assert sorted(os.listdir("/proc/self/fd")) == before
@@ -169,3 +169,27 @@ def test_a_process_the_function_forked_and_left_running_takes_no_batch():
     with WorkerPool(fork_and_return, 2) as workers:
         seen = [o.key for o in workers.imap(((i, (i,)) for i in range(40)), batch_size=4)]
     assert sorted(seen) == list(range(40)), seen
+
+
+def test_a_pool_goes_on_with_the_workers_the_system_lets_it_start(monkeypatch):
+    real_fork, forks = os.fork, []
+
+    def one_fork():
+        forks.append(1)
+        if len(forks) > 1:
+            raise OSError(24, "Too many open files")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", one_fork)
+    outcomes, _ = run(list(range(20)), workers=4, batch_size=2)
+    assert sorted(outcomes) == list(range(20)) and all(o.ok for o in outcomes.values())
+
+
+def test_a_pool_that_can_start_no_worker_says_why(monkeypatch):
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    with pytest.raises(pool.WorkersUnavailable, match="cannot start a worker process: "
+                                                      r"Resource temporarily unavailable \(EAGAIN\)"):
+        run([1, 2])
