@@ -8,8 +8,11 @@ import sys
 # out of every later one. That spares the start-up its collections (3 ms) and the exit a
 # pass over them (10 ms), and a forked worker never writes to their pages to count them.
 gc.disable()
-from .cli import main  # noqa: E402
-
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C before main() handles it: as main() says it, then
+    print("error: interrupted by SIGINT before any file was processed", file=sys.stderr)
+    sys.exit(130)
 gc.freeze()
 gc.enable()
 

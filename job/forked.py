@@ -81,12 +81,9 @@ def read_message(fd: int) -> Any:
 
 
 def write_message(fd: int, message: Any) -> None:
-    """Write ``message`` whole to the blocking ``fd``. One that cannot be pickled, or whose
-    pickle cannot be loaded again (an object whose class rebuilds it wrongly), raises
-    before anything is written: it would fail where it is read."""
-    header, data = _frame(message)
-    pickle.loads(data)
-    for piece in (header, data):
+    """Write ``message`` whole to the blocking ``fd``; one that cannot be pickled raises
+    before anything is written."""
+    for piece in _frame(message):
         view = memoryview(piece)
         while view:
             view = view[os.write(fd, view):]

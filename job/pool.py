@@ -42,12 +42,14 @@ import ctypes
 import errno
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -94,6 +96,26 @@ class _Item:
     attempts: int = 0
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (in the main thread) while the pool starts or stops workers:
+    their exception, raised in the middle, would leave a worker forked but not yet known,
+    or not yet stopped. They are raised again, to the handlers of before, at the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
+
+
 def _describe_exit(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         try:
@@ -111,16 +133,26 @@ def _format_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
 
 
-def _send(fd: int, results: list[tuple]) -> None:
+def _result(value: Any, seconds: float) -> tuple:
+    """The report of a call that returned ``value``. Each value travels pickled on its own
+    inside the message of its batch: one that cannot be pickled here, or loaded in the
+    parent (a class only the worker has), fails its own item alone."""
     try:
-        forked.write_message(fd, results)
-    except Exception:  # noqa: BLE001 - a result that cannot be pickled (or loaded): it fails
-        for ok, payload, seconds in results:
-            try:
-                forked.write_message(fd, [(ok, payload, seconds)])
-            except Exception as error:  # noqa: BLE001
-                forked.write_message(
-                    fd, [(False, f"result not sendable: {_format_error(error)}", seconds)])
+        return True, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), seconds
+    except Exception as error:  # noqa: BLE001
+        return False, f"result not sendable: {_format_error(error)}", seconds
+
+
+def _unpickled(data: bytes) -> tuple[bool, Any]:
+    """``(True, value)``, or ``(False, why)`` for a value the parent cannot load."""
+    try:
+        return True, pickle.loads(data)
+    except Exception as error:  # noqa: BLE001
+        return False, f"result not receivable: {_format_error(error)}"
+
+
+def _send(fd: int, results: list[tuple]) -> None:
+    forked.write_message(fd, results)
 
 
 def _set_parent_death_signal(signum: int) -> bool:
@@ -185,7 +217,7 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
             try:
                 value = function(*args)
                 now = time.monotonic()
-                results.append((True, value, now - start))
+                results.append(_result(value, now - start))
             except BaseException as error:  # noqa: BLE001 - SystemExit too: reported, not fatal
                 now = time.monotonic()
                 results.append((False, _format_error(error), now - start))
@@ -358,6 +390,10 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker now (SIGKILL for the ones still busy)."""
+        with _signals_held():
+            self._close()
+
+    def _close(self) -> None:
         for worker in self._workers:
             if worker.busy:
                 worker.process.kill()
@@ -374,7 +410,9 @@ class WorkerPool:
         """A new worker; ``None`` if the system refuses one while others run: the pool goes
         on with those (and says so once). :class:`WorkersUnavailable` if none runs."""
         try:
-            worker = _Worker(self._function, self._initializer, self._workers)
+            with _signals_held():
+                worker = _Worker(self._function, self._initializer, self._workers)
+                self._workers.append(worker)
         except OSError as error:
             reason = f"{error.strerror or error} ({errno.errorcode.get(error.errno, '?')})"
             if not self._workers:
@@ -384,7 +422,6 @@ class WorkerPool:
                         len(self._workers), self._size, reason, len(self._workers))
             self._size = len(self._workers)
             return None
-        self._workers.append(worker)
         return worker
 
     def imap(self, items: Iterable[tuple], batch_size: int = 1,
@@ -469,6 +506,8 @@ class WorkerPool:
     def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
         for item, (ok, payload, seconds) in worker.reported():
             item.attempts += 1
+            if ok:
+                ok, payload = _unpickled(payload)
             if ok:
                 yield Outcome(item.key, True, payload, None, seconds, item.attempts)
             else:

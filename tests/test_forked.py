@@ -1,5 +1,6 @@
 """The pool's process and pipe primitives (job.forked), without multiprocessing."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, clean_environ
-from job import forked
+from job import DataProcessor, ProcessingFailed, forked
 from job.pool import WorkerPool
 
 MB = 1 << 20
@@ -401,3 +402,78 @@ def test_each_worker_is_a_process_of_its_own_for_multiprocessing():
     parent, *names, most_pids_per_name = done.stdout.split()
     assert parent == "MainProcess" and "'MainProcess'" not in " ".join(names), done.stdout
     assert most_pids_per_name == "1", f"one name shared by several workers: {done.stdout}"
+
+
+# Found by the second attack on the pool.
+
+class WorkerOnlyClass(DataProcessor):
+    """Returns an instance of a class made (and made a module global) in the worker only:
+    its pickle loads in the worker, which checks it, but not in the rank's process."""
+
+    def process(self, value):
+        if value % 2:
+            return value
+        module = sys.modules[__name__]
+        module.RowMadeInWorker = collections.namedtuple("RowMadeInWorker", "value")
+        return module.RowMadeInWorker(value)
+
+
+def test_a_result_that_loads_in_the_worker_but_not_in_the_parent_fails_its_call():
+    """``job.forked.write_message`` checks that a result's pickle loads again, in the worker;
+    the parent's ``Channel.receive`` loads it once more, unguarded, and the AttributeError
+    escapes ``WorkerPool.imap`` (and ``multi_process_data``), losing every other result."""
+    with pytest.raises(ProcessingFailed) as caught:
+        WorkerOnlyClass({"node_count": 1}).multi_process_data(list(range(6)), process_count=2)
+    assert sorted(caught.value.failures) == [0, 2, 4]
+    assert caught.value.results == [1, 3, 5]
+
+
+def _worker_only(value):
+    return WorkerOnlyClass().process(value)
+
+
+def test_the_pool_goes_on_after_a_result_the_parent_cannot_load():
+    with WorkerPool(_worker_only, 2) as pool:
+        outcomes = {o.key: o for o in pool.imap((i, (i,)) for i in range(6))}
+    assert sorted(outcomes) == list(range(6))
+    assert [k for k, o in sorted(outcomes.items()) if o.ok] == [1, 3, 5]
+
+
+SLOW_MMAP = '''\
+import importlib.machinery, importlib.util, os, sys, time
+sys.stderr.write("importing\\n"); sys.stderr.flush()
+time.sleep(3)  # the job's imports are slow (a cold blob-mounted code folder)
+del sys.modules["mmap"]
+_dir = os.path.join(sys.base_prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "lib-dynload")
+_spec = importlib.machinery.PathFinder.find_spec("mmap", [_dir])
+_real = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_real)
+sys.modules["mmap"] = _real
+'''
+
+
+def test_ctrl_c_while_the_job_imports_is_one_line_and_130(tmp_path, eight_files):
+    """SIGINT while ``python -m job`` imports its modules (``job/__main__.py``, before
+    ``main`` installs its handling): a KeyboardInterrupt traceback (runpy, job.cli,
+    job.run ...), not one line. Old too (e889461)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import clean_environ
+
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "mmap.py").write_text(SLOW_MMAP)  # job.forked imports mmap
+    env = clean_environ()
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow), env["PYTHONPATH"]])
+    process = subprocess.Popen([sys.executable, "-m", "job", "--input_dir", str(eight_files),
+                                "--out_dir", str(tmp_path / "out")], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stderr.readline() == "importing\n"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert process.returncode == 130
