@@ -40,6 +40,7 @@ import mmap
 import os
 import pickle
 import select
+import signal
 import sys
 import threading
 import traceback
@@ -201,7 +202,7 @@ class Child:
         """SIGKILL the child, unless it has been reaped (its pid may be another's)."""
         if self.exitcode is None:
             try:
-                os.kill(self.pid, 9)
+                os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 

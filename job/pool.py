@@ -151,9 +151,6 @@ def _unpickled(data: bytes) -> tuple[bool, Any]:
         return False, f"result not receivable: {_format_error(error)}"
 
 
-def _send(fd: int, results: list[tuple]) -> None:
-    forked.write_message(fd, results)
-
 
 def _set_parent_death_signal(signum: int) -> bool:
     """Linux: have the kernel send ``signum`` to this process when its parent thread ends.
@@ -224,9 +221,9 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
             if os.getpid() != me:  # a process the function forked, returning here: it ends,
                 os._exit(0)        # or it would take batches of its own from the worker's pipe
             if now - reported >= REPORT_SECONDS and index < last:
-                _send(outbox, results)
+                forked.write_message(outbox, results)
                 results, reported = [], now
-        _send(outbox, results)
+        forked.write_message(outbox, results)
 
 
 def _open_pidfd(process) -> int | None:
