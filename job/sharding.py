@@ -85,8 +85,23 @@ def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int
     _check(index, count)
     if strategy == "contiguous":
         return [items[i] for i in contiguous_range(len(items), index, count)]
-    if strategy == "size":
-        if sizes is None or len(sizes) != len(items):
-            raise ValueError("the size strategy needs one size per item")
-        return [items[i] for i in size_shard(sizes, index, count)]
-    raise ValueError(f"unknown shard strategy {strategy!r}; expected one of {STRATEGIES}")
+    _check_strategy(items, sizes, strategy)
+    return [items[i] for i in size_shard(sizes, index, count)]
+
+
+def plans(items: Sequence[T], sizes: Sequence[int] | None, count: int,
+          strategy: str = "contiguous") -> list[list[T]]:
+    """Every shard's :func:`plan`, in shard order, the sizes balanced once (not once per
+    shard, as ``count`` calls of :func:`plan` would)."""
+    _check(0, count)
+    if strategy == "contiguous":
+        return [plan(items, sizes, index, count) for index in range(count)]
+    _check_strategy(items, sizes, strategy)
+    return [[items[i] for i in shard] for shard in size_balanced(sizes, count)]
+
+
+def _check_strategy(items: Sequence, sizes: Sequence[int] | None, strategy: str) -> None:
+    if strategy != "size":
+        raise ValueError(f"unknown shard strategy {strategy!r}; expected one of {STRATEGIES}")
+    if sizes is None or len(sizes) != len(items):
+        raise ValueError("the size strategy needs one size per item")

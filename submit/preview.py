@@ -15,7 +15,7 @@ from typing import Collection
 from job.config import JobConfig
 from job.listing import InputDirError, InputFile, list_inputs
 from job.ranks import Rank
-from job.sharding import plan
+from job.sharding import plan, plans
 
 from .build import Layout
 
@@ -68,14 +68,17 @@ def preview(input_dir: str | os.PathLike, job_config: JobConfig, layout: Layout,
         kept = set(uploaded)
         listing = [f for f in listing if f.rel in kept]
     sizes = [f.size for f in listing]
+    strategy = job_config.shard_strategy
     if layout.selective:
-        ranks = [Rank(layout.node_rank, layout.node_count, 0, 1, "selective node")]
-    else:
+        rank = Rank(layout.node_rank, layout.node_count, 0, 1, "selective node")
+        found = [RankPlan(rank, plan(listing, sizes, rank.shard_index, rank.shard_count,
+                                     strategy))]
+    else:  # every rank, in shard order; the sizes balanced once for all of them
         ranks = [Rank(node, layout.nodes, local, layout.processes_per_node, layout.distribution)
                  for node in range(layout.nodes) for local in range(layout.processes_per_node)]
-    plans = [RankPlan(rank, plan(listing, sizes, rank.shard_index, rank.shard_count,
-                                 job_config.shard_strategy)) for rank in ranks]
-    return Preview(str(input_dir), job_config, listing, plans)
+        found = [RankPlan(rank, files) for rank, files in
+                 zip(ranks, plans(listing, sizes, len(ranks), strategy), strict=True)]
+    return Preview(str(input_dir), job_config, listing, found)
 
 
 def size_text(count: int) -> str:

@@ -79,3 +79,15 @@ def test_size_strategy_is_deterministic_with_ties():
 
 def test_docstring_examples():
     assert doctest.testmod(sharding).failed == 0
+
+
+@pytest.mark.parametrize("strategy", ["contiguous", "size"])
+def test_every_shard_s_plan_at_once_is_each_shard_s_plan(strategy):
+    items = [f"f{i:03d}" for i in range(97)]
+    sizes = [(i * 7919) % 101 for i in range(97)]
+    assert sharding.plans(items, sizes, 7, strategy) == [
+        sharding.plan(items, sizes, index, 7, strategy) for index in range(7)]
+    with pytest.raises(ValueError, match="unknown shard strategy"):
+        sharding.plans(items, sizes, 7, "random")
+    with pytest.raises(ValueError, match="one size per item"):
+        sharding.plans(items, sizes[:-1], 7, "size")
