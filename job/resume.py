@@ -29,18 +29,22 @@ def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | N
     """Whether ``record`` (a file's newest journal record) still describes ``item`` as done.
 
     It must say ``ok`` or ``skipped``, name the same ``processor`` (identity
-    and version), hold the input's current size and modification time, and
-    its output (if it names one) must exist.
+    and version), hold the input's current size and modification time (as the
+    plan examined it: ``item``'s, else the file's now), and its output (if it
+    names one) must exist.
     """
     if record is None or record.get("status") not in journal.DONE or item.error is not None:
         return False
     if record.get("processor") != processor:
         return False
-    try:
-        info = os.stat(os.path.join(config.input_dir, item.rel))
-    except OSError:
-        return False
-    if record.get("bytes_in") != info.st_size or record.get("mtime_ns") != info.st_mtime_ns:
+    size, mtime_ns = item.size, item.mtime_ns  # as the plan examined it, moments ago
+    if mtime_ns is None:
+        try:
+            info = os.stat(os.path.join(config.input_dir, item.rel))
+        except OSError:
+            return False
+        size, mtime_ns = info.st_size, info.st_mtime_ns
+    if record.get("bytes_in") != size or record.get("mtime_ns") != mtime_ns:
         return False
     output = record.get("output")
     return output is None or (isinstance(output, str)
