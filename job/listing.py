@@ -299,8 +299,13 @@ def digest(listing: Iterable[InputFile]) -> str:
     """
     hasher = hashlib.sha256()
     for item in listing:
-        hasher.update(os.fsencode(item.rel) + b"\0%d\0%s\n" % (item.size, (item.error or "").encode()))
+        hasher.update(digested(item))
     return hasher.hexdigest()
+
+
+def digested(item: InputFile) -> bytes:
+    """The bytes :func:`digest` hashes for ``item`` (sha256 may be fed them piece by piece)."""
+    return os.fsencode(item.rel) + b"\0%d\0%s\n" % (item.size, (item.error or "").encode())
 
 
 def paths_digest(rels: Iterable[str]) -> str:

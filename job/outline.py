@@ -53,11 +53,9 @@ from operator import itemgetter
 from typing import Iterator, NamedTuple, Sequence
 
 from . import sharding
-from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, examine,
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, digested, examine,
                       failed_input, open_folder, paths_digest, walk_rules)
 from .listing import digest as full_digest
-
-PATHS, FULL = PATHS_DIGEST, FULL_DIGEST
 
 
 class ListingChanged(Exception):
@@ -66,8 +64,8 @@ class ListingChanged(Exception):
 
 class Summary(NamedTuple):
     """What a rank records of the whole listing: its length, its digest, and what that
-    digest covers (:data:`PATHS` or :data:`FULL`), and how many entries the walk found
-    unreadable (for :data:`PATHS`, not counting regular files that only the rank taking
+    digest covers (``PATHS_DIGEST`` or ``FULL_DIGEST``: see :mod:`job.listing`), and how
+    many entries the walk found unreadable (for ``PATHS_DIGEST``, not counting regular files that only the rank taking
     them examines)."""
 
     files: int
@@ -76,10 +74,10 @@ class Summary(NamedTuple):
     unlisted: int
 
     @classmethod
-    def of(cls, listing: Sequence[InputFile], digest_of: str = FULL) -> "Summary":
+    def of(cls, listing: Sequence[InputFile], digest_of: str = FULL_DIGEST) -> "Summary":
         """The summary of a whole listing (:func:`job.listing.list_inputs`'s), its digest
         of ``digest_of``: what :func:`outline` of the same strategy records."""
-        digest = paths_digest(f.rel for f in listing) if digest_of == PATHS else full_digest(
+        digest = paths_digest(f.rel for f in listing) if digest_of == PATHS_DIGEST else full_digest(
             listing)
         return cls(len(listing), digest, digest_of,
                    sum(1 for item in listing if item.error is not None))
@@ -103,7 +101,7 @@ class Outline:
 
     count: int = 0
     digest: str = ""
-    digest_of: str = PATHS
+    digest_of: str = PATHS_DIGEST
     unlisted: int = 0
     folders: list[_Folder] = field(default_factory=list)
     starts: array = field(default_factory=lambda: array("q"))
@@ -124,7 +122,7 @@ def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     :func:`job.listing.list_inputs`'s); ``sizes`` examines every file and keeps
     its size (the ``size`` strategy). :class:`job.listing.InputDirError` as there."""
     root, skip, matches = walk_rules(input_dir, out_dir, pattern, folder_ids)
-    result = Outline(digest_of=FULL if sizes else PATHS, sizes=array("q") if sizes else None,
+    result = Outline(digest_of=FULL_DIGEST if sizes else PATHS_DIGEST, sizes=array("q") if sizes else None,
                      skip=None if skip is None else skip._replace(seen=None), matches=matches)
     walker = _Walker(result, skip, matches, sizes, linked_folders)
     walker.walk(root, "")
@@ -301,9 +299,7 @@ class _Walker:
         if self.examine_all:
             inputs = [members.examined[key] for key in run]
             result.sizes.extend([item.size for item in inputs])
-            # the bytes full_digest hashes for these inputs (sha256 is fed piece by piece)
-            self.hasher.update(b"".join([os.fsencode(i.rel) + b"\0%d\0%s\n" % (
-                i.size, (i.error or "").encode()) for i in inputs]))
+            self.hasher.update(b"".join(map(digested, inputs)))  # as full_digest hashes them
         else:  # the bytes paths_digest hashes for them: each path, then NUL
             self.hasher.update(os.fsencode(prefix + ("\0" + prefix).join(run) + "\0"))
 

@@ -22,7 +22,8 @@ from .assemble import Assembler, FileResult
 from .outputs import known_output_of, output_rel
 from .config import JobConfig
 from .cpus import widen_affinity
-from .listing import InputDirError, InputFile, folders_up, identity, list_inputs
+from .listing import (FULL_DIGEST, PATHS_DIGEST, InputDirError, InputFile, folders_up,
+                      identity, list_inputs)
 from .lock import RankBusy, RankLock
 from .pool import WorkerPool, WorkersUnavailable
 from .processor import DataProcessor, DistributedPreprocessArguments
@@ -130,7 +131,7 @@ def list_shard(config: JobConfig, rank: ranks.Rank, linked: list[str],
     listing = list_inputs(config.input_dir, config.out_dir, config.pattern, linked,
                           input_folders)
     files = sharding.plan(listing, [f.size for f in listing], index, count, strategy)
-    digest_of = outline.FULL if strategy == "size" else outline.PATHS  # as its peers record
+    digest_of = FULL_DIGEST if strategy == "size" else PATHS_DIGEST  # as its peers record
     return outline.Summary.of(listing, digest_of), files
 
 

@@ -71,7 +71,7 @@ def test_a_rank_that_listed_again_records_what_its_peers_record(tmp_path, monkey
     (job.run.list_shard's fallback); rank 1 walks the new listing afterwards. The fallback
     once recorded a digest of "paths, sizes, errors" where its contiguous peers record one
     of "paths", and job.check failed the right run: "ranks saw different inputs"."""
-    from job import config as config_module, outline, ranks, run
+    from job import config as config_module, listing, outline, ranks, run
     source = tmp_path / "in"
     (source / "a").mkdir(parents=True)
     for k in range(10):
@@ -89,7 +89,7 @@ def test_a_rank_that_listed_again_records_what_its_peers_record(tmp_path, monkey
     assert "listing it again, whole" in caplog.text
     monkeypatch.setattr(outline, "outline", walk)
     second, files1 = run.list_shard(job_config, ranks.Rank(node_rank=1, node_count=2), [], set())
-    assert first == second and first.digest_of == outline.PATHS
+    assert first == second and first.digest_of == listing.PATHS_DIGEST
     assert [f.rel for f in files0 + files1] == sorted(
         f"a/{name}" for name in [*map(str, range(10)), "new"])
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from conftest import ROOT, clean_environ
 from job import outline as streamed
 from job import sharding
-from job.listing import digest, list_inputs, paths_digest
+from job.listing import PATHS_DIGEST, digest, list_inputs, paths_digest
 
 LAYOUTS = (1, 2, 3, 5, 7, 40)  # 40: more ranks than files in most trees
 PATTERNS = (None, "*.txt", "a/**", "**/b*", "x/*")
@@ -200,7 +200,7 @@ def test_the_run_lists_again_when_the_folder_changed(tmp_path, monkeypatch, capl
     monkeypatch.setattr(streamed, "outline", outline_then_change)
     summary, files = run.list_shard(job_config, rank, [], set())
     assert [f.rel for f in files] == [f"a/{i:03d}" for i in range(11, 20)]
-    assert summary == streamed.Summary.of(list_inputs(root, tmp_path / "o"), streamed.PATHS)
+    assert summary == streamed.Summary.of(list_inputs(root, tmp_path / "o"), PATHS_DIGEST)
     assert "changed while it was listed" in caplog.text
 
 
