@@ -84,16 +84,14 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None, timeo
     be), unless ``fresh``, or ``cwd`` holds a ``job`` package of its own (a staged copy: a
     fresh interpreter imports that one).
     """
+    from azure_standin.runner import run_python
+
     env, cwd = env or clean_environ(), Path(cwd or ROOT)
     own = (cwd / "job").exists() and (cwd / "job").resolve() != ROOT / "job"
-    if not fresh and not own:
-        from azure_standin.runner import run_warm
-
-        done = run_warm(module, list(args), env, cwd, timeout, preload=("job.cli",))
-        if done is not None:
-            return done
-    return subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    returncode, stdout, stderr = run_python(["-m", module], args, env, cwd, timeout,
+                                            preload=("job.cli",), fresh=fresh or own)
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], returncode,
+                                       stdout, stderr)
 
 
 def assert_outputs_exact(input_dir: Path, out_dir: Path, rels=None) -> None:

@@ -21,6 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 CLEARED_PREFIXES = ("AZURE_", "AZUREML_", "IDENTITY_", "MSI_", "IMDS_")
@@ -117,15 +118,8 @@ def run_submit(*args: str, env: dict[str, str] | None = None, cwd: str | Path | 
         env["_SUBMIT_TEST_ALLOW_LOOPBACK"] = "1"
     interpreter_args = ["-c", NO_NETWORK] if (no_network or loopback_only) else ["-m", "submit"]
     started = time.monotonic()
-    warm = None if fresh else _warm_interpreter(env)
-    if warm is not None:
-        returncode, stdout, stderr = warm.run(interpreter_args, list(args), env, cwd or REPO,
-                                              timeout)
-    else:
-        done = subprocess.run([sys.executable, *interpreter_args, *args], env=env,
-                              cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    returncode, stdout, stderr = run_python(interpreter_args, args, env, cwd or REPO, timeout,
+                                            fresh=fresh)
     return Result(returncode, stdout, stderr, time.monotonic() - started)
 
 
@@ -299,17 +293,20 @@ def _warm_interpreter(env: dict[str, str],
         return warm
 
 
-def run_warm(module: str, args: list[str], env: dict[str, str], cwd: str | Path,
-             timeout: float, preload: tuple[str, ...]) -> subprocess.CompletedProcess | None:
-    """``python -m module ARGS`` forked from a warm interpreter that imported ``preload``
-    (as :func:`subprocess.run` with ``capture_output=True, text=True`` returns it), or
-    ``None`` where none serves ``env``."""
-    warm = _warm_interpreter(env, preload)
-    if warm is None:
-        return None
-    returncode, stdout, stderr = warm.run(["-m", module], list(args), env, cwd, timeout)
-    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], returncode,
-                                       stdout, stderr)
+def run_python(interpreter_args: list[str], args: Sequence[str], env: dict[str, str],
+               cwd: str | Path, timeout: float, preload: tuple[str, ...] = PRELOAD,
+               fresh: bool = False) -> tuple[int, str, str]:
+    """``python INTERPRETER_ARGS ARGS`` in a process of its own, stdin ``/dev/null``: its
+    exit code, stdout and stderr (as :func:`subprocess.run` with ``text=True`` gives them).
+    Forked from a warm interpreter that imported ``preload`` where one serves ``env``,
+    unless ``fresh``; else a brand-new interpreter."""
+    warm = None if fresh else _warm_interpreter(env, preload)
+    if warm is not None:
+        return warm.run(interpreter_args, list(args), env, cwd, timeout)
+    done = subprocess.run([sys.executable, *interpreter_args, *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    return done.returncode, done.stdout, done.stderr
 
 
 def stop_warm_interpreters() -> None:
