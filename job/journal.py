@@ -28,6 +28,7 @@ are written as ``\\udcXX`` escapes, which ``json.loads`` and
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -110,9 +111,13 @@ def read_records(path: str, inputs: Container[str] | None = None) -> list[dict[s
     records = []
     try:
         with open(path, "rb") as stream:
-            if wanted is not None and wanted.none_in(stream):
-                return []
-            for line in stream:
+            lines = stream
+            if wanted is not None and os.fstat(stream.fileno()).st_size <= wanted.WHOLE_FILE:
+                data = stream.read()  # looked at whole, then its lines: the file read once
+                if wanted.none_in(data):
+                    return []
+                lines = io.BytesIO(data)
+            for line in lines:
                 if wanted is not None and wanted.surely_not(line):
                     continue
                 try:
@@ -157,13 +162,8 @@ class Wanted:
             except UnicodeEncodeError:  # not UTF-8: its record escapes it, and is parsed
                 pass
 
-    def none_in(self, stream) -> bool:
-        """Whether the journal open in ``stream`` surely holds no wanted record; either way
-        ``stream`` is left at its start."""
-        if os.fstat(stream.fileno()).st_size > self.WHOLE_FILE:
-            return False
-        data = stream.read()
-        stream.seek(0)
+    def none_in(self, data: bytes) -> bool:
+        """Whether the journal ``data`` (the whole file) surely holds no wanted record."""
         found = self.PLAIN.findall(data)
         lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
         return (len(found) == lines and data.count(b'"input"') == lines
