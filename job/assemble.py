@@ -60,11 +60,6 @@ class Assembler:
     def add(self, outcome: Outcome) -> FileResult | None:
         task: Task = outcome.key
         if task.parts == 1:
-            if outcome.ok:  # the common case, kept short: many small files pass here
-                item = self._files[task.index]
-                _, _, value, output = outcome.value
-                return FileResult(task.index, True, item.size, item.mtime_ns, value, None,
-                                  outcome.seconds, outcome.attempts, output)
             return self._result(task.index, [outcome])
         joining = self._joining.setdefault(task.index, _Joining())
         joining.outcomes[task.part] = outcome
@@ -126,6 +121,8 @@ class Assembler:
                               error="input changed while its ranges were processed",
                               attempts=attempts)
         size, mtime_ns = fingerprints.pop()
+        if size is None:  # a whole file: the fingerprint its listing took
+            size, mtime_ns = self._files[index].size, self._files[index].mtime_ns
         counts = outcomes[0].value[2]
         if len(outcomes) > 1:
             names = self._processor.counts

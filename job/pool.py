@@ -189,7 +189,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Callable | None,
-                 shared: forked.Shared, parent: int) -> None:
+                 shared: forked.Shared, parent: int, plain: bool = False) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -214,7 +214,8 @@ def _worker_main(inbox: int, outbox: int, function: Callable, initializer: Calla
             try:
                 value = function(*args)
                 now = time.monotonic()
-                results.append(_result(value, now - start))
+                seconds = now - start
+                results.append((True, value, seconds) if plain else _result(value, seconds))
             except BaseException as error:  # noqa: BLE001 - SystemExit too: reported, not fatal
                 now = time.monotonic()
                 results.append((False, _format_error(error), now - start))
@@ -240,7 +241,7 @@ def _open_pidfd(process) -> int | None:
 
 class _Worker:
     def __init__(self, function: Callable, initializer: Callable | None,
-                 others: Iterable[_Worker] = ()):
+                 others: Iterable[_Worker] = (), plain: bool = False):
         opened: list[int] = []  # closed again if the worker cannot be started (EMFILE...)
         try:
             inbox, to_worker = forked.pipe()
@@ -254,7 +255,8 @@ class _Worker:
             for other in others:
                 parent_ends += other.descriptors
             self.process = forked.fork(
-                _worker_main, (inbox, outbox, function, initializer, self._shared, os.getpid()),
+                _worker_main, (inbox, outbox, function, initializer, self._shared, os.getpid(),
+                               plain),
                 close_in_child=parent_ends)
         except BaseException:
             for fd in opened:
@@ -364,11 +366,17 @@ class WorkerPool:
     Iterate :meth:`imap` from one thread that outlives the pool: workers are
     started from that thread, and on Linux they are killed when it ends
     (see the module's notes); a worker lost that way counts as a worker died.
+
+    ``plain_results``: the function only ever returns values that the parent can
+    always load (built of ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``
+    and tuples, lists and dicts of them), which then travel with their batch's
+    message instead of each pickled on its own (about 1.5 µs less per item).
     """
 
     def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,
                  timeout: float | None = None, initializer: Callable | None = None,
-                 on_worker_lost: Callable[[int, Any], None] | None = None):
+                 on_worker_lost: Callable[[int, Any], None] | None = None,
+                 plain_results: bool = False):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._function = function
@@ -377,6 +385,7 @@ class WorkerPool:
         self._max_retries = max_retries
         self._timeout = timeout
         self._on_worker_lost = on_worker_lost
+        self._plain = plain_results
         self._workers: list[_Worker] = []
 
     def __enter__(self) -> "WorkerPool":
@@ -408,7 +417,7 @@ class WorkerPool:
         on with those (and says so once). :class:`WorkersUnavailable` if none runs."""
         try:
             with _signals_held():
-                worker = _Worker(self._function, self._initializer, self._workers)
+                worker = _Worker(self._function, self._initializer, self._workers, self._plain)
                 self._workers.append(worker)
         except OSError as error:
             reason = f"{error.strerror or error} ({errno.errorcode.get(error.errno, '?')})"
@@ -501,9 +510,10 @@ class WorkerPool:
                 yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
 
     def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
+        plain = self._plain
         for item, (ok, payload, seconds) in worker.reported():
             item.attempts += 1
-            if ok:
+            if ok and not plain:
                 ok, payload = _unpickled(payload)
             if ok:
                 yield Outcome(item.key, True, payload, None, seconds, item.attempts)

@@ -81,6 +81,70 @@ def test_a_name_that_is_not_utf8_is_escaped_and_read_back_exactly():
     assert os.fsencode(json.loads(line)["input"]) == b"caf\xe9/\xff.txt"
 
 
+_surrogates = st.text(alphabet=st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF))
+_names = st.text() | st.tuples(st.text(), _surrogates).map("".join)
+_integers = st.none() | st.integers(min_value=-(1 << 70), max_value=1 << 70) | st.booleans()
+_reals = st.floats() | st.integers(min_value=0, max_value=10**6) | st.none()
+_added = st.fixed_dictionaries({
+    "rel": _names, "output": st.none() | _names | st.integers(),
+    "status": st.sampled_from(["ok", "failed", "skipped", 'o"k']),
+    "bytes_in": _integers, "seconds": _reals, "attempts": _integers,
+    "error": st.none() | _names, "mtime_ns": _integers,
+    "processor": st.sampled_from(["job.tokens:TokenSplitter@1", "m\u00e9:C\"x", "a:\udcff"]),
+    "when": _reals})
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=_added, names=st.sampled_from([("tokens",), (), ("lines", "largest"),
+                                             ("l\u00e9", 'q"uote')]),
+       counts=st.lists(_integers | st.floats(), min_size=0, max_size=3))
+def test_a_record_added_by_its_fields_is_the_line_of_its_record(tmp_path, fields, names, counts):
+    """Journal.add writes the usual record's line itself: it is exactly encode_record's (and
+    so json.dumps's) for every field, plain or not."""
+    counts = (counts + [None] * len(names))[:len(names)]
+    book = journal.Journal(str(tmp_path), 0, 1, counts=names)
+    book.add(fields["rel"], fields["output"], fields["status"], fields["bytes_in"], counts,
+             fields["seconds"], fields["attempts"], fields["error"], fields["mtime_ns"],
+             fields["processor"], fields["when"])
+    record = journal.make_record(names, fields["rel"], fields["output"], fields["status"],
+                                 fields["bytes_in"], counts, fields["seconds"],
+                                 fields["attempts"], fields["error"], fields["mtime_ns"],
+                                 fields["processor"], fields["when"])
+    [line] = book._lines
+    assert line == journal.encode_record(record)
+    assert book.failed == ([record] if fields["status"] == "failed" else [])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rel=st.text(), error=st.none() | st.text(), tokens=st.none() | st.integers(0, 1 << 62),
+       seconds=st.floats(min_value=0, max_value=1e9), mtime_ns=st.none() | st.integers(0, 1 << 62))
+def test_a_usual_record_is_written_by_the_direct_path(tmp_path, rel, error, tokens, seconds,
+                                                        mtime_ns):
+    """The fields of a file done or failed take the direct path, not the encoder's."""
+    book = journal.Journal(str(tmp_path), 0, 1, counts=("tokens",))
+    fields = (rel, rel, "ok", 12, (tokens,), seconds, 1, error, mtime_ns,
+              "job.tokens:TokenSplitter@1", 1764091234.25)
+    line = book._line(*fields)
+    assert line == journal.encode_record(journal.make_record(("tokens",), *fields))
+
+
+def test_a_manifest_lists_records_in_listing_order_with_their_totals(tmp_path):
+    book = journal.Journal(str(tmp_path), 0, 1, sync_interval=60, counts=("tokens",))
+    book.start([record(input="b", status="skipped", tokens=4, seconds=0.5)])
+    book.add("c", "c", "ok", 10, (3,), 0.25, 1, None, 7, "p", 1.0)
+    book.add("a", None, "failed", 5, (None,), 0.125, 2, "E: x", None, "p", 2.0)
+    totals = book.write_manifest({"complete": True})
+    book.close()
+    manifest = json.loads(open(book.manifest_path).read())
+    assert [r["input"] for r in manifest["files"]] == ["a", "b", "c"]
+    assert manifest["totals"] == totals == journal.totals(manifest["files"], ["tokens"])
+    assert totals == {"files": 3, "ok": 1, "skipped": 1, "failed": 1, "bytes_in": 27,
+                      "tokens": 7, "seconds": 0.875}
+    assert [r["input"] for r in book.failed] == ["a"] and manifest["complete"] is True
+    lines = open(book.path).read().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == ["b", "c", "a"]
+
+
 def test_records_are_synced_once_the_oldest_has_waited_the_interval(tmp_path):
     book = journal.Journal(str(tmp_path), 0, 1, sync_interval=0.2)
     book.start([])
