@@ -45,7 +45,7 @@ from typing import BinaryIO, Callable
 from . import native
 from .atomic import atomic_output, write_bytes
 from .listing import require_regular
-from .processor import DataProcessor
+from .processor import DataProcessor, refuses_special_files
 
 CHUNK_SIZE = 1 << 17  # dd's bs=128K; 256 KiB and 1 MiB were no faster (CPU time within 5%)
 #: Files up to this size are read whole and their output written in one piece: for
@@ -222,45 +222,61 @@ _INPUT_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def _open_regular(path: str) -> tuple[int, int]:
-    """``path`` opened for reading (a descriptor) and its size; :class:`OSError` unless it
-    is a regular file.
+    """``path`` opened for reading (a descriptor, still ``O_NONBLOCK``) and its size;
+    :class:`OSError` unless it is a regular file.
 
     Never blocks on the open: a FIFO (or device) put in place of an input
-    after the listing is refused, not waited on.
+    after the listing is refused, not waited on. Reads of a regular file do not
+    heed ``O_NONBLOCK`` on Linux; where one would (EAGAIN), :func:`_read_whole`
+    clears it and reads again, and a stream clears it first (:func:`_blocking`).
     """
     fd = os.open(path, _INPUT_FLAGS)
     try:
         info = os.fstat(fd)
         require_regular(info.st_mode)
-        # a read that may not wait could end the file early (EAGAIN); the other status
-        # flags F_SETFL sets were not asked for, so one call clears O_NONBLOCK
-        fcntl.fcntl(fd, fcntl.F_SETFL, 0)
         return fd, info.st_size
     except BaseException:
         os.close(fd)
         raise
 
 
+def _blocking(fd: int) -> int:
+    """``fd`` with ``O_NONBLOCK`` cleared (the other status flags F_SETFL sets were not
+    asked for, so one call clears it); a read that may not wait could end a file early."""
+    fcntl.fcntl(fd, fcntl.F_SETFL, 0)
+    return fd
+
+
 def _open_input(path: str):
-    """``path`` opened for unbuffered reading; :class:`OSError` unless it is a regular file
-    (see :func:`_open_regular`)."""
+    """``path`` opened for unbuffered, blocking reading; :class:`OSError` unless it is a
+    regular file (see :func:`_open_regular`)."""
     fd, _ = _open_regular(path)
     try:
-        return open(fd, "rb", buffering=0)
+        return open(_blocking(fd), "rb", buffering=0)
     except BaseException:
         os.close(fd)
         raise
 
 
 def _read_whole(fd: int, size: int, limit: int) -> bytes | None:
-    """Every byte of the open file ``fd`` (``size`` bytes when listed), or None if it holds
-    more than ``limit``. Reads until a read returns nothing, as ``read()`` does: a file of
-    the size listed takes two reads."""
+    """Every byte of the open file ``fd`` (``size`` bytes when it was opened), or None if
+    it holds more than ``limit``.
+
+    One read of ``size + 1`` bytes that returns exactly ``size`` is the whole file:
+    the bytes it held when examined, nothing after them. Otherwise reads until a
+    read returns nothing, as ``read()`` does (a file that grew, or a short read).
+    """
     chunks, total = [], 0
     while True:
-        chunk = os.read(fd, min(size + 1, limit + 1 - total))
+        try:
+            chunk = os.read(fd, min(size + 1, limit + 1 - total))
+        except BlockingIOError:  # a file system that heeds O_NONBLOCK: wait, as a read does
+            _blocking(fd)
+            continue
         if not chunk:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not chunks and len(chunk) == size:
+            return chunk
         chunks.append(chunk)
         total += len(chunk)
         if total > limit:
@@ -299,6 +315,7 @@ class TokenSplitter(DataProcessor):
             return target + path[len(source):]
         return os.path.join(self.out_dir, os.path.relpath(path, self.input_dir))
 
+    @refuses_special_files
     def process(self, path: str) -> dict:
         """Split one file; returns ``{"tokens": count}``.
 
@@ -310,7 +327,7 @@ class TokenSplitter(DataProcessor):
             data = _read_whole(fd, size, WHOLE_FILE_BYTES) if size <= WHOLE_FILE_BYTES else None
             if data is None:  # large, or grown past the limit since it was listed
                 os.lseek(fd, 0, os.SEEK_SET)
-                source = open(fd, "rb", buffering=0)
+                source = open(_blocking(fd), "rb", buffering=0)
         except BaseException:
             os.close(fd)
             raise

@@ -2,6 +2,8 @@
 
 import io
 import itertools
+import os
+import threading
 from unittest import mock
 import subprocess
 
@@ -225,3 +227,34 @@ def test_the_runner_records_and_sums_what_a_processor_declares_it_counts(tmp_pat
     assert (totals["lines"], totals["largest"]) == (big.count(b"\n") + 1,
                                                     records["big.txt"]["largest"] + 12)
     assert "tokens" not in totals
+
+
+def test_a_whole_file_read_once_when_it_holds_the_size_it_was_opened_with(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    path.write_bytes(b"one two\n")
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(tokens.os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    fd, size = tokens._open_regular(str(path))
+    try:
+        assert tokens._read_whole(fd, size, 1 << 16) == b"one two\n" and reads == [9]
+        os.lseek(fd, 0, os.SEEK_SET)  # the file grew after it was examined: read to the end
+        assert tokens._read_whole(fd, 3, 1 << 16) == b"one two\n"
+        os.lseek(fd, 0, os.SEEK_SET)
+        assert tokens._read_whole(fd, 3, 5) is None  # grew past the limit
+    finally:
+        os.close(fd)
+
+
+def test_a_read_that_would_wait_waits_instead_of_ending_the_file_early():
+    """Where a read heeds O_NONBLOCK (EAGAIN), the flag is cleared and the read waits."""
+    readable, writable = os.pipe()
+    os.set_blocking(readable, False)
+    writer = threading.Timer(0.2, lambda: (os.write(writable, b"abc"), os.close(writable)))
+    writer.start()
+    try:
+        assert tokens._read_whole(readable, 3, 100) == b"abc"
+        assert os.get_blocking(readable)
+    finally:
+        writer.join()
+        os.close(readable)

@@ -234,3 +234,13 @@ def test_a_task_on_a_fifo_fails_before_the_processor_opens_it(tmp_path, fields):
     runner = Runner(processor, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path))
     error = call_with_a_fifo(tmp_path, lambda path: runner.run("pipe.txt", *fields))
     assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
+
+
+def test_a_whole_fifo_given_to_the_token_splitter_is_refused_by_it_without_blocking(tmp_path):
+    """The token splitter's ``process`` refuses special files itself (it is marked so): the
+    runner does not examine a whole file first, and the FIFO still fails at once."""
+    splitter = TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
+    assert type(splitter).process.refuses_special_files
+    runner = Runner(splitter, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path))
+    error = call_with_a_fifo(tmp_path, lambda path: runner.run("pipe.txt", 0))
+    assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
