@@ -167,7 +167,8 @@ def test_an_unreadable_folder_is_one_failed_input_in_its_place(tmp_path):
     assert "'d\\udce9/'" in done.stdout and "'e1/'" in done.stdout and "'x/a/b/'" in done.stdout
 
 
-def test_a_folder_that_changed_is_found_and_the_rank_lists_again(tmp_path):
+def test_a_folder_that_changed_is_found_and_the_rank_lists_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(streamed, "KEPT_NAMES", 0)  # a large tree: its folders are read again
     root = os.fsencode(tmp_path / "in")
     make_tree(root, [b"a/%03d" % i for i in range(50)] + [b"b/%03d" % i for i in range(50)], ())
     walked = streamed.outline(os.fsdecode(root))
@@ -186,6 +187,7 @@ def test_a_folder_that_changed_is_found_and_the_rank_lists_again(tmp_path):
 
 def test_the_run_lists_again_when_the_folder_changed(tmp_path, monkeypatch, caplog):
     from job import config as config_module, ranks, run
+    monkeypatch.setattr(streamed, "KEPT_NAMES", 0)
     root = tmp_path / "in"
     make_tree(os.fsencode(root), [b"a/%03d" % i for i in range(20)], ())
     job_config = config_module.load(input_dir=str(root), out_dir=str(tmp_path / "o"))
@@ -280,3 +282,26 @@ def test_a_folder_whose_reading_fails_part_way(tmp_path, monkeypatch, folder):
     compare(root, None, None, layouts=(1, 3, 40))
     failed = [f.rel for f in list_inputs(os.fsdecode(root)) if f.error]
     assert ("x/a/" if folder == b"x/a" else "") in failed
+
+
+def test_a_small_tree_is_read_once_and_planned_from_that_one_reading(tmp_path, monkeypatch):
+    """Up to KEPT_NAMES inputs, the walk keeps each folder's names: the rank's files are
+    examined without reading their folders again, so the plan is of one consistent
+    reading (a file landing afterwards is not in it); a file of it deleted since is still
+    found (ListingChanged). A larger tree keeps none."""
+    root = os.fsencode(tmp_path / "in")
+    make_tree(root, [b"a/%03d" % i for i in range(6)] + [b"b/%03d" % i for i in range(6)], ())
+    walked = streamed.outline(os.fsdecode(root))
+    assert sorted(walked.kept) == [0, 1, 2]
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(streamed.os, "scandir", lambda fd: scans.append(fd) or real_scandir(fd))
+    with open(os.path.join(root, b"a/new"), "wb"):
+        pass
+    assert [f.rel for f in streamed.shard(walked, 0, 2)] == ["a/%03d" % i for i in range(6)]
+    assert scans == []
+    os.unlink(os.path.join(root, b"b/003"))
+    with pytest.raises(streamed.ListingChanged):
+        streamed.shard(walked, 1, 2)
+    monkeypatch.setattr(streamed, "KEPT_NAMES", 5)
+    assert streamed.outline(os.fsdecode(root)).kept is None
