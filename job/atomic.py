@@ -245,7 +245,7 @@ def _create(final: str) -> tuple[int, str | None]:
 
 
 def _open_new(final: str) -> tuple[int, str | None]:
-    unnamed = _open_unnamed(os.path.dirname(final))
+    unnamed = _open_unnamed(final[:final.rfind("/") + 1])  # its folder ("" for the current)
     if unnamed is not None:
         return unnamed, None
     temp = _temp_name(final)

@@ -98,10 +98,11 @@ def check_landing(output: str | None, input_dir: str, out_dir: str,
             raise ValueError(f"refused to process: {error}")
 
 
-def relative(output: str | None, out_dir: str) -> str | None:
+def relative(output: str | None, out_dir: str, prefix: str | None = None) -> str | None:
+    """``output`` relative to ``out_dir`` (``prefix``: :func:`folder_prefix` of it, if known)."""
     if output is None:
         return None
-    prefix = folder_prefix(out_dir)
+    prefix = prefix or folder_prefix(out_dir)
     return output[len(prefix):] if output.startswith(prefix) else os.path.relpath(output, prefix)
 
 

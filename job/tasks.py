@@ -116,7 +116,7 @@ class Runner:
         self.processor = processor
         self.input_dir, self.out_dir, self.temp_dir = input_dir, out_dir, temp_dir
         self.input_folders = input_folders
-        self._input_prefix = folder_prefix(input_dir)
+        self._input_prefix, self._output_prefix = folder_prefix(input_dir), folder_prefix(out_dir)
         # whether process() itself refuses what is not a regular file without blocking
         self._refuses = getattr(type(processor).process, "refuses_special_files", False)
 
@@ -148,7 +148,7 @@ class Runner:
         if task is None or task.part == 0:
             absolute = checked_output(processor.output_path(path))
             check_landing(absolute, self.input_dir, self.out_dir, self.input_folders)
-            output = relative(absolute, self.out_dir)
+            output = relative(absolute, self.out_dir, self._output_prefix)
         if task is None or task.parts == 1:
             return None, None, counts_of(processor.process(path), processor.counts), output
         end = task.end if task.part < task.parts - 1 else max(task.end, info.st_size)
