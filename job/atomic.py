@@ -245,7 +245,9 @@ def _create(final: str) -> tuple[int, str | None]:
 
 
 def _open_new(final: str) -> tuple[int, str | None]:
-    unnamed = _open_unnamed(final[:final.rfind("/") + 1])  # its folder ("" for the current)
+    # its folder ("" for the current one), cut from the usual str path without os.path
+    folder = final[:final.rfind("/") + 1] if type(final) is str else os.path.dirname(final)
+    unnamed = _open_unnamed(folder)
     if unnamed is not None:
         return unnamed, None
     temp = _temp_name(final)
