@@ -34,14 +34,16 @@ def run(items, **options):
     return outcomes, lost
 
 
-def test_every_item_comes_back_once():
-    outcomes, lost = run(list(range(50)), batch_size=4)
+@pytest.mark.parametrize("plain", [False, True], ids=["pickled-each", "plain"])
+def test_every_item_comes_back_once(plain):
+    outcomes, lost = run(list(range(50)), batch_size=4, plain_results=plain)
     assert sorted(outcomes) == list(range(50)) and lost == []
     assert all(o.ok and o.value == 2 * o.key and o.attempts == 1 for o in outcomes.values())
 
 
-def test_an_exception_fails_its_item_with_the_message_and_retries():
-    outcomes, _ = run([1, "raise", 3], max_retries=2)
+@pytest.mark.parametrize("plain", [False, True], ids=["pickled-each", "plain"])
+def test_an_exception_fails_its_item_with_the_message_and_retries(plain):
+    outcomes, _ = run([1, "raise", 3], max_retries=2, plain_results=plain, batch_size=3)
     failed = outcomes[1]
     assert not failed.ok and failed.attempts == 3
     assert failed.error.startswith("ValueError: bad value at test_pool.py:")
