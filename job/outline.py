@@ -15,7 +15,9 @@ folders that hold the positions asked for, checks that each still holds what
 the walk saw (else :class:`ListingChanged`, and the caller lists the
 straightforward way), and examines only those files. Memory: a few dozen
 bytes per folder, the names of the largest folder (about 100 bytes each, while
-they are sorted), the rank's own files.
+they are sorted), the rank's own files. A tree of up to :data:`KEPT_NAMES`
+inputs is small enough to keep: the walk keeps its names, and :func:`take`
+reads no folder again.
 
 The order. Within a folder, entries sorted by a key (a file's name; a folder's
 name + ``"/"``), each folder's inputs put in its key's place, give the
