@@ -71,19 +71,6 @@ class ProcessingFailed(RuntimeError):
         super().__init__(f"{len(failures)} call(s) failed; first: call {first[0]}: {first[1]}")
 
 
-def refuses_special_files(process):
-    """Mark a ``process(path)`` method that opens ``path`` without blocking and raises
-    :class:`OSError` for anything but a regular file, as the token splitter's does.
-
-    The runner otherwise examines each input before calling ``process``, so that
-    a FIFO put in place of an input cannot block a worker; for a method so marked it
-    does not (one ``stat`` less per file). A subclass that overrides ``process`` is
-    examined again unless it marks its own method.
-    """
-    process.refuses_special_files = True
-    return process
-
-
 class DataProcessor:
     """Processes data, one call of :meth:`process` per item.
 

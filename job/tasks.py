@@ -117,8 +117,6 @@ class Runner:
         self.input_dir, self.out_dir, self.temp_dir = input_dir, out_dir, temp_dir
         self.input_folders = input_folders
         self._input_prefix, self._output_prefix = folder_prefix(input_dir), folder_prefix(out_dir)
-        # whether process() itself refuses what is not a regular file without blocking
-        self._refuses = getattr(type(processor).process, "refuses_special_files", False)
 
     def run(self, rel: str, *fields: int) -> tuple:
         """Process the file ``rel`` (``fields``: its index) or its range (the fields of its
@@ -135,15 +133,13 @@ class Runner:
         Raises :class:`OSError` ``not a regular file (FIFO)`` (or folder, socket,
         device), without calling the processor, if the input is no longer a
         regular file (or a link to one): opening a FIFO would block the worker
-        for as long as nothing writes to it. (A whole file goes straight to a
-        ``process`` marked :func:`~job.processor.refuses_special_files`: it refuses it.)
+        for as long as nothing writes to it (and opening a device can act on it).
         """
         processor = self.processor
         path = self._input_prefix + rel
+        info = os.stat(path)
+        require_regular(info.st_mode)
         task = Task(*fields) if len(fields) > 1 else None  # a whole file: (index,)
-        if task is not None or not self._refuses:
-            info = os.stat(path)
-            require_regular(info.st_mode)
         output = None
         if task is None or task.part == 0:
             absolute = checked_output(processor.output_path(path))

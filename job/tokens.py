@@ -45,7 +45,7 @@ from typing import BinaryIO, Callable
 from . import native
 from .atomic import atomic_output, write_bytes
 from .listing import require_regular
-from .processor import DataProcessor, refuses_special_files
+from .processor import DataProcessor
 
 CHUNK_SIZE = 1 << 17  # dd's bs=128K; 256 KiB and 1 MiB were no faster (CPU time within 5%)
 #: Files up to this size are read whole and their output written in one piece: for
@@ -315,7 +315,6 @@ class TokenSplitter(DataProcessor):
             return target + path[len(source):]
         return os.path.join(self.out_dir, os.path.relpath(path, self.input_dir))
 
-    @refuses_special_files
     def process(self, path: str) -> dict:
         """Split one file; returns ``{"tokens": count}``.
 

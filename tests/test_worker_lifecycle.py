@@ -4,9 +4,11 @@ Each test runs ``python -m job`` (or the processor) on real files, with real
 signals, and finds processes through ``/proc``.
 """
 
+import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -236,11 +238,40 @@ def test_a_task_on_a_fifo_fails_before_the_processor_opens_it(tmp_path, fields):
     assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
 
 
-def test_a_whole_fifo_given_to_the_token_splitter_is_refused_by_it_without_blocking(tmp_path):
-    """The token splitter's ``process`` refuses special files itself (it is marked so): the
-    runner does not examine a whole file first, and the FIFO still fails at once."""
-    splitter = TokenSplitter(str(tmp_path / "in"), str(tmp_path / "out"))
-    assert type(splitter).process.refuses_special_files
-    runner = Runner(splitter, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path))
+
+def _blocking_lower(splitter, path):
+    with open(path, "rb") as stream:  # an ordinary, blocking open
+        return {"tokens": len(stream.read().split())}
+
+
+class _ProcessSetOnTheInstance(TokenSplitter):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.process = functools.partial(_blocking_lower, self)
+
+
+class _ProcessWrappingTheSplitters(TokenSplitter):
+    @functools.wraps(TokenSplitter.process)  # keeps the splitter's docstring and attributes
+    def process(self, path):
+        return _blocking_lower(self, path)
+
+
+@pytest.mark.parametrize("kind", [TokenSplitter, _ProcessSetOnTheInstance,
+                                  _ProcessWrappingTheSplitters])
+def test_every_whole_file_is_examined_before_any_process_opens_it(tmp_path, kind):
+    """Whatever ``process`` the runner ends up calling (the splitter's, one set on the
+    instance, one that copied the splitter's attributes), a FIFO swapped in after the
+    listing fails at once, and a socket is named as one: no open, which could block
+    or act on a device. (An attack found both ways past a mark that let the splitter
+    skip this examination.)"""
+    processor = kind(str(tmp_path / "in"), str(tmp_path / "out"))
+    runner = Runner(processor, str(tmp_path / "in"), str(tmp_path / "out"), str(tmp_path))
     error = call_with_a_fifo(tmp_path, lambda path: runner.run("pipe.txt", 0))
     assert isinstance(error, OSError) and "not a regular file (FIFO)" in str(error)
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(tmp_path / "in" / "sock"))
+        with pytest.raises(OSError, match=r"not a regular file \(socket\)"):
+            runner.run("sock", 0)
+    finally:
+        listener.close()
