@@ -46,6 +46,21 @@ TAIL_FIELDS = ("seconds", "attempts", "error", "mtime_ns", "processor", "time")
 BASE_TOTALS = ("files", "ok", "skipped", "failed", "bytes_in", "seconds")
 
 
+def counts_error(names: Any) -> str | None:
+    """Why ``names`` cannot be a processor's counts (:attr:`job.DataProcessor.counts`), or
+    None: they must be distinct, non-empty strings, none of them a field of the record
+    (``input``, ``seconds`` ...) or of the totals (``files``, ``ok`` ...), which it would
+    overwrite."""
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) and n for n in names):
+        return f"{names!r} is not a tuple of names (non-empty strings)"
+    taken = [n for n in names if n in HEAD_FIELDS + TAIL_FIELDS + BASE_TOTALS]
+    if taken:
+        return (f"{taken[0]!r} is already a field of every journal record or of the totals; "
+                "name the count otherwise")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    return f"{twice[0]!r} is named twice" if twice else None
+
+
 def _compact_encoder(ensure_ascii: bool):
     """``json.JSONEncoder(ensure_ascii=…, separators=(",", ":")).encode`` for the JSON
     this module writes (no cycles: records and manifests), the same text.
@@ -317,14 +332,15 @@ class Journal:
         self.failed: list[dict[str, Any]] = []  # the records of the files that failed
         self._processor = self._processor_json = None  # the last processor named, quoted
         # ',"tokens":' for each count: None if a name needs escaping (then records are encoded)
-        self._count_keys = [f',"{name}":' for name in self.counts] if all(
-            _PLAIN_NAME.fullmatch(name) for name in self.counts) else None
-        self._stream = None
+        self._count_keys = [f',"{name}":' for name in self.counts] if counts_error(
+            self.counts) is None and all(_PLAIN_NAME.fullmatch(n) for n in self.counts) else None
+        self._fd: int | None = None  # the journal, open to append to (on a disk)
         self.sync_interval = sync_interval
         self.syncs = 0
         self._unsynced_since: float | None = None  # when the oldest record not synced came
         self.on_close = False  # stored on close only (a blob mount): appended at each sync
         self._waiting: list[str] = []  # lines not yet handed to the operating system
+        self._unwritten = b""  # the end of what a write that failed part way did not write
 
     def start(self, carried: Iterable[dict[str, Any]],
               journaled: Iterable[bool] | None = None) -> None:
@@ -346,11 +362,10 @@ class Journal:
                      | os.O_NOFOLLOW, 0o644)
         try:
             _drop_cut_line(fd)
-            stream = open(fd, "a", encoding="utf-8", closefd=True)
         except BaseException:
             os.close(fd)
             raise
-        self._stream = stream
+        self._fd = fd
         for record, written in zip(carried, journaled):
             self._keep(encode_record(record), record)
             if not written:
@@ -445,8 +460,8 @@ class Journal:
         when every record is synced: a caller that waits calls again by then.
         """
         try:
-            if self._stream is not None:
-                self._hand_over()
+            if self._fd is not None:
+                self._write_pending(self._fd)
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
         if self._unsynced_since is None:
@@ -472,42 +487,56 @@ class Journal:
             if self.on_close:
                 self._append_waiting()
             else:
-                self._hand_over()
-                _fsync(self._stream.fileno())
+                self._write_pending(self._fd)
+                _fsync(self._fd)
         except OSError as error:
             raise JournalError(f"cannot write the journal {self.path}: {error.strerror}") from None
         self._unsynced_since = None
         self.syncs += 1
 
-    def _hand_over(self) -> None:
-        """Write the lines waiting to the journal left open (a disk), and flush it."""
+    def _write_pending(self, fd: int) -> None:
+        """Append to ``fd`` what a failed write left unwritten, then the lines waiting.
+
+        Whatever a write that fails part way (a disk full) leaves is kept, and is
+        the first thing written the next time: the journal is only ever appended
+        to, by this rank alone, so a line cut there is completed, never written
+        twice (two records in one line) nor skipped.
+        """
+        data = self._unwritten
         if self._waiting:
-            self._stream.write("\n".join(self._waiting) + "\n")
+            data += ("\n".join(self._waiting) + "\n").encode("utf-8")
             self._waiting.clear()
-        self._stream.flush()
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            self._unwritten = bytes(view)
 
     def _append_waiting(self) -> None:
-        if self._stream is not None:  # the one start() opened
-            stream, self._stream = self._stream, None
-            stream.flush()
-            _fsync(stream.fileno())
-            stream.close()
-        if self._waiting:
+        if self._fd is not None:  # the one start() opened
+            fd, self._fd = self._fd, None
+            try:
+                _fsync(fd)
+            finally:
+                os.close(fd)
+        if self._unwritten or self._waiting:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
-            with open(fd, "a", encoding="utf-8", closefd=True) as stream:
-                stream.write("\n".join(self._waiting) + "\n")
-            self._waiting.clear()
+            try:
+                self._write_pending(fd)
+            finally:
+                os.close(fd)  # on a blob mount, this stores the journal
 
     def close(self) -> None:
         """Sync and close the journal; :class:`JournalError` if its last records are lost."""
         try:
-            if self._stream is not None or self.on_close:
+            if self._fd is not None or self.on_close:
                 self.sync()
         finally:
-            stream, self._stream = self._stream, None
-            if stream is not None:
+            fd, self._fd = self._fd, None
+            if fd is not None:
                 try:
-                    stream.close()
+                    os.close(fd)
                 except OSError as error:
                     raise JournalError(f"cannot write the journal {self.path}: "
                                        f"{error.strerror}") from None

@@ -108,6 +108,9 @@ def prepare(config: JobConfig, environ: Mapping[str, str]) -> Plan:
     except Exception as error:  # noqa: BLE001
         raise UsageError(f"processor {config.processor!r} could not be built: "
                          f"{type(error).__name__}: {error}") from None
+    problem = journal.counts_error(processor.counts)
+    if problem is not None:
+        raise UsageError(f"processor {config.processor!r}: counts: {problem}")
     return Plan(config, rank, listing, files, processor, sorted(linked), frozenset(input_folders))
 
 

@@ -116,3 +116,13 @@ class Counts(TokenSplitter):
 
     def combine_counts(self, parts):
         return {"lines": sum(p["lines"] for p in parts), "largest": max(p["largest"] for p in parts)}
+
+
+class CountsSeconds(TokenSplitter):
+    """Declares a count named like a field of every record: it would overwrite it."""
+
+    counts = ("seconds",)
+
+
+class CountsTwice(TokenSplitter):
+    counts = ("tokens", "tokens")

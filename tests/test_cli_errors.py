@@ -48,6 +48,12 @@ CASES = {
                                  "cannot import 'nope.mod'"),
     "processor not a DataProcessor": (lambda t, i: ["--input_dir", i, "--processor", "os:path"],
                                       {}, "not a DataProcessor subclass"),
+    "count named like a record field": (
+        lambda t, i: ["--input_dir", i, "--processor", "odd_processors:CountsSeconds"], {},
+        "counts: 'seconds' is already a field of every journal record or of the totals"),
+    "count named twice": (
+        lambda t, i: ["--input_dir", i, "--processor", "odd_processors:CountsTwice"], {},
+        "counts: 'tokens' is named twice"),
     "positional argument": (lambda t, i: ["--input_dir", i, "extra"], {},
                             "unexpected argument 'extra'"),
     "infinite file_timeout": (lambda t, i: ["--input_dir", i, "--file_timeout", ".inf"], {},

@@ -1,5 +1,6 @@
 """Journal lines: the direct encoding of the usual record is exactly ``json.dumps``'s."""
 
+import errno
 import json
 import os
 import time
@@ -207,3 +208,61 @@ def test_a_second_input_key_is_the_one_that_counts(tmp_path):
         path.write_text("\n".join([line, *other]) + "\n")
         assert list(journal.newest_records(str(tmp_path), {"b"})) == ["b"]
         assert journal.newest_records(str(tmp_path), {"a"}) == {}
+
+
+class _DiskFullOnce:
+    """``os`` for job.journal, whose ``write`` stores ``room`` bytes of the next large
+    write (a short write, as write(2) makes when the disk fills), fails the write after it
+    with ENOSPC, and then finds space again."""
+
+    def __init__(self, room: int):
+        self.room, self.full = room, False
+
+    def write(self, fd, data):
+        if self.full:
+            self.full = False
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if self.room is not None and len(data) > self.room:
+            room, self.room, self.full = self.room, None, True
+            return os.write(fd, bytes(data[:room]))
+        return os.write(fd, data)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def test_a_write_that_fails_part_way_is_completed_later_never_written_twice(tmp_path,
+                                                                            monkeypatch):
+    """The disk fills in the middle of a flush, then has space again when the run abandons
+    the journal (the pool removed its temporary files): every line is one whole record,
+    each once. (An attack found the whole batch written again after its cut prefix: two
+    records in one line, and job.check failing the out_dir for good.)"""
+    book = journal.Journal(str(tmp_path), 0, 1, sync_interval=1000.0, counts=("tokens",))
+    book.start([])
+    monkeypatch.setattr(journal, "os", _DiskFullOnce(room=20_000))  # not a whole line
+    for i in range(400):
+        book.add(f"file{i:05d}", f"file{i:05d}", "ok", 10, (3,), 0.001, 1, None, 5, "p", 1.5)
+    with pytest.raises(journal.JournalError, match="No space left"):
+        book.flush()
+    book.abandon()  # as run._process does after a JournalError
+    lines = open(book.path, encoding="utf-8").read().splitlines()
+    assert [json.loads(line)["input"] for line in lines] == [f"file{i:05d}" for i in range(400)]
+
+
+@pytest.mark.parametrize("names", [("seconds",), ("bytes_in",), ("status",), ("time",),
+                                   ("tokens", "tokens"), ("files",)])
+def test_counts_named_like_record_fields_are_refused_and_still_written_as_their_record(
+        tmp_path, names):
+    """A run refuses such counts (job.run: exit 2); given them anyway, Journal.add writes
+    exactly the line of the record make_record builds (one key each), not a line of its own
+    with the key twice."""
+    assert journal.counts_error(names) is not None
+    book = journal.Journal(str(tmp_path), 0, 1, counts=names)
+    fields = ("a", "a", "ok", 5, tuple(range(7, 7 + len(names))), 0.5, 1, None, 123, "m:P@1", 1.25)
+    book.add(*fields)
+    assert book._lines == [journal.encode_record(journal.make_record(names, *fields))]
+
+
+@pytest.mark.parametrize("names", [(), ("tokens",), ("lines", "largest"), ["a b", "\u00e9"]])
+def test_usual_counts_are_accepted(names):
+    assert journal.counts_error(names) is None
