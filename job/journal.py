@@ -125,19 +125,13 @@ _quote = json.encoder.encode_basestring  # the C function where it is built
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")  # a count's name that needs no escape
 
 
-def _text(value: str | None) -> str:
+def _json(value: str | int | None, kind: type) -> str:
+    """The JSON of ``value``: None, or exactly of type ``kind`` (``str`` or ``int``);
+    :class:`_NotPlain` for anything else."""
     if value is None:
         return "null"
-    if type(value) is str:
-        return _quote(value)
-    raise _NotPlain
-
-
-def _integer(value: int | None) -> str:
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return repr(value)
+    if type(value) is kind:
+        return _quote(value) if kind is str else repr(value)
     raise _NotPlain
 
 
@@ -417,17 +411,17 @@ class Journal:
             raise _NotPlain
         if len(keys) == 1:
             count = counts[0]
-            numbers = keys[0] + (str(count) if type(count) is int else _integer(count))
+            numbers = keys[0] + (str(count) if type(count) is int else _json(count, int))
         else:
-            numbers = "".join([key + _integer(count) for key, count in zip(keys, counts)])
+            numbers = "".join([key + _json(count, int) for key, count in zip(keys, counts)])
         line = (f'{{"input":{_quote(rel)},'
-                f'"output":{_quote(output) if type(output) is str else _text(output)},'
+                f'"output":{_quote(output) if type(output) is str else _json(output, str)},'
                 f'"status":{_quote(status)},'
-                f'"bytes_in":{bytes_in if type(bytes_in) is int else _integer(bytes_in)}'
+                f'"bytes_in":{bytes_in if type(bytes_in) is int else _json(bytes_in, int)}'
                 f'{numbers},"seconds":{_real(seconds)},'
-                f'"attempts":{attempts if type(attempts) is int else _integer(attempts)},'
-                f'"error":{"null" if error is None else _text(error)},'
-                f'"mtime_ns":{mtime_ns if type(mtime_ns) is int else _integer(mtime_ns)},'
+                f'"attempts":{attempts if type(attempts) is int else _json(attempts, int)},'
+                f'"error":{"null" if error is None else _json(error, str)},'
+                f'"mtime_ns":{mtime_ns if type(mtime_ns) is int else _json(mtime_ns, int)},'
                 f'"processor":{self._processor_json},"time":{_real(when)}}}')
         if not line.isascii():
             try:
