@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from typing import Any, Collection, Container, Iterable, Sequence
 
+from . import interrupts
 from .mounts import uploads_on_close
 
 MANIFEST_DIR = "_manifest"
@@ -494,18 +495,21 @@ class Journal:
         Whatever a write that fails part way (a disk full) leaves is kept, and is
         the first thing written the next time: the journal is only ever appended
         to, by this rank alone, so a line cut there is completed, never written
-        twice (two records in one line) nor skipped.
+        twice (two records in one line) nor skipped. SIGINT and SIGTERM wait
+        meanwhile (:func:`job.interrupts.held`): their exception, raised as a write
+        returns, would lose what it wrote from this account.
         """
-        data = self._unwritten
-        if self._waiting:
-            data += ("\n".join(self._waiting) + "\n").encode("utf-8")
-            self._waiting.clear()
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            self._unwritten = bytes(view)
+        with interrupts.held():
+            data = self._unwritten
+            if self._waiting:
+                data += ("\n".join(self._waiting) + "\n").encode("utf-8")
+                self._waiting.clear()
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                self._unwritten = bytes(view)
 
     def _append_waiting(self) -> None:
         if self._fd is not None:  # the one start() opened

@@ -49,11 +49,10 @@ import threading
 import time
 import traceback
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from . import forked
+from . import forked, interrupts
 
 KILL_GRACE_SECONDS = 2.0
 REPORT_SECONDS = 0.5
@@ -94,26 +93,6 @@ class _Item:
     args: tuple
     weight: int = 0
     attempts: int = 0
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait (in the main thread) while the pool starts or stops workers:
-    their exception, raised in the middle, would leave a worker forked but not yet known,
-    or not yet stopped. They are raised again, to the handlers of before, at the end."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not None]
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in caught:
-            signal.raise_signal(signum)
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -396,7 +375,7 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker now (SIGKILL for the ones still busy)."""
-        with _signals_held():
+        with interrupts.held():
             self._close()
 
     def _close(self) -> None:
@@ -416,7 +395,7 @@ class WorkerPool:
         """A new worker; ``None`` if the system refuses one while others run: the pool goes
         on with those (and says so once). :class:`WorkersUnavailable` if none runs."""
         try:
-            with _signals_held():
+            with interrupts.held():
                 worker = _Worker(self._function, self._initializer, self._workers, self._plain)
                 self._workers.append(worker)
         except OSError as error:
