@@ -305,3 +305,45 @@ def test_a_small_tree_is_read_once_and_planned_from_that_one_reading(tmp_path, m
         streamed.shard(walked, 1, 2)
     monkeypatch.setattr(streamed, "KEPT_NAMES", 5)
     assert streamed.outline(os.fsdecode(root)).kept is None
+
+
+def _odd_tree(root):
+    """Names that sort around "/", a newline, non-UTF-8 bytes, nested folders, links to a
+    file and to a folder, an unreadable folder (readable to root all the same)."""
+    for folder in ("a/b", "a-b.d", "deep/x/y", "locked"):
+        os.makedirs(root / folder)
+    for name in ("a-b", "a0", "b\nc", "\u00e9", "z", "a-b.d/q", "locked/in"):
+        (root / name).write_bytes(b"t u\n")
+    for k in range(7):
+        (root / "a" / f"f{k}").write_bytes(b"x " * k)
+        (root / "a" / "b" / f"g{k}").write_bytes(b"y")
+        (root / "deep" / "x" / "y" / f"h{k}").write_bytes(b"zz " * k)
+    os.symlink("a/f1", root / "link-file")
+    os.symlink("a", root / "link-folder")
+    with open(os.path.join(os.fsencode(str(root)), b"bad\xff"), "wb") as stream:
+        stream.write(b"n o")
+    os.chmod(root / "locked", 0)
+
+
+@pytest.mark.parametrize("kept", [0, 5, 31, 10**6])
+@pytest.mark.parametrize("strategy", ["contiguous", "size"])
+@pytest.mark.parametrize("pattern", [None, "**/f*", "a/**/*"])
+def test_every_rank_takes_its_plan_of_the_whole_listing_whatever_names_are_kept(
+        tmp_path, monkeypatch, kept, strategy, pattern):
+    """With no names kept, some, or all (KEPT_NAMES around the tree's 31 inputs), each rank's
+    files are those job.sharding.plan gives it from the whole listing, and the summary is
+    the listing's."""
+    root = tmp_path / "in"
+    root.mkdir()
+    _odd_tree(root)
+    monkeypatch.setattr(streamed, "KEPT_NAMES", kept)
+    try:
+        whole = list_inputs(str(root), None, pattern)
+        for count in (1, 3, 40):
+            for index in range(count):
+                walked = streamed.outline(str(root), None, pattern, [], sizes=strategy == "size")
+                assert walked.summary() == streamed.Summary.of(whole, walked.digest_of)
+                assert streamed.shard(walked, index, count, strategy) == sharding.plan(
+                    whole, [f.size for f in whole], index, count, strategy)
+    finally:
+        os.chmod(root / "locked", 0o755)
