@@ -142,6 +142,15 @@ def _proc_fds() -> int | None:
     return _own_fds if _own_fds >= 0 else None
 
 
+def unnamed_files_fd() -> int | None:
+    """An open ``/proc/self/fd`` through which an unnamed file is linked to its name, or
+    None where unnamed files are not used: no ``O_TMPFILE`` or ``/proc`` here, or a file
+    system that refused one (then every output takes a temporary name, for simplicity)."""
+    if not _O_TMPFILE or _no_tmpfile:
+        return None
+    return _proc_fds()
+
+
 def _open_unnamed(folder: str) -> int | None:
     """An unnamed file open for writing in ``folder``, or ``None`` where there is none."""
     if not _O_TMPFILE or _proc_fds() is None:

@@ -264,7 +264,8 @@ def _load(path: Path) -> Squeeze:
         raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
     try:
         function = library.amlshard_squeeze
-        for name in ("amlshard_select", "amlshard_selected", "amlshard_paths"):
+        for name in ("amlshard_select", "amlshard_selected", "amlshard_paths",
+                     "amlshard_split_small_file"):
             getattr(library, name)  # a library without them is not squeeze.c's
     except AttributeError as error:
         _unload(library)
@@ -276,6 +277,11 @@ def _load(path: Path) -> Squeeze:
     library.amlshard_select.restype = ctypes.c_int
     library.amlshard_selected.argtypes = library.amlshard_paths.argtypes = []
     library.amlshard_selected.restype = library.amlshard_paths.restype = ctypes.c_char_p
+    split_small_file = library.amlshard_split_small_file
+    split_small_file.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    split_small_file.restype = ctypes.c_longlong
+    function.split_small_file = split_small_file  # see job.tokens.TokenSplitter.process
     function.library = library
     try:
         select(function, requested_path())

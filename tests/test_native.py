@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from job import native, tokens
+from job.tokens import split_bytes
 
 from conftest import ROOT, assert_outputs_exact, clean_environ, reference, require, run_job
 
@@ -504,3 +505,75 @@ def test_an_unknown_amlshard_native_warns_once_and_uses_the_fastest(tmp_path, co
     assert len(warned) == 1 and "no compiled path 'avx9000'" in warned[0]
     assert f"using {expected_paths()[0]}" in warned[0]
     assert_outputs_exact(corpus, tmp_path / "out")
+
+
+def split_small_file(squeeze, source: Path, output: Path) -> int:
+    """``amlshard_split_small_file`` of ``squeeze``'s library, with buffers of its own."""
+    capacity = tokens.WHOLE_FILE_BYTES + 1
+    into, out = ctypes.create_string_buffer(capacity), ctypes.create_string_buffer(capacity)
+    proc_fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return squeeze.split_small_file(os.fsencode(source), os.fsencode(output.parent),
+                                        os.fsencode(output), proc_fds, ctypes.addressof(into),
+                                        ctypes.addressof(out), capacity)
+    finally:
+        os.close(proc_fds)
+
+
+SMALL_FILES = {
+    "empty": b"", "only whitespace": b" \t\n\v\f\r \n", "one token": b"x", "every byte value":
+    bytes(range(256)) * 3, "no whitespace at the end": b"a b\tc\r\nd", "whitespace at both ends":
+    b"\n\n  a  b  \n\n", "the largest taken whole": (b"word \t" * 13_000 + b"z" * 65_536)[:65_536],
+    "random bytes": bytes(random.Random(14).getrandbits(8) for _ in range(5_000)),
+}
+
+
+@pytest.mark.parametrize("content", SMALL_FILES.values(), ids=SMALL_FILES.keys())
+def test_a_small_file_split_in_one_call_is_bytes_split_s(squeeze, tmp_path, content):
+    """Each path of the kernel, each build: the whole file in one call gives exactly
+    bytes.split's output and count, and the output appears under its name."""
+    source, output = tmp_path / "in.txt", tmp_path / "out" / "o\xe9 \udcff.txt"
+    source.write_bytes(content)
+    output.parent.mkdir()
+    assert split_small_file(squeeze, source, output) == len(content.split())
+    assert output.read_bytes() == split_bytes(content)
+    assert sorted(output.parent.iterdir()) == [output]
+
+
+def test_what_the_one_call_does_not_take_it_leaves_untouched(library_build, tmp_path):
+    """A file larger than the whole-file limit, a FIFO (not waited on), a missing input,
+    an output that exists (it is replaced the Python way) or whose folder is missing:
+    -1, and nothing written."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    large = tmp_path / "large"
+    large.write_bytes(b"a " * (tokens.WHOLE_FILE_BYTES // 2 + 1))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    small = tmp_path / "small"
+    small.write_bytes(b"a b")
+    existing = folder / "existing"
+    existing.write_bytes(b"earlier\n")
+    for source, output in ((large, folder / "large"), (fifo, folder / "fifo"),
+                           (tmp_path / "missing", folder / "missing"), (small, existing),
+                           (small, tmp_path / "no-such-folder" / "small")):
+        assert split_small_file(library_build, source, output) == -1, source
+    assert sorted(p.name for p in folder.iterdir()) == ["existing"]
+    assert existing.read_bytes() == b"earlier\n"
+
+
+def test_the_token_splitter_does_what_the_one_call_leaves_its_own_way(tmp_path):
+    """An existing output is replaced whole, a missing folder made, a large file
+    streamed: the same bytes as bytes.split either way."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    (inputs / "sub").mkdir(parents=True)
+    contents = {"new": b"a b c", "sub/deep": b"d\te", "large": b"f g " * 20_000,
+                "existing": b"h i"}
+    for rel, content in contents.items():
+        (inputs / rel).write_bytes(content)
+    outputs.mkdir()
+    (outputs / "existing").write_bytes(b"earlier output\n")
+    splitter = tokens.TokenSplitter(str(inputs), str(outputs))
+    for rel, content in contents.items():
+        assert splitter.process(str(inputs / rel)) == {"tokens": len(content.split())}
+        assert (outputs / rel).read_bytes() == split_bytes(content), rel
