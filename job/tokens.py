@@ -28,8 +28,10 @@ about 0.16 s of CPU before any byte. Where no C compiler is found,
 speed of ``tr``.
 
 A file of up to :data:`WHOLE_FILE_BYTES` (64 KiB) is read whole instead, and its
-output written in one piece (:func:`job.atomic.write_bytes`): on tiny files the
-file objects and the chunk loop cost more than the bytes (benchmark row 10).
+output written in one piece: on tiny files the file objects and the chunk loop cost
+more than the bytes (benchmark row 10). The compiled kernel does such a file in one
+call, system calls included (``amlshard_split_small_file``); without it,
+:func:`job.atomic.write_bytes` writes the output.
 """
 
 from __future__ import annotations
