@@ -176,8 +176,8 @@ class AtomicWriter:
     removed after an earlier output of this process.
     """
 
-    def __init__(self, final: str | os.PathLike, buffering: int = -1):
-        self.final = os.fspath(final)
+    def __init__(self, final: str | bytes | os.PathLike, buffering: int = -1):
+        self.final = os.fsdecode(final)
         fd, self.temp = _create(self.final)
         try:
             self.stream: BinaryIO = open(fd, "wb", buffering=buffering)
@@ -223,6 +223,7 @@ def write_bytes(final: str, data) -> None:
     cost more than the bytes: this takes 4 system calls (open, write, link, close),
     :func:`atomic_output` 5 (and an ``fstat``) and 3 Python objects.
     """
+    final = os.fsdecode(final)  # a path object, or bytes, as a str: cut as text below
     fd, temp = _create(final)
     try:
         view = memoryview(data)
@@ -254,9 +255,7 @@ def _create(final: str) -> tuple[int, str | None]:
 
 
 def _open_new(final: str) -> tuple[int, str | None]:
-    # its folder ("" for the current one), cut from the usual str path without os.path
-    folder = final[:final.rfind("/") + 1] if type(final) is str else os.path.dirname(final)
-    unnamed = _open_unnamed(folder)
+    unnamed = _open_unnamed(final[:final.rfind("/") + 1])  # its folder ("" for the current)
     if unnamed is not None:
         return unnamed, None
     temp = _temp_name(final)

@@ -293,8 +293,8 @@ def _split_small_file(path: str, output: str) -> int | None:
     an existing output, an error...) and the file is to be done the Python way."""
     squeeze_c = native.kernel()
     proc_fds = unnamed_files_fd() if squeeze_c is not None else None
-    if proc_fds is None or type(output) is not str:
-        return None
+    if proc_fds is None or type(output) is not str or "\0" in path or "\0" in output:
+        return None  # a NUL would end the path early in C: the Python way refuses it
     _, source_at, _, target_at = _buffers.get(CHUNK_SIZE)  # CHUNK_SIZE > WHOLE_FILE_BYTES
     tokens = squeeze_c.split_small_file(os.fsencode(path),
                                         os.fsencode(output[:output.rfind("/") + 1] or "."),

@@ -358,6 +358,11 @@ def refuse_o_tmpfile(monkeypatch):
 
     monkeypatch.setattr(atomic, "_no_tmpfile", set())
     monkeypatch.setattr(atomic.os, "open", refusing_open)
+    from job import native
+
+    kernel = native.kernel()  # its one call for a small file opens O_TMPFILE in C: refused too
+    if kernel is not None:
+        monkeypatch.setattr(kernel, "split_small_file", lambda *args: -1)
 
 
 @pytest.fixture(params=["unnamed", "named", "refused"])

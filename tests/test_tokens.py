@@ -3,6 +3,7 @@
 import io
 import itertools
 import os
+import pathlib
 import threading
 from unittest import mock
 import subprocess
@@ -258,3 +259,44 @@ def test_a_read_that_would_wait_waits_instead_of_ending_the_file_early():
     finally:
         writer.join()
         os.close(readable)
+
+
+class _NulOutput(TokenSplitter):
+    def output_path(self, path: str) -> str:
+        return super().output_path(path) + "\0.bad"
+
+
+class _OutputElsewhere(TokenSplitter):
+    kind = "str"
+
+    def output_path(self, path):
+        name = os.path.join(self.out_dir, "elsewhere", os.path.basename(path) + ".tok")
+        return {"str": name, "path": pathlib.Path(name), "bytes": os.fsencode(name)}[self.kind]
+
+
+@pytest.mark.parametrize("how", ["input", "output"])
+def test_a_path_holding_a_nul_is_refused_not_cut_short(tmp_path, how):
+    """C would read a path only up to a NUL (and write out/f for out/f\\0.bad): such a
+    path is left to the Python way, which refuses it. (Found by an attack.)"""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    outputs.mkdir()
+    (inputs / "f").write_bytes(b"a b c")
+    kind, suffix = (_NulOutput, "") if how == "output" else (TokenSplitter, "\0x")
+    with pytest.raises(ValueError, match="null"):
+        kind(str(inputs), str(outputs)).process(str(inputs / "f") + suffix)
+    assert list(outputs.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["str", "path", "bytes"])
+def test_an_output_named_by_a_path_object_or_bytes_is_replaced_whole(tmp_path, kind):
+    """An output_path giving a pathlib.Path or bytes: the output is written, and written
+    again over the first (it failed when replaced: found by an attack)."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    splitter = _OutputElsewhere(str(inputs), str(outputs))
+    splitter.kind = kind
+    for content in (b"x y\n", b"z"):
+        (inputs / "f").write_bytes(content)
+        assert splitter.process(str(inputs / "f")) == {"tokens": len(content.split())}
+        assert (outputs / "elsewhere" / "f.tok").read_bytes() == split_bytes(content)
