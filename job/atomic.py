@@ -212,7 +212,7 @@ class AtomicWriter:
             _unlink(self.temp)
 
 
-def write_bytes(final: str, data) -> None:
+def write_bytes(final: str | bytes | os.PathLike, data) -> None:
     """Write ``data`` (bytes-like) to ``final`` as :class:`AtomicWriter` does: ``final``
     appears only complete (an unnamed file linked to its name, or a temporary name
     renamed; an existing ``final`` is replaced whole), and on any failure nothing is left
