@@ -362,15 +362,18 @@ class Journal:
             raise
         self._fd = fd
         for record, written in zip(carried, journaled):
-            self._keep(encode_record(record), record)
+            line = encode_record(record)
+            self._keep_record(line, record)
             if not written:
-                self._waiting.append(self._lines[-1])
+                self._waiting.append(line)
         self._unsynced_since = time.monotonic()
         self.sync()
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record; it is handed to the operating system at the next :meth:`flush`."""
-        self._add(encode_record(record), record)
+        line = encode_record(record)
+        self._keep_record(line, record)
+        self._queue(line)
 
     def add(self, rel: str, output: str | None, status: str, bytes_in: int | None,
             counts: Sequence[int | None], seconds: float, attempts: int, error: str | None,
@@ -386,17 +389,14 @@ class Journal:
                               mtime_ns, processor, when)
         except _NotPlain:
             line = None
-        if line is None or status == "failed":
+        if line is None or status == "failed":  # the record itself is kept for the summary
             record = make_record(self.counts, rel, output, status, bytes_in, counts, seconds,
                                  attempts, error, mtime_ns, processor, when)
-            self._add(encode_record(record) if line is None else line, record)
-            return
-        self._lines.append(line)
-        self._inputs.append(rel)
-        self._rows.append((status, bytes_in, counts, seconds))
-        self._waiting.append(line)
-        if self._unsynced_since is None:
-            self._unsynced_since = time.monotonic()
+            line = encode_record(record) if line is None else line
+            self._keep_record(line, record)
+        else:
+            self._keep(line, rel, status, bytes_in, counts, seconds)
+        self._queue(line)
 
     def _line(self, rel, output, status, bytes_in, counts, seconds, attempts, error, mtime_ns,
               processor, when) -> str:
@@ -431,18 +431,24 @@ class Journal:
                 raise _NotPlain from None
         return line
 
-    def _add(self, line: str, record: dict[str, Any]) -> None:
-        self._keep(line, record)
+    def _queue(self, line: str) -> None:
+        """Have ``line`` written at the next :meth:`flush` (synced by its interval)."""
         self._waiting.append(line)
         if self._unsynced_since is None:
             self._unsynced_since = time.monotonic()
 
-    def _keep(self, line: str, record: dict[str, Any]) -> None:
-        """Keep ``record`` (whose line is ``line``) for the manifest."""
+    def _keep(self, line: str, rel: str, status: str, bytes_in: int | None,
+              counts: Sequence[int | None], seconds: float | None) -> None:
+        """Keep a record's line, its input and what the totals sum, for the manifest."""
         self._lines.append(line)
-        self._inputs.append(record["input"])
-        self._rows.append((record["status"], record.get("bytes_in"),
-                           tuple(record.get(name) for name in self.counts), record.get("seconds")))
+        self._inputs.append(rel)
+        self._rows.append((status, bytes_in, counts, seconds))
+
+    def _keep_record(self, line: str, record: dict[str, Any]) -> None:
+        """:meth:`_keep` for ``record`` (whose line is ``line``), and the record itself if
+        its file failed."""
+        self._keep(line, record["input"], record["status"], record.get("bytes_in"),
+                   tuple(record.get(name) for name in self.counts), record.get("seconds"))
         if record["status"] == "failed":
             self.failed.append(record)
 
