@@ -130,7 +130,6 @@ def _unpickled(data: bytes) -> tuple[bool, Any]:
         return False, f"result not receivable: {_format_error(error)}"
 
 
-
 def _set_parent_death_signal(signum: int) -> bool:
     """Linux: have the kernel send ``signum`` to this process when its parent thread ends.
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 from . import atomic, journal, mounts, outline, ranks, resume, sharding, tasks
 from .assemble import Assembler, FileResult

@@ -342,7 +342,8 @@ class TokenSplitter(DataProcessor):
         in one piece: by the compiled kernel in one call (:func:`_split_small_file`), else
         with :func:`job.atomic.write_bytes`; a larger one is streamed.
         """
-        tokens = _split_small_file(path, self.output_path(path))
+        output_path = self.output_path(path)
+        tokens = _split_small_file(path, output_path)
         if tokens is not None:
             return {"tokens": tokens}
         fd, size = _open_regular(path)
@@ -357,10 +358,10 @@ class TokenSplitter(DataProcessor):
         if data is not None:
             os.close(fd)
             output, tokens = split_whole(data)
-            write_bytes(self.output_path(path), output)
+            write_bytes(output_path, output)
             return {"tokens": tokens}
         with source:
-            with atomic_output(self.output_path(path), buffering=0) as sink:
+            with atomic_output(output_path, buffering=0) as sink:
                 tokens = split_stream(source, sink.write)
         return {"tokens": tokens}
 
