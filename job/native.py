@@ -40,10 +40,9 @@ import hashlib
 import logging
 import os
 import shlex
-from pathlib import Path
 from typing import Callable, Optional
 
-SOURCE = Path(__file__).with_name("squeeze.c")
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "squeeze.c")
 FLAGS = ["-O2", "-std=c99", "-shared", "-fPIC"]
 COMPILE_TIMEOUT = 120
 
@@ -129,7 +128,7 @@ def _obtain() -> Squeeze:
     """The cached kernel, or a freshly compiled one where there is none or it is unusable."""
     compiler = _compiler()
     target = _target(compiler)
-    if target.exists():
+    if os.path.exists(target):
         try:
             _check(target)
             return _load(target)
@@ -139,15 +138,15 @@ def _obtain() -> Squeeze:
     return _load(target)
 
 
-def cache_dir() -> Path:
+def cache_dir() -> str:
     """Where compiled kernels are kept."""
     if os.environ.get("AMLSHARD_CACHE"):
-        return Path(os.environ["AMLSHARD_CACHE"])
+        return os.environ["AMLSHARD_CACHE"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "amlshard")
+    return os.path.join(base, "amlshard")
 
 
-def build() -> Path:
+def build() -> str:
     """The path of the compiled kernel, compiling it first if it is not cached."""
     compiler = _compiler()
     target = _target(compiler)
@@ -158,28 +157,29 @@ def build() -> Path:
     return target
 
 
-def checksum_path(library: Path) -> Path:
+def checksum_path(library: str | os.PathLike) -> str:
     """Where the SHA-256 of the cached ``library`` is kept: ``NAME.sha256`` beside it."""
-    return library.with_name(library.name + ".sha256")
+    return os.fspath(library) + ".sha256"
 
 
-def _sha256(path: str | Path) -> str:
+def _sha256(path: str) -> str:
     with open(path, "rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def _check(library: Path) -> None:
+def _check(library: str) -> None:
     """:class:`Unavailable` unless ``library``'s bytes match the checksum written beside it."""
     try:
-        expected = checksum_path(library).read_text(encoding="ascii").strip()
+        with open(checksum_path(library), encoding="ascii") as stream:
+            expected = stream.read().strip()
     except (OSError, ValueError):
-        raise Unavailable(f"{str(library)!r} has no checksum beside it") from None
+        raise Unavailable(f"{library!r} has no checksum beside it") from None
     try:
         actual = _sha256(library)
     except OSError as error:
-        raise Unavailable(f"cannot read {str(library)!r}: {error.strerror}") from None
+        raise Unavailable(f"cannot read {library!r}: {error.strerror}") from None
     if actual != expected:
-        raise Unavailable(f"{str(library)!r} does not match its checksum (truncated or "
+        raise Unavailable(f"{library!r} does not match its checksum (truncated or "
                           "corrupt)")
 
 
@@ -189,18 +189,19 @@ def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CC") or "cc")
 
 
-def _target(compiler: list[str]) -> Path:
+def _target(compiler: list[str]) -> str:
     """Where the kernel built by ``compiler`` from the current source is cached."""
     try:
-        source = SOURCE.read_bytes()
+        with open(SOURCE, "rb") as stream:
+            source = stream.read()
     except OSError as error:
         raise Unavailable(f"cannot read {SOURCE}: {error.strerror}") from None
     digest = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(),
                                         os.uname().machine.encode()])).hexdigest()[:16]
-    return cache_dir() / f"squeeze-{digest}.so"
+    return os.path.join(cache_dir(), f"squeeze-{digest}.so")
 
 
-def _compile(compiler: list[str], target: Path) -> None:
+def _compile(compiler: list[str], target: str) -> None:
     """Compile the kernel to a temporary file, then rename it to ``target`` (replacing it)."""
     import shutil  # here, with subprocess and tempfile: only compiling needs them (8 ms)
     import subprocess
@@ -210,14 +211,15 @@ def _compile(compiler: list[str], target: Path) -> None:
         raise Unavailable(f"no C compiler {' '.join(compiler) or 'cc'!r} on PATH "
                           "(install gcc, or set CC)")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        folder, name = os.path.split(target)
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
         os.close(handle)
     except OSError as error:
-        raise Unavailable(f"cannot write the cache folder {str(target.parent)!r}: "
+        raise Unavailable(f"cannot write the cache folder {os.path.dirname(target)!r}: "
                           f"{error.strerror} (set AMLSHARD_CACHE)") from None
     try:
-        command = [*compiler, *FLAGS, "-o", temporary, str(SOURCE)]
+        command = [*compiler, *FLAGS, "-o", temporary, SOURCE]
         try:
             done = subprocess.run(command, capture_output=True, text=True,
                                   timeout=COMPILE_TIMEOUT, stdin=subprocess.DEVNULL)
@@ -232,7 +234,7 @@ def _compile(compiler: list[str], target: Path) -> None:
             os.replace(temporary, target)
             _write_checksum(target, digest)
         except OSError as error:
-            raise Unavailable(f"cannot write {str(target)!r}: {error.strerror} "
+            raise Unavailable(f"cannot write {target!r}: {error.strerror} "
                               "(remove it, or set AMLSHARD_CACHE)") from None
     finally:
         if os.path.exists(temporary):
@@ -240,12 +242,13 @@ def _compile(compiler: list[str], target: Path) -> None:
     log.debug("token kernel: compiled %s", target)
 
 
-def _write_checksum(library: Path, digest: str) -> None:
+def _write_checksum(library: str, digest: str) -> None:
     """Write ``digest`` to ``library``'s checksum file, under a temporary name then renamed."""
     import tempfile
 
     final = checksum_path(library)
-    handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", dir=final.parent)
+    folder, name = os.path.split(final)
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
     try:
         with os.fdopen(handle, "w", encoding="ascii") as stream:
             stream.write(digest + "\n")
@@ -256,12 +259,12 @@ def _write_checksum(library: Path, digest: str) -> None:
             os.unlink(temporary)
 
 
-def _load(path: Path) -> Squeeze:
+def _load(path: str) -> Squeeze:
     """The kernel of the library ``path``, once it passed the self-test."""
     try:
-        library = ctypes.CDLL(str(path))
+        library = ctypes.CDLL(os.fspath(path))
     except OSError as error:
-        raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
+        raise Unavailable(f"cannot load {path!r}: {error}") from None
     try:
         function = library.amlshard_squeeze
         for name in ("amlshard_select", "amlshard_selected", "amlshard_paths",
@@ -269,7 +272,7 @@ def _load(path: Path) -> Squeeze:
             getattr(library, name)  # a library without them is not squeeze.c's
     except AttributeError as error:
         _unload(library)
-        raise Unavailable(f"cannot load {str(path)!r}: {error}") from None
+        raise Unavailable(f"cannot load {path!r}: {error}") from None
     function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                          ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t)]
     function.restype = ctypes.c_size_t
@@ -291,7 +294,7 @@ def _load(path: Path) -> Squeeze:
     if not _passes_self_test(function):
         name = selected(function)  # not once the library is closed: a call would crash
         _unload(library)
-        raise Unavailable(f"{str(path)!r} fails its self-test: its tokens differ from "
+        raise Unavailable(f"{path!r} fails its self-test: its tokens differ from "
                           f"bytes.split()'s (path {name})")
     return function
 

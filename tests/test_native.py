@@ -21,9 +21,14 @@ from conftest import ROOT, assert_outputs_exact, clean_environ, reference, requi
 BUILD = "from job import native; print(native.build())"
 
 
+def checksum_of(library: Path) -> Path:
+    """Where ``native`` keeps the checksum of ``library``."""
+    return Path(native.checksum_path(library))
+
+
 def cached(path):
     """What the cache holds for the library ``path``: it and its checksum, nothing else."""
-    return sorted([path.name, native.checksum_path(path).name])
+    return sorted([path.name, checksum_of(path).name])
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +42,7 @@ def prebuilt(tmp_path_factory):
         patch.setenv("AMLSHARD_CACHE", str(cache))
         patch.delenv("AMLSHARD_NATIVE", raising=False)
         patch.delenv("CC", raising=False)
-        path = native.build()
+        path = Path(native.build())
     assert sorted(os.listdir(cache)) == cached(path)
     return path
 
@@ -50,7 +55,7 @@ def cache_prebuilt(prebuilt: Path, cache: Path) -> Path:
     path = cache / prebuilt.name
     shutil.copyfile(prebuilt, path)
     shutil.copymode(prebuilt, path)
-    shutil.copyfile(native.checksum_path(prebuilt), native.checksum_path(path))
+    shutil.copyfile(checksum_of(prebuilt), checksum_of(path))
     return path
 
 
@@ -71,18 +76,18 @@ def cached_library(prebuilt, fresh) -> Path:
     path, which ``native.build()`` gives and finds whole, compiling nothing."""
     path = cache_prebuilt(prebuilt, fresh)
     copied = path.stat()
-    assert native.build() == path
+    assert Path(native.build()) == path
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == (copied.st_ino, copied.st_mtime_ns)
     return path
 
 
 def test_builds_once_into_the_cache(fresh):
     require(shutil.which("cc") is not None, "a C compiler (cc)")
-    path = native.build()
+    path = Path(native.build())
     assert path.parent == fresh and path.name.startswith("squeeze-") and path.suffix == ".so"
     assert sorted(os.listdir(fresh)) == cached(path)  # no temporary file left
     stamp = path.stat().st_mtime_ns
-    assert native.build() == path and path.stat().st_mtime_ns == stamp  # cached, not rebuilt
+    assert Path(native.build()) == path and path.stat().st_mtime_ns == stamp  # cached, not rebuilt
     assert native.kernel() is not None
 
 
@@ -106,7 +111,7 @@ def test_without_a_usable_compiler_the_python_kernel_is_used(fresh, monkeypatch,
     for name, value in setting.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(native.Unavailable, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        native.build()
+        Path(native.build())
     with caplog.at_level(logging.WARNING, logger="job"):
         assert native.kernel() is None
         assert native.kernel() is None  # decided once
@@ -181,10 +186,10 @@ def test_a_corrupt_cached_kernel_is_built_again(fresh, cached_library, content, 
 def test_a_cached_kernel_that_splits_wrongly_is_built_again(fresh, cached_library, tmp_path):
     path = cached_library
     wrong = tmp_path / "wrong.c"  # a library that loads, but takes \v for a token byte
-    wrong.write_text(native.SOURCE.read_text().replace("['\\v'] = 1, ", ""))
-    assert wrong.read_text() != native.SOURCE.read_text()
+    wrong.write_text(Path(native.SOURCE).read_text().replace("['\\v'] = 1, ", ""))
+    assert wrong.read_text() != Path(native.SOURCE).read_text()
     subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(wrong)], check=True)
-    native.checksum_path(path).write_text(native._sha256(path) + "\n")  # not caught by it
+    checksum_of(path).write_text(native._sha256(path) + "\n")  # not caught by it
     native._check(path)
     with pytest.raises(native.Unavailable, match="fails its self-test"):
         native._load(path)  # (closed again)
@@ -198,7 +203,7 @@ def test_a_cached_kernel_without_the_path_functions_is_built_again(fresh, cached
     squeeze.c's, say), even with a matching checksum, is compiled again."""
     path = cached_library
     older = tmp_path / "older.c"
-    source = native.SOURCE.read_text()
+    source = Path(native.SOURCE).read_text()
     older.write_text(source[:source.index("struct path {")] + """
 size_t amlshard_squeeze(const unsigned char *in, size_t n, unsigned char *out,
                         int *after_whitespace, size_t *newlines)
@@ -212,7 +217,7 @@ size_t amlshard_squeeze(const unsigned char *in, size_t n, unsigned char *out,
 }
 """)
     subprocess.run(["cc", *native.FLAGS, "-o", str(path), str(older)], check=True)
-    native.checksum_path(path).write_text(native._sha256(path) + "\n")
+    checksum_of(path).write_text(native._sha256(path) + "\n")
     built = path.read_bytes()
     assert _kernel_in_a_fresh_process(fresh) == ["compiled True"]
     assert path.read_bytes() != built and sorted(os.listdir(fresh)) == cached(path)
@@ -255,7 +260,7 @@ def test_a_truncated_cached_kernel_is_built_again(tmp_path, corpus, prebuilt, si
         assert_outputs_exact(corpus, tmp_path / run)
         assert "token kernel: pure Python" not in result.stderr
     assert path.stat().st_size > size and sorted(os.listdir(cache)) == cached(path)
-    assert native.checksum_path(path).read_text().strip() == native._sha256(path)
+    assert checksum_of(path).read_text().strip() == native._sha256(path)
 
 
 # --- every path of the kernel is byte-exact to bytes.split -------------------------------
@@ -299,7 +304,7 @@ def portable_build(folder: Path, *defines: str):
     """The library built with ``defines`` (as other CPUs or compilers build it), loaded."""
     require(shutil.which("cc") is not None, "a C compiler (cc)")
     library = folder / "squeeze.so"
-    subprocess.run(["cc", *native.FLAGS, *defines, "-o", str(library), str(native.SOURCE)],
+    subprocess.run(["cc", *native.FLAGS, *defines, "-o", str(library), native.SOURCE],
                    check=True)
     return native._load(library)
 
