@@ -5,6 +5,9 @@
 kernel, which gives the same bytes more slowly (:mod:`job.tokens` says how
 much). The source is plain C with no Python headers, so the library does not
 depend on the Python version and any ``cc`` builds it in a fraction of a second.
+The same library serves the rank's planning: :func:`examine` (a folder's files
+examined in one call) and :func:`size_shards` (the ``size`` strategy's balance),
+each with a Python twin in its caller that gives the same answer without it.
 
 The library holds several paths that give the same bytes (:func:`paths`):
 ``avx2`` and ``sse2`` on x86-64, where the CPU runs them, and the portable
@@ -15,7 +18,8 @@ compile time, so one library serves every node that shares a cache folder
 - unset, ``1``, ``on``, ``true``, ``yes``: the fastest path;
 - ``avx2``, ``sse2``, ``scalar``: that path (the fastest, and a warning, where
   this library or CPU lacks it);
-- ``0``, ``off``, ``false``, ``no``: no compiled kernel, the pure-Python one.
+- ``0``, ``off``, ``false``, ``no``: no compiled library: the pure-Python kernel,
+  and the planning's Python twins.
 
 The library is cached under ``$AMLSHARD_CACHE`` (default
 ``$XDG_CACHE_HOME/amlshard``, else ``~/.cache/amlshard``), named by a digest
@@ -40,11 +44,15 @@ import hashlib
 import logging
 import os
 import shlex
-from typing import Callable, Optional
+import threading
+from array import array
+from typing import Callable, Optional, Sequence
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "squeeze.c")
 FLAGS = ["-O2", "-std=c99", "-shared", "-fPIC"]
 COMPILE_TIMEOUT = 120
+#: :func:`examine` takes a second thread from this many names on (a thread costs ~0.1 ms).
+EXAMINED_IN_TWO = 512
 
 log = logging.getLogger("job")
 
@@ -86,18 +94,106 @@ def requested_path() -> Optional[str]:
 
 
 @functools.cache
+def _decided() -> tuple[Optional[Squeeze], Optional[str]]:
+    """The compiled library's ``amlshard_squeeze``, or None and why not (None when
+    ``AMLSHARD_NATIVE`` turned it off): decided once per process."""
+    if turned_off():
+        return None, None
+    try:
+        return _obtain(), None
+    except Unavailable as reason:
+        return None, str(reason)
+
+
+@functools.cache
 def kernel() -> Optional[Squeeze]:
     """The compiled ``amlshard_squeeze``, or ``None`` (the reason is logged once)."""
-    if turned_off():
+    squeeze, reason = _decided()
+    if squeeze is not None:
+        log.debug("token kernel: compiled, path %s", selected(squeeze))
+    elif reason is None:
         log.debug("token kernel: pure Python (AMLSHARD_NATIVE=0)")
+    else:
+        log.warning("token kernel: pure Python, slower than the compiled one: %s", reason)
+    return squeeze
+
+
+def library() -> Optional[Squeeze]:
+    """The compiled library for the rank's planning (:func:`examine`, :func:`size_shards`):
+    :func:`kernel`'s, without a word when there is none (the callers then do the same
+    work in Python; whatever the processor, that is no news for the user)."""
+    return _decided()[0]
+
+
+def examine(folder: int, names: Sequence[str], follow: bool = True
+            ) -> tuple[array, array, array] | None:
+    """``(kinds, sizes, mtimes_ns)`` of the entries ``names`` of the folder ``folder`` (a
+    descriptor), examined by the compiled library (``amlshard_examine``): each kind is the
+    entry's file type (``mode & S_IFMT``, as :func:`stat.S_IFMT` gives it), or ``-errno``
+    where it could not be examined. None without the library: examine them one by one.
+
+    ``os.stat`` of 20,000 files on tmpfs took 100 ms where one call takes 65 ms: most of
+    ``os.stat``'s cost is building its result. From :data:`EXAMINED_IN_TWO` names on, and
+    with a second CPU, a thread examines half of them meanwhile (ctypes lets go of the
+    GIL during the call).
+    """
+    squeeze = library()
+    if squeeze is None or not names:
+        return None
+    count = len(names)
+    kinds = array("i", bytes(4 * count))
+    sizes, mtimes = array("q", bytes(8 * count)), array("q", bytes(8 * count))
+    addresses = (kinds.buffer_info()[0], sizes.buffer_info()[0], mtimes.buffer_info()[0])
+    call = squeeze.library.amlshard_examine
+
+    def part(start: int, end: int) -> tuple:
+        packed = os.fsencode("\0".join(names[start:end])) + b"\0"
+        return (folder, packed, end - start, int(follow), addresses[0] + 4 * start,
+                addresses[1] + 8 * start, addresses[2] + 8 * start)
+
+    half = count // 2 if count >= EXAMINED_IN_TWO and _cpus() > 1 else count
+    helper = None
+    if half < count:
+        helper = threading.Thread(target=call, args=part(half, count), name="examine")
+        helper.start()
+    try:
+        call(*part(0, half))
+    finally:
+        if helper is not None:
+            helper.join()
+    return kinds, sizes, mtimes
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def size_shards(sizes: Sequence[int], count: int, index: int | None = None
+                ) -> array | None:
+    """The ``size`` strategy in C (``amlshard_size_shards``, what
+    :func:`job.sharding.size_balanced` does in Python: a million sizes in 0.1 s, not
+    1.5 s): the shard of each item, or with ``index`` the items shard ``index`` takes,
+    ascending. None without the library, or for sizes or a count it does not take (not
+    64-bit integers, a negative size, a sum past 64 bits, no shard): the caller then
+    balances them in Python."""
+    squeeze = library()
+    if squeeze is None or not 0 < count < 1 << 31:
         return None
     try:
-        squeeze = _obtain()
-    except Unavailable as reason:
-        log.warning("token kernel: pure Python, slower than the compiled one: %s", reason)
+        packed = sizes if isinstance(sizes, array) and sizes.typecode == "q" else array("q", sizes)
+    except (OverflowError, TypeError):
         return None
-    log.debug("token kernel: compiled, path %s", selected(squeeze))
-    return squeeze
+    out = array("i" if index is None else "q", bytes((4 if index is None else 8) * len(packed)))
+    address = out.buffer_info()[0]
+    found = squeeze.library.amlshard_size_shards(
+        packed.buffer_info()[0], len(packed), count, 0 if index is None else index,
+        address if index is None else None, None if index is None else address)
+    if found < 0:
+        return None
+    return out if index is None else out[:found]
 
 
 def paths(squeeze: Squeeze) -> list[str]:
@@ -268,7 +364,7 @@ def _load(path: str) -> Squeeze:
     try:
         function = library.amlshard_squeeze
         for name in ("amlshard_select", "amlshard_selected", "amlshard_paths",
-                     "amlshard_split_small_file"):
+                     "amlshard_split_small_file", "amlshard_examine", "amlshard_size_shards"):
             getattr(library, name)  # a library without them is not squeeze.c's
     except AttributeError as error:
         _unload(library)
@@ -285,6 +381,13 @@ def _load(path: str) -> Squeeze:
                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     split_small_file.restype = ctypes.c_longlong
     function.split_small_file = split_small_file  # see job.tokens.TokenSplitter.process
+    library.amlshard_examine.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t,
+                                         ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                         ctypes.c_void_p]
+    library.amlshard_examine.restype = None
+    library.amlshard_size_shards.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                                             ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+    library.amlshard_size_shards.restype = ctypes.c_longlong
     function.library = library
     try:
         select(function, requested_path())

@@ -18,6 +18,12 @@
  *
  * -DAMLSHARD_NO_SIMD builds the scalar path alone, and -DAMLSHARD_NO_WORDS
  * makes it go byte by byte, as on other CPUs and compilers (for the tests).
+ *
+ * Two helpers of the rank's planning live here too, since the library is
+ * built anyway (job/native.py; each has a Python twin that gives the same
+ * answer where the library is not at hand): amlshard_examine, the `stat` of
+ * a folder's files in one call, and amlshard_size_shards, the `size`
+ * strategy's assignment (job/sharding.py).
  */
 #if defined(__linux__)
 #define _GNU_SOURCE /* O_TMPFILE, linkat */
@@ -27,8 +33,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #endif
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && !defined(AMLSHARD_NO_SIMD) && (defined(__clang__) || \
@@ -420,3 +428,139 @@ long long amlshard_split_small_file(const char *source, const char *folder, cons
 #endif
 }
 
+
+/*
+ * Examine `count` entries of the folder `folder` (a descriptor) whose names
+ * follow one another in `names`, each ended by a NUL: `fstatat`, following a
+ * symbolic link when `follow` is set. For each, kinds[k] is its file type
+ * (st_mode & S_IFMT) and sizes[k], mtimes_ns[k] its size and modification time,
+ * or kinds[k] is -errno when it cannot be examined (the caller examines those
+ * its own way, to report them as it reports any other).
+ */
+void amlshard_examine(int folder, const char *names, size_t count, int follow, int *kinds,
+                      long long *sizes, long long *mtimes_ns)
+{
+    for (size_t k = 0; k < count; k++) {
+#if defined(__linux__) && defined(AT_SYMLINK_NOFOLLOW)
+        struct stat info;
+        if (fstatat(folder, names, &info, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0) {
+            kinds[k] = (int)(info.st_mode & S_IFMT);
+            sizes[k] = (long long)info.st_size;
+            mtimes_ns[k] = (long long)info.st_mtim.tv_sec * 1000000000LL + info.st_mtim.tv_nsec;
+        } else {
+            kinds[k] = -errno;
+        }
+#else
+        (void)folder; (void)follow; (void)sizes; (void)mtimes_ns;
+        kinds[k] = -1;
+#endif
+        names += strlen(names) + 1;
+    }
+}
+
+struct sized { uint64_t key; size_t index; };
+struct load { long long load; size_t shard; };
+
+static int lighter(const struct load *a, const struct load *b)
+{
+    return a->load < b->load || (a->load == b->load && a->shard < b->shard);
+}
+
+/*
+ * Sort `items` by key, keeping the order of equal keys: a radix sort, a byte at
+ * a time from the lowest (a million sizes in tens of milliseconds, where qsort
+ * took 300), skipping the bytes that every key shares. `spare` holds as many.
+ */
+static void sort_by_key(struct sized *items, struct sized *spare, size_t n)
+{
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t starts[256] = {0};
+        for (size_t k = 0; k < n; k++)
+            starts[(items[k].key >> shift) & 0xff]++;
+        if (n == 0 || starts[(items[0].key >> shift) & 0xff] == n)
+            continue; /* every key has this byte: the order stays */
+        size_t at = 0;
+        for (unsigned b = 0; b < 256; b++) {
+            size_t here = starts[b];
+            starts[b] = at;
+            at += here;
+        }
+        for (size_t k = 0; k < n; k++)
+            spare[starts[(items[k].key >> shift) & 0xff]++] = items[k];
+        memcpy(items, spare, n * sizeof *items);
+    }
+}
+
+static int ascending(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The `size` strategy (job/sharding.py, _largest_first): the `n` items, in
+ * order of decreasing size (the lower index first on a tie), each given to
+ * the least loaded of `count` shards (the lower shard on a tie). With
+ * `shards`, writes the shard of item k to shards[k]; with `taken`, writes the
+ * items shard `index` takes there, ascending, and returns how many (a rank
+ * asks for its own: no write lands at random in an array of a million).
+ * Returns -1 (nothing written) when `count` is 0, a size is negative, the
+ * sizes add up past LLONG_MAX, or memory runs short: the caller then
+ * balances them in Python.
+ */
+long long amlshard_size_shards(const long long *sizes, size_t n, size_t count, size_t index,
+                               int *shards, long long *taken)
+{
+    if (count == 0)
+        return -1;
+    struct sized *order = malloc(2 * n * sizeof *order + 1);
+    struct load *heap = malloc(count * sizeof *heap);
+    if (order == NULL || heap == NULL) {
+        free(order);
+        free(heap);
+        return -1;
+    }
+    long long total = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (sizes[k] < 0 || sizes[k] > LLONG_MAX - total) { /* no load may overflow */
+            free(order);
+            free(heap);
+            return -1;
+        }
+        total += sizes[k];
+        order[k].key = ~(uint64_t)sizes[k]; /* the larger size, the smaller key */
+        order[k].index = k;
+    }
+    sort_by_key(order, order + n, n); /* stable: on a tie, the lower index first */
+    for (size_t s = 0; s < count; s++) { /* equal loads, shards ascending: a heap already */
+        heap[s].load = 0;
+        heap[s].shard = s;
+    }
+    long long found = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (shards != NULL)
+            shards[order[k].index] = (int)heap[0].shard;
+        if (taken != NULL && heap[0].shard == index)
+            taken[found++] = (long long)order[k].index;
+        heap[0].load += (long long)~order[k].key; /* sifted down: the lightest on top again */
+        size_t at = 0;
+        for (;;) {
+            size_t child = 2 * at + 1;
+            if (child >= count)
+                break;
+            if (child + 1 < count && lighter(&heap[child + 1], &heap[child]))
+                child++;
+            if (!lighter(&heap[child], &heap[at]))
+                break;
+            struct load swap = heap[at];
+            heap[at] = heap[child];
+            heap[child] = swap;
+            at = child;
+        }
+    }
+    free(order);
+    free(heap);
+    if (taken != NULL)
+        qsort(taken, (size_t)found, sizeof *taken, ascending);
+    return found;
+}

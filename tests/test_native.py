@@ -65,9 +65,15 @@ def fresh(tmp_path, monkeypatch):
     monkeypatch.setenv("AMLSHARD_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("AMLSHARD_NATIVE", raising=False)
     monkeypatch.delenv("CC", raising=False)
-    native.kernel.cache_clear()
+    undecided()
     yield tmp_path / "cache"
+    undecided()
+
+
+def undecided() -> None:
+    """Have ``native`` decide again, in this process, whether it has a compiled library."""
     native.kernel.cache_clear()
+    native._decided.cache_clear()
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, clean_environ
+from job import native, sharding
 from job import outline as streamed
-from job import sharding
 from job.listing import PATHS_DIGEST, digest, list_inputs, paths_digest
 
 LAYOUTS = (1, 2, 3, 5, 7, 40)  # 40: more ranks than files in most trees
@@ -96,8 +96,17 @@ def assert_partition(plans, listing, strategy) -> None:
         assert taken == listing
 
 
+@pytest.fixture(params=["compiled", "python"])
+def planning(request, monkeypatch):
+    """The outline's files examined, and the size strategy balanced, by the compiled
+    library (job.native: where it can be had), then by their Python twins."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "library", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_the_streamed_listing_is_the_full_one(tmp_path, pattern):
+def test_the_streamed_listing_is_the_full_one(tmp_path, pattern, planning):
     root = tricky_tree(tmp_path)
     assert compare(root, os.path.join(root, b"out"), pattern) > 0 or pattern == "x/*"
 
@@ -329,7 +338,7 @@ def _odd_tree(root):
 @pytest.mark.parametrize("strategy", ["contiguous", "size"])
 @pytest.mark.parametrize("pattern", [None, "**/f*", "a/**/*"])
 def test_every_rank_takes_its_plan_of_the_whole_listing_whatever_names_are_kept(
-        tmp_path, monkeypatch, kept, strategy, pattern):
+        tmp_path, monkeypatch, kept, strategy, pattern, planning):
     """With no names kept, some, or all (KEPT_NAMES around the tree's 31 inputs), each rank's
     files are those job.sharding.plan gives it from the whole listing, and the summary is
     the listing's."""
@@ -347,3 +356,25 @@ def test_every_rank_takes_its_plan_of_the_whole_listing_whatever_names_are_kept(
                     whole, [f.size for f in whole], index, count, strategy)
     finally:
         os.chmod(root / "locked", 0o755)
+
+
+def test_files_that_change_before_the_size_walk_examines_them(tmp_path, monkeypatch, planning):
+    """A file deleted, or replaced by a folder, between the reading of its folder and its
+    examination (the ``size`` strategy's walk examines them in a batch): left out, as
+    ``list_inputs`` leaves out a file gone before its examination."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in "abcd":
+        (root / name).write_bytes(name.encode() * 3)
+    real = streamed._examine_files
+
+    def changing(fd, prefix, names, examined, linked):
+        (root / "b").unlink()
+        (root / "c").unlink()
+        (root / "c").mkdir()
+        return real(fd, prefix, names, examined, linked)
+
+    monkeypatch.setattr(streamed, "_examine_files", changing)
+    walked = streamed.outline(str(root), None, None, [], sizes=True)
+    assert walked.count == 2 and list(walked.sizes) == [3, 3]
+    assert [f.rel for f in streamed.shard(walked, 0, 1, "size")] == ["a", "d"]
