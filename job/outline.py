@@ -39,7 +39,9 @@ only if asked for. Its size, and an error examining it, are then known only to
 the rank that takes it; hence the ``contiguous`` digest covers the paths only
 (:func:`job.listing.paths_digest`). With ``sizes=True`` (the ``size``
 strategy, which needs every size) the walk examines every file, as
-``list_inputs`` does, and the digest is :func:`job.listing.digest`.
+``list_inputs`` does, and the digest is :func:`job.listing.digest`; it also keeps
+every folder's names, packed (about 10 bytes a file, on top of the 8 of its size),
+since a rank of that strategy takes files from every folder.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ class Outline:
     # each folder's members as the walk read them, while they add up to KEPT_NAMES at most:
     # take() then reads no folder twice
     kept: dict[int, _Members] | None = field(default_factory=dict)
+    # with sizes (every size held already), each folder's keys packed: see _Packed
+    packed: dict[int, _Packed] | None = None
 
     def summary(self) -> Summary:
         return Summary(self.count, self.digest, self.digest_of, self.unlisted)
@@ -136,7 +140,8 @@ def outline(input_dir: str | os.PathLike, out_dir: str | os.PathLike | None = No
     its size (the ``size`` strategy). :class:`job.listing.InputDirError` as there."""
     root, skip, matches = walk_rules(input_dir, out_dir, pattern, folder_ids)
     result = Outline(digest_of=FULL_DIGEST if sizes else PATHS_DIGEST, sizes=array("q") if sizes else None,
-                     skip=None if skip is None else skip._replace(seen=None), matches=matches)
+                     skip=None if skip is None else skip._replace(seen=None), matches=matches,
+                     packed={} if sizes else None)
     walker = _Walker(result, skip, matches, sizes, linked_folders)
     walker.walk(root, "")
     result.digest = walker.hasher.hexdigest()
@@ -147,9 +152,9 @@ def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
     """The inputs at ``positions`` (ascending) of the outlined listing, examined now.
 
     Reads again each folder that holds one of them (unless the walk kept its
-    members: a tree of up to :data:`KEPT_NAMES` inputs); :class:`ListingChanged` if
-    that folder's inputs are not those the walk saw (or one of the files asked
-    for is gone).
+    members: a tree of up to :data:`KEPT_NAMES` inputs, or any tree walked with
+    sizes); :class:`ListingChanged` if that folder's inputs are not those the walk
+    saw (or one of the files asked for is gone).
     """
     found: list[InputFile] = []
     group: list[int] = []
@@ -202,6 +207,26 @@ class _Members(NamedTuple):
 
     def input(self, k: int) -> InputFile | None:
         return self.examined.get(self.keys[k])
+
+
+class _Packed(NamedTuple):
+    """A folder's keys as the ``size`` strategy's walk read them, packed (``NUL``-separated
+    bytes: about 10 bytes a file, where a list of names takes 100), and those of its inputs
+    that failed. Every rank of that strategy takes files from every folder: with these,
+    :func:`take` reads none again (a million files in 1,000 folders: 0.6 s a rank)."""
+
+    names: bytes
+    failed: dict[str, InputFile]
+
+    @classmethod
+    def of(cls, members: _Members) -> "_Packed":
+        return cls(os.fsencode("\0".join(members.keys)),
+                   {key: item for key, item in members.examined.items() if item.error})
+
+    def members(self, count: int) -> _Members:
+        """The folder's members (``count`` keys; the other inputs to be examined again)."""
+        keys = os.fsdecode(self.names).split("\0") if count else []
+        return _Members(keys, self.failed, [])
 
 
 def _members(path: str, prefix: str, fd: int, skip: Skip | None, matches, examine_all: bool,
@@ -335,6 +360,8 @@ class _Walker:
                 os.close(fd)
         result, keys = self.result, members.keys
         number = len(result.folders)
+        if result.packed is not None:
+            result.packed[number] = _Packed.of(members)
         if result.kept is not None:
             self.kept_names += len(keys)
             if self.kept_names <= KEPT_NAMES:
@@ -379,6 +406,8 @@ def _reread(outline: Outline, number: int, offsets: list[int]) -> list[InputFile
         return [members.input(k) for k in offsets]
     try:
         members = outline.kept.get(number) if outline.kept is not None else None
+        if members is None and outline.packed is not None:
+            members = outline.packed[number].members(folder.inputs)
         if members is None:
             members = _members(folder.path, folder.prefix, fd, outline.skip, outline.matches,
                                False, None)
