@@ -138,8 +138,10 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
     GIL during the call).
     """
     squeeze = library()
-    if squeeze is None or not names:
+    if squeeze is None or not names or not 0 <= folder < 1 << 31:
         return None
+    if "\0".join(names).count("\0") != len(names) - 1:
+        return None  # a name holding a NUL: os.stat refuses it (ValueError), so do the callers
     count = len(names)
     kinds = array("i", bytes(4 * count))
     sizes, mtimes = array("q", bytes(8 * count)), array("q", bytes(8 * count))
@@ -155,7 +157,10 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
     helper = None
     if half < count:
         helper = threading.Thread(target=call, args=part(half, count), name="examine")
-        helper.start()
+        try:
+            helper.start()
+        except RuntimeError:  # no thread to be had (memory, limits): one call does all
+            helper, half = None, count
     try:
         call(*part(0, half))
     finally:
@@ -179,11 +184,15 @@ def size_shards(sizes: Sequence[int], count: int, index: int | None = None
     ascending. None without the library, or for sizes or a count it does not take (not
     64-bit integers, a negative size, a sum past 64 bits, no shard): the caller then
     balances them in Python."""
+    count = min(count, max(len(sizes), 1))  # shards past the items' count take nothing
     squeeze = library()
-    if squeeze is None or not 0 < count < 1 << 31:
+    if squeeze is None or not 0 < count < 1 << 31 or (index is not None and not 0 <= index):
         return None
-    try:
-        packed = sizes if isinstance(sizes, array) and sizes.typecode == "q" else array("q", sizes)
+    if index is not None and index >= count:
+        return array("q")
+    try:  # item by item: array("q", b"...") would read bytes as raw 64-bit words
+        packed = sizes if isinstance(sizes, array) and sizes.typecode == "q" else array(
+            "q", iter(sizes))
     except (OverflowError, TypeError):
         return None
     out = array("i" if index is None else "q", bytes((4 if index is None else 8) * len(packed)))

@@ -84,7 +84,9 @@ def _largest_first(sizes: Sequence[int], count: int) -> Iterator[tuple[int, int]
     is not at hand."""
     # sorted() keeps equal keys in their order even when reversed: (-size, index) order
     order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)
-    loads = [(0, shard) for shard in range(count)]  # a heap already
+    # the first len(sizes) shards are the least loaded while any item is left: no other
+    # ever takes one, so a count of a billion ranks holds no billion loads
+    loads = [(0, shard) for shard in range(min(count, len(sizes)))]  # a heap already
     for item in order:
         load, shard = loads[0]  # the least loaded, the lower shard on a tie, as heappop gives
         yield item, shard

@@ -435,20 +435,25 @@ long long amlshard_split_small_file(const char *source, const char *folder, cons
  * symbolic link when `follow` is set. For each, kinds[k] is its file type
  * (st_mode & S_IFMT) and sizes[k], mtimes_ns[k] its size and modification time,
  * or kinds[k] is -errno when it cannot be examined (the caller examines those
- * its own way, to report them as it reports any other).
+ * its own way, to report them as it reports any other), -EOVERFLOW when its
+ * time in nanoseconds does not fit in 64 bits.
  */
+#define MTIME_SECONDS 9223372035LL /* the most whose nanoseconds a long long holds */
+
 void amlshard_examine(int folder, const char *names, size_t count, int follow, int *kinds,
                       long long *sizes, long long *mtimes_ns)
 {
     for (size_t k = 0; k < count; k++) {
 #if defined(__linux__) && defined(AT_SYMLINK_NOFOLLOW)
         struct stat info;
-        if (fstatat(folder, names, &info, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0) {
+        if (fstatat(folder, names, &info, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
+            kinds[k] = -errno;
+        } else if (info.st_mtim.tv_sec > MTIME_SECONDS || info.st_mtim.tv_sec < -MTIME_SECONDS) {
+            kinds[k] = -EOVERFLOW; /* past 2262 (ext4 goes to 2446): left to Python's integers */
+        } else {
             kinds[k] = (int)(info.st_mode & S_IFMT);
             sizes[k] = (long long)info.st_size;
             mtimes_ns[k] = (long long)info.st_mtim.tv_sec * 1000000000LL + info.st_mtim.tv_nsec;
-        } else {
-            kinds[k] = -errno;
         }
 #else
         (void)folder; (void)follow; (void)sizes; (void)mtimes_ns;

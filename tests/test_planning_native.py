@@ -9,6 +9,7 @@ take; ``job.native.examine`` must report each entry of a folder as ``os.stat``
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 from conftest import require
 from job import native, sharding
+from job import outline as streamed
+from job.listing import list_inputs
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +69,12 @@ def test_many_sizes_of_every_width(compiled):
     ([1 << 62, 1 << 62], 2),            # loads past 64 bits
     ([1 << 63], 1),                     # not a 64-bit signed integer
     ([1.5, 2], 2),                      # not integers
-    ([1, 2], 1 << 31),                  # more shards than an int holds
 ])
 def test_what_the_compiled_balance_does_not_take_python_does(compiled, sizes, count):
     assert native.size_shards(sizes, count) is None
     assert native.size_shards(sizes, count, 0) is None
-    if count < 1000:
-        assert sharding.size_balanced(sizes, count) == python_balance(sizes, count)
-        assert sharding.size_shard(sizes, 0, count) == python_balance(sizes, count)[0]
+    assert sharding.size_balanced(sizes, count) == python_balance(sizes, count)
+    assert sharding.size_shard(sizes, 0, count) == python_balance(sizes, count)[0]
 
 
 def test_without_the_library_planning_is_done_in_python(monkeypatch):
@@ -81,6 +82,9 @@ def test_without_the_library_planning_is_done_in_python(monkeypatch):
     sizes = [5, 1, 4, 2, 2, 0]
     assert native.size_shards(sizes, 2) is None
     assert sharding.size_balanced(sizes, 2) == python_balance(sizes, 2) == [[0, 4, 5], [1, 2, 3]]
+    # a billion ranks hold no billion loads: only the first len(sizes) ever take a file
+    assert sharding.size_shard(sizes, 2**31 - 2, 2**31 - 1) == []
+    assert sharding.size_shard(sizes, 5, 2**31 - 1) == [5]
 
 
 @pytest.mark.parametrize("in_two", [10**6, 2, 5], ids=["one-call", "two-threads", "uneven"])
@@ -112,5 +116,43 @@ def test_examine_reports_what_stat_reports(compiled, tmp_path, monkeypatch, in_t
                 if stat.S_ISREG(info.st_mode):
                     assert (sizes[k], mtimes[k]) == (info.st_size, info.st_mtime_ns), name
         assert native.examine(fd, []) is None  # nothing to ask: the caller's loop does nothing
+    finally:
+        os.close(fd)
+
+
+FUTURE = 10_413_792_000  # 2300-01-01 (ext4 keeps times to 2446): its nanoseconds pass 2**63
+
+
+@pytest.mark.parametrize("sizes", [False, True], ids=["contiguous", "size"])
+def test_a_file_dated_after_2262_keeps_its_modification_time(compiled, tmp_path, sizes):
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "future.txt").write_bytes(b"a b\n")
+    os.utime(root / "future.txt", (FUTURE, FUTURE))
+    if os.stat(root / "future.txt").st_mtime_ns != FUTURE * 10**9:
+        pytest.skip("this file system does not keep a time past 2262")
+    expected = list_inputs(str(root))
+    walked = streamed.outline(str(root), sizes=sizes)
+    assert streamed.take(walked, range(walked.count)) == expected
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert native.examine(fd, ["future.txt"])[0][0] == -errno.EOVERFLOW  # left to Python
+    finally:
+        os.close(fd)
+
+
+def test_odd_arguments_are_refused_or_taken_item_by_item(compiled, tmp_path):
+    sizes = bytes([5, 1, 4, 2, 0, 0, 0, 0])  # eight sizes, not one 64-bit word
+    assert sharding.size_balanced(sizes, 2) == python_balance(sizes, 2)
+    assert native.size_shards([3, 1, 2], 2, 1 << 64).tolist() == []  # a shard past the items
+    assert native.size_shards([3, 1, 2], 2, -1) is None
+    assert native.size_shards([3, 1, 2], 10**12).tolist() == [0, 2, 1]  # as many as items
+    assert sharding.size_shard([3, 1, 2], 7, 2**31 - 1) == []
+    assert sharding.size_shard([3, 1, 2], 2, 2**31 - 1) == [1]
+    (tmp_path / "b").write_bytes(b"")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert native.examine(fd, ["a\0b", "b"]) is None  # a NUL: os.stat's ValueError
+        assert native.examine(1 << 40, ["b"]) is None  # no descriptor that large
     finally:
         os.close(fd)
