@@ -147,31 +147,32 @@ def _corpus_folder(given: Path | None, cache: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    tmpfs_sets: list[inputs.InputSet] = []
     try:
-        return _run(args, argv)
+        return _run(args, argv, tmpfs_sets)
     finally:
         if args.tmpfs is not None:
-            _release(args.tmpfs)
+            _release(args.tmpfs, tmpfs_sets)
 
 
-def _release(tmpfs: Path) -> None:
-    """Remove what a run puts in ``tmpfs``: the sets of rows 4 and 10 with their stamps,
-    the scratch folder, then ``inputs`` and ``tmpfs`` themselves if nothing else is left
-    in them. A tmpfs holds its files in memory until they go."""
-    folder = tmpfs / "inputs"
-    sets = [p for p in folder.glob("*.json") if p.stem.startswith(("small-", "tiny-"))]
-    for stamp in sets:
-        shutil.rmtree(stamp.with_suffix(""), ignore_errors=True)
-        stamp.unlink(missing_ok=True)
-    shutil.rmtree(tmpfs / "scratch", ignore_errors=True)
-    for empty in (folder, tmpfs):
+def _release(tmpfs: Path, sets: list[inputs.InputSet]) -> None:
+    """Remove what this run put in ``tmpfs``: the ``sets`` it used there (rows 4 and 10),
+    with their stamps, and its scratch folder; then ``tmpfs/inputs`` and ``tmpfs``
+    themselves if nothing else is left in them. A tmpfs holds its files in memory until
+    they go; what anyone else keeps there stays."""
+    for used in sets:
+        shutil.rmtree(used.path, ignore_errors=True)
+        used.path.with_name(used.name + ".json").unlink(missing_ok=True)
+    shutil.rmtree(rows.tmpfs_scratch(tmpfs), ignore_errors=True)
+    for empty in (tmpfs / "inputs", tmpfs):
         try:
             empty.rmdir()
         except OSError:
             pass
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None,
+         tmpfs_sets: list[inputs.InputSet]) -> int:
     started = time.monotonic()
     machine = report.machine()  # before the run: the load average is the machine's, not ours
     code = report.sources()
@@ -192,6 +193,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         results.extend(produced if isinstance(produced, list) else [produced])
 
     def built(inputs_set: inputs.InputSet) -> inputs.InputSet:
+        if args.tmpfs is not None and args.tmpfs in inputs_set.path.parents:
+            tmpfs_sets.append(inputs_set)  # removed when the run ends
         inputs.warm(inputs_set)
         described = f"{inputs_set.name} ({inputs_set.describe()})"
         if described not in sets:  # rows 8-9 use the large corpus of rows 1-2 again
@@ -214,7 +217,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         step("4", "small files", lambda: rows.small_files(bench, small))
         if args.tmpfs is not None:
             in_memory = built(inputs.small_files(args.tmpfs, corpus, args.small_files))
-            memory_bench = rows.Bench(args.reps, args.tmpfs / "scratch")
+            memory_bench = rows.Bench(args.reps, rows.tmpfs_scratch(args.tmpfs))
             step("4 (tmpfs)", "small files on tmpfs",
                  lambda: rows.small_files(memory_bench, in_memory, where="tmpfs"))
             memory_bench.clean()

@@ -95,3 +95,22 @@ def test_the_copy_floor_rows_reference_is_the_reference_splitter():
               for _ in range(500)]
     for data in cases:
         assert reference_output(data) == split_bytes(data), data
+
+
+def test_what_a_user_keeps_in_the_tmpfs_folder_stays(tmp_path, corpus):
+    """``--tmpfs DIR`` is the user's folder: a run removes what it put there, and only
+    that, whichever rows it ran and however it ended."""
+    keep = tmp_path / "keep"
+    mine = [keep / "scratch" / "thesis.txt", keep / "inputs" / "small-notes" / "a.txt",
+            keep / "inputs" / "small-notes.json", keep / "inputs" / "tiny-200.txt"]
+    for path in mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine\n")
+    for rows, corpus_folder in (("4,10", corpus), ("6", tmp_path / "no-corpus")):
+        subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--rows", rows,
+                        "--corpus", str(corpus_folder), "--cache", str(tmp_path / "cache"),
+                        "--tmpfs", str(keep)], cwd=ROOT, capture_output=True, timeout=180)
+        assert all(path.read_text() == "mine\n" for path in mine), rows
+        assert sorted(p.name for p in (keep / "inputs").iterdir()) == sorted(
+            ["small-notes", "small-notes.json", "tiny-200.txt"]), rows
+        assert sorted(p.name for p in keep.iterdir()) == ["inputs", "scratch"], rows
