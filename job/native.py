@@ -153,7 +153,7 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
         return (folder, packed, end - start, int(follow), addresses[0] + 4 * start,
                 addresses[1] + 8 * start, addresses[2] + 8 * start)
 
-    half = count // 2 if count >= EXAMINED_IN_TWO and _cpus() > 1 else count
+    half = count // 2 if count >= EXAMINED_IN_TWO and _second_cpu() else count
     helper = None
     if half < count:
         helper = threading.Thread(target=call, args=part(half, count), name="examine")
@@ -169,11 +169,11 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
     return kinds, sizes, mtimes
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+def _second_cpu() -> bool:
+    """Whether this process may run on more than one CPU (its affinity mask; a CPU quota
+    does not matter here: a thread that waits on the file system takes little of it)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux, where the library examines
+    return affinity is not None and len(affinity(0)) > 1
 
 
 def size_shards(sizes: Sequence[int], count: int, index: int | None = None
