@@ -57,8 +57,8 @@ from operator import itemgetter
 from typing import Iterator, NamedTuple, Sequence
 
 from . import native, sharding
-from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, digested, examine,
-                      failed_input, open_folder, paths_digest, walk_rules)
+from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, digested_many,
+                      examine, failed_input, open_folder, paths_digest, walk_rules)
 from .listing import digest as full_digest
 
 
@@ -390,7 +390,7 @@ class _Walker:
         if self.examine_all:
             inputs = [members.examined[key] for key in run]
             result.sizes.extend([item.size for item in inputs])
-            self.hasher.update(b"".join(map(digested, inputs)))  # as full_digest hashes them
+            self.hasher.update(digested_many(inputs))  # as full_digest hashes them
         else:  # the bytes paths_digest hashes for them: each path, then NUL
             self.hasher.update(os.fsencode(prefix + ("\0" + prefix).join(run) + "\0"))
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from job import DataInterface
-from job.listing import InputDirError, list_inputs
+from job.listing import InputDirError, InputFile, digested, digested_many, list_inputs
 
 
 @pytest.fixture
@@ -138,3 +138,12 @@ def test_a_pattern_that_matches_nothing_is_warned_about(tree, tmp_path):
                      "--pattern", "./*.txt")
     assert result.returncode == 0 and "matches no file" not in result.stderr, result.stderr
     assert (tmp_path / "o2" / "b.txt").exists() and not (tmp_path / "o2" / "a").exists()
+
+
+@pytest.mark.parametrize("items", [
+    [],
+    [InputFile("a", 0, 1), InputFile("d\u00e9/f\nx", 12, 2), InputFile("caf\udce9", 3, None)],
+    [InputFile("a", 5, 1), InputFile("gone/", 0, None, "cannot list the folder: Permission denied")],
+], ids=["none", "odd names", "a failure"])
+def test_the_digest_of_many_inputs_is_theirs_one_by_one(items):
+    assert digested_many(items) == b"".join(map(digested, items))
