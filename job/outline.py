@@ -301,12 +301,18 @@ def _examine_files(fd: int, prefix: str, names: list[str], examined: dict[str, I
 
 def _examine_name(fd: int, name: str, rel: str, linked: list[str] | None) -> InputFile | None:
     """:func:`job.listing.examine` of the entry ``name`` of folder ``fd``, which the folder
-    lists as a regular file: its input, or None if it is gone or no longer one (a link to
-    a folder goes to ``linked``, as there)."""
+    listed as a regular file: its input, or None if it is gone or is no longer a file nor
+    a link to one (a link to a folder goes to ``linked``, as there). A link put in its
+    place since is followed, as the listing follows any link."""
     try:
         info = os.stat(name, dir_fd=fd, follow_symlinks=False)
     except OSError as error:
         return None if error.errno == errno.ENOENT else failed_input(rel, "cannot examine", error)
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(name, dir_fd=fd)
+        except OSError as error:
+            return failed_input(rel, "broken symbolic link", error)
     if stat.S_ISREG(info.st_mode):
         return InputFile(rel, info.st_size, info.st_mtime_ns)
     if linked is not None and stat.S_ISDIR(info.st_mode):

@@ -378,3 +378,28 @@ def test_files_that_change_before_the_size_walk_examines_them(tmp_path, monkeypa
     walked = streamed.outline(str(root), None, None, [], sizes=True)
     assert walked.count == 2 and list(walked.sizes) == [3, 3]
     assert [f.rel for f in streamed.shard(walked, 0, 1, "size")] == ["a", "d"]
+
+
+def test_a_file_that_becomes_a_link_before_the_size_walk_examines_it(tmp_path, monkeypatch,
+                                                                      planning):
+    """A file replaced by a link to a file is an input still (the listing follows links);
+    by a broken link, a failed one."""
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in "abc":
+        (root / name).write_bytes(name.encode() * 3)
+    (root / ".elsewhere").write_bytes(b"12345")
+    real = streamed._examine_files
+
+    def changing(fd, prefix, names, examined, linked):
+        for name, target in (("b", ".elsewhere"), ("c", "gone")):
+            (root / name).unlink()
+            (root / name).symlink_to(target)
+        return real(fd, prefix, names, examined, linked)
+
+    monkeypatch.setattr(streamed, "_examine_files", changing)
+    walked = streamed.outline(str(root), None, None, [], sizes=True)
+    assert list(walked.sizes) == [3, 5, 0]
+    taken = streamed.shard(walked, 0, 1, "size")
+    assert [(f.rel, f.size) for f in taken[:2]] == [("a", 3), ("b", 5)]
+    assert taken[2].rel == "c" and taken[2].error.startswith("broken symbolic link")
