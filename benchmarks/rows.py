@@ -56,12 +56,6 @@ class Bench:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def tmpfs_scratch(tmpfs: Path) -> Path:
-    """This run's scratch folder in ``tmpfs`` (``--tmpfs``, a folder the user names: its
-    own ``scratch`` is theirs)."""
-    return tmpfs / f"scratch-{os.getpid()}"
-
-
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

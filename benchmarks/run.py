@@ -8,8 +8,10 @@ failed (a correctness failure).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -147,32 +149,38 @@ def _corpus_folder(given: Path | None, cache: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    tmpfs_sets: list[inputs.InputSet] = []
+    shared = args.tmpfs
+    if shared is not None:  # this run's own folder in it: nothing of another's is touched
+        args.tmpfs = shared / f"run-{os.getpid()}"
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        return _run(args, argv, tmpfs_sets)
+        return _run(args, argv)
+    except KeyboardInterrupt:
+        rows.say("interrupted: no report written")
+        return 130
     finally:
-        if args.tmpfs is not None:
-            _release(args.tmpfs, tmpfs_sets)
+        signal.signal(signal.SIGTERM, previous)
+        if shared is not None:
+            _release(args.tmpfs, shared)
 
 
-def _release(tmpfs: Path, sets: list[inputs.InputSet]) -> None:
-    """Remove what this run put in ``tmpfs``: the ``sets`` it used there (rows 4 and 10),
-    with their stamps, and its scratch folder; then ``tmpfs/inputs`` and ``tmpfs``
-    themselves if nothing else is left in them. A tmpfs holds its files in memory until
-    they go; what anyone else keeps there stays."""
-    for used in sets:
-        shutil.rmtree(used.path, ignore_errors=True)
-        used.path.with_name(used.name + ".json").unlink(missing_ok=True)
-    shutil.rmtree(rows.tmpfs_scratch(tmpfs), ignore_errors=True)
-    for empty in (tmpfs / "inputs", tmpfs):
-        try:
-            empty.rmdir()
-        except OSError:
-            pass
+def _terminated(signum, frame):
+    raise SystemExit(143)  # through main's finally: the tmpfs folder is released
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None,
-         tmpfs_sets: list[inputs.InputSet]) -> int:
+def _release(own: Path, shared: Path) -> None:
+    """Remove this run's folder ``own`` in the tmpfs folder ``shared`` (``--tmpfs``), and
+    ``shared`` itself if nothing else is left in it: a tmpfs holds its files in memory
+    until they go. The sets of rows 4 and 10 are built there again by each run (a few
+    seconds), so runs at once never share them."""
+    shutil.rmtree(own, ignore_errors=True)
+    try:
+        shared.rmdir()
+    except OSError:
+        pass
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     started = time.monotonic()
     machine = report.machine()  # before the run: the load average is the machine's, not ours
     code = report.sources()
@@ -193,8 +201,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None,
         results.extend(produced if isinstance(produced, list) else [produced])
 
     def built(inputs_set: inputs.InputSet) -> inputs.InputSet:
-        if args.tmpfs is not None and args.tmpfs in inputs_set.path.parents:
-            tmpfs_sets.append(inputs_set)  # removed when the run ends
         inputs.warm(inputs_set)
         described = f"{inputs_set.name} ({inputs_set.describe()})"
         if described not in sets:  # rows 8-9 use the large corpus of rows 1-2 again
@@ -217,7 +223,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None,
         step("4", "small files", lambda: rows.small_files(bench, small))
         if args.tmpfs is not None:
             in_memory = built(inputs.small_files(args.tmpfs, corpus, args.small_files))
-            memory_bench = rows.Bench(args.reps, rows.tmpfs_scratch(args.tmpfs))
+            memory_bench = rows.Bench(args.reps, args.tmpfs / "scratch")
             step("4 (tmpfs)", "small files on tmpfs",
                  lambda: rows.small_files(memory_bench, in_memory, where="tmpfs"))
             memory_bench.clean()

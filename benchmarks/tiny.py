@@ -15,7 +15,7 @@ from typing import Callable
 
 from . import inputs
 from .inputs import MB, Corpus, InputSet
-from .rows import Bench, Row, against_seed, tmpfs_scratch
+from .rows import Bench, Row, against_seed
 
 TINY_SIZES = (100, 200)
 GOAL = 0.90
@@ -46,7 +46,7 @@ def run_rows(count: int, reps: int, cache: Path, tmpfs: Path | None, corpus: Cor
     step("10", "tiny files", lambda: tiny_row(Bench(reps, cache / "scratch"), tiny))
     if tmpfs is not None:
         in_memory = built(tiny_files(tmpfs, corpus, count))
-        memory_bench = Bench(reps, tmpfs_scratch(tmpfs))
+        memory_bench = Bench(reps, tmpfs / "scratch")
         step("10 (tmpfs)", "tiny files on tmpfs",
              lambda: tiny_row(memory_bench, in_memory, where="tmpfs"))
         memory_bench.clean()

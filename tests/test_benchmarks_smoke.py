@@ -8,8 +8,10 @@ seconds each, the others a second or less.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,19 +100,35 @@ def test_the_copy_floor_rows_reference_is_the_reference_splitter():
 
 
 def test_what_a_user_keeps_in_the_tmpfs_folder_stays(tmp_path, corpus):
-    """``--tmpfs DIR`` is the user's folder: a run removes what it put there, and only
-    that, whichever rows it ran and however it ended."""
+    """``--tmpfs DIR`` is the user's folder (and other runs'): a run works in its own
+    ``DIR/run-PID`` and removes that, whichever rows it ran and however it ended, even
+    with its cache inside ``DIR``."""
     keep = tmp_path / "keep"
-    mine = [keep / "scratch" / "thesis.txt", keep / "inputs" / "small-notes" / "a.txt",
-            keep / "inputs" / "small-notes.json", keep / "inputs" / "tiny-200.txt"]
+    mine = [keep / "scratch" / "thesis.txt", keep / "inputs" / "small-200" / "a.txt",
+            keep / "inputs" / "small-200.json", keep / "inputs" / "tiny-200.txt"]
     for path in mine:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("mine\n")
     for rows, corpus_folder in (("4,10", corpus), ("6", tmp_path / "no-corpus")):
         subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--rows", rows,
-                        "--corpus", str(corpus_folder), "--cache", str(tmp_path / "cache"),
+                        "--corpus", str(corpus_folder), "--cache", str(keep / "cache"),
                         "--tmpfs", str(keep)], cwd=ROOT, capture_output=True, timeout=180)
         assert all(path.read_text() == "mine\n" for path in mine), rows
-        assert sorted(p.name for p in (keep / "inputs").iterdir()) == sorted(
-            ["small-notes", "small-notes.json", "tiny-200.txt"]), rows
-        assert sorted(p.name for p in keep.iterdir()) == ["inputs", "scratch"], rows
+        assert sorted(p.name for p in keep.iterdir()) == ["cache", "inputs", "scratch"], rows
+    # the cache (here inside DIR) keeps its sets: only the run's own folder went
+    assert sorted(p.name for p in (keep / "cache" / "inputs").iterdir()) == [
+        "small-200", "small-200.json", "tiny-200", "tiny-200.json"]
+
+
+def test_a_terminated_run_releases_its_tmpfs_folder(tmp_path, corpus):
+    memory = tmp_path / "memory"
+    run = subprocess.Popen([sys.executable, "-m", "benchmarks", "--quick", "--rows", "4,10",
+                            "--corpus", str(corpus), "--cache", str(tmp_path / "cache"),
+                            "--tmpfs", str(memory)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(memory.glob("run-*/inputs")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 143
+    assert not memory.exists()
