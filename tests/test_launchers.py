@@ -1,5 +1,6 @@
 """Real ranks: mpirun, torchrun-style variables and selective nodes, checked file by file."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -139,15 +140,15 @@ def test_seed_config_with_distrib_args_under_mpirun_is_refused(tmp_path):
         [MPIRUN, "-np", "5", "--oversubscribe", sys.executable, "-m", "job",
          "--config", str(config)],
         env=environ, cwd=tmp_path, capture_output=True, text=True, timeout=180)
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stderr
     refusals = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     contradiction = "distribArgs is set, but OMPI_COMM_WORLD_SIZE=5"
     assert any(contradiction in line for line in refusals), result.stderr
     stopped = "error: interrupted by SIGTERM before any file was processed"
     # mpirun stops the other ranks (SIGTERM) once one has exited 2
-    assert all(contradiction in line or line == stopped for line in refusals), refusals
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert all(contradiction in line or line == stopped for line in refusals), result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists(), sorted(os.listdir(tmp_path / "out"))
 
 
 def test_an_empty_distrib_args_takes_the_rank_from_the_launcher(tmp_path):
