@@ -140,8 +140,6 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
     squeeze = library()
     if squeeze is None or not names or not 0 <= folder < 1 << 31:
         return None
-    if "\0".join(names).count("\0") != len(names) - 1:
-        return None  # a name holding a NUL: os.stat refuses it (ValueError), so do the callers
     count = len(names)
     kinds = array("i", bytes(4 * count))
     sizes, mtimes = array("q", bytes(8 * count)), array("q", bytes(8 * count))
@@ -154,15 +152,18 @@ def examine(folder: int, names: Sequence[str], follow: bool = True
                 addresses[1] + 8 * start, addresses[2] + 8 * start)
 
     half = count // 2 if count >= EXAMINED_IN_TWO and _second_cpu() else count
+    parts = [part(0, half)] + ([part(half, count)] if half < count else [])
+    if any(packed.count(b"\0") != size for _, packed, size, *_ in parts):
+        return None  # a name holding a NUL: os.stat refuses it (ValueError), so do the callers
     helper = None
-    if half < count:
-        helper = threading.Thread(target=call, args=part(half, count), name="examine")
+    if len(parts) > 1:
+        helper = threading.Thread(target=call, args=parts[1], name="examine")
         try:
             helper.start()
         except RuntimeError:  # no thread to be had (memory, limits): one call does all
-            helper, half = None, count
+            helper, parts[0] = None, part(0, count)
     try:
-        call(*part(0, half))
+        call(*parts[0])
     finally:
         if helper is not None:
             helper.join()

@@ -156,3 +156,20 @@ def test_odd_arguments_are_refused_or_taken_item_by_item(compiled, tmp_path):
         assert native.examine(1 << 40, ["b"]) is None  # no descriptor that large
     finally:
         os.close(fd)
+
+
+def test_without_a_second_thread_one_call_examines_every_name(compiled, tmp_path, monkeypatch):
+    for size in range(600):
+        (tmp_path / f"f{size:03d}").write_bytes(b"x" * size)
+
+    def refused(thread):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(native, "EXAMINED_IN_TWO", 2)
+    monkeypatch.setattr(native.threading.Thread, "start", refused)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        kinds, sizes, _ = native.examine(fd, sorted(os.listdir(tmp_path)))
+    finally:
+        os.close(fd)
+    assert set(kinds) == {stat.S_IFREG} and list(sizes) == list(range(600))
