@@ -49,7 +49,6 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from . import forked, interrupts
@@ -75,24 +74,37 @@ class WorkersUnavailable(OSError):
     """Not one worker process could be started (out of processes, memory or descriptors)."""
 
 
-@dataclass
 class Outcome:
     """What became of one item: its value, or the error after the last attempt."""
 
-    key: Any
-    ok: bool
-    value: Any = None
-    error: str | None = None
-    seconds: float = 0.0
-    attempts: int = 1
+    __slots__ = ("key", "ok", "value", "error", "seconds", "attempts")
+
+    def __init__(self, key: Any, ok: bool, value: Any = None, error: str | None = None,
+                 seconds: float = 0.0, attempts: int = 1):
+        self.key, self.ok, self.value, self.error = key, ok, value, error
+        self.seconds, self.attempts = seconds, attempts
+
+    def __repr__(self) -> str:
+        return (f"Outcome(key={self.key!r}, ok={self.ok!r}, value={self.value!r}, "
+                f"error={self.error!r}, seconds={self.seconds!r}, attempts={self.attempts!r})")
 
 
-@dataclass
+class Done:
+    """Items one worker reported finished well, in the order it did them: ``results`` holds
+    ``(key, value, seconds, attempts)`` for each (what :meth:`WorkerPool.imap` yields for
+    them when ``grouped``: one object per report instead of an :class:`Outcome` per item)."""
+
+    __slots__ = ("results",)
+
+    def __init__(self, results: list[tuple]):
+        self.results = results
+
+
 class _Item:
-    key: Any
-    args: tuple
-    weight: int = 0
-    attempts: int = 0
+    __slots__ = ("key", "args", "weight", "attempts")
+
+    def __init__(self, key: Any, args: Iterable, weight: int = 0):
+        self.key, self.args, self.weight, self.attempts = key, tuple(args), weight, 0
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -410,7 +422,8 @@ class WorkerPool:
 
     def imap(self, items: Iterable[tuple], batch_size: int = 1,
              batch_weight: float = float("inf"),
-             before_wait: Callable[[], float | None] | None = None) -> Iterator[Outcome]:
+             before_wait: Callable[[], float | None] | None = None,
+             grouped: bool = False) -> Iterator[Outcome | Done]:
         """Yield an :class:`Outcome` for every ``(key, args)`` item as it completes.
 
         Items may carry a weight, ``(key, args, weight)``: a worker is handed
@@ -420,8 +433,11 @@ class WorkerPool:
         outcome that arrived and the pool is about to wait for more; when it
         returns a number of seconds, the wait ends after that long at the
         latest (with nothing new) and ``before_wait()`` is called again.
+        ``grouped``: the items that succeeded come as one :class:`Done` per
+        report of a worker (failures still as an :class:`Outcome` each), so that
+        the caller may book them together.
         """
-        pending: deque[_Item] = deque(_Item(item[0], tuple(item[1]), *item[2:]) for item in items)
+        pending: deque[_Item] = deque(_Item(*item) for item in items)
         total = len(pending)
         done = 0
         while done < total:
@@ -440,23 +456,25 @@ class WorkerPool:
                     share = -(-len(pending) // (BATCHES_AHEAD * self._size))
                     worker.give(self._batch(pending, min(batch_size, share), batch_weight))
             wake = before_wait() if before_wait is not None else None
-            yield from self._collect(pending, wake)
+            yield from self._collect(pending, wake, grouped)
             done = total - len(pending) - sum(len(w.batch) for w in self._workers)
 
     @staticmethod
     def _batch(pending: deque[_Item], size: int, weight: float) -> list[_Item]:
-        batch = [pending.popleft()]
-        total = batch[0].weight
-        if batch[0].attempts:
+        first = pending.popleft()
+        batch, total = [first], first.weight
+        if first.attempts:
             return batch
-        while pending and len(batch) < size and not pending[0].attempts:
+        take, add = pending.popleft, batch.append
+        for _ in range(min(size - 1, len(pending))):
             total += pending[0].weight
-            if total > weight:
+            if pending[0].attempts or total > weight:
                 break
-            batch.append(pending.popleft())
+            add(take())
         return batch
 
-    def _collect(self, pending: deque[_Item], wake: float | None = None) -> Iterator[Outcome]:
+    def _collect(self, pending: deque[_Item], wake: float | None = None,
+                 grouped: bool = False) -> Iterator[Outcome | Done]:
         """Wait for the next events (``wake`` seconds at most); yield finished outcomes,
         requeue retries."""
         busy = [w for w in self._workers if w.busy]
@@ -475,28 +493,33 @@ class WorkerPool:
             if worker.conn.to_worker in ready:
                 worker.conn.flush()
             if worker.conn.from_worker in ready:
-                yield from self._receive(worker, pending)
+                yield from self._receive(worker, pending, grouped)
         for worker in busy:
             if not worker.busy:
                 continue
             if worker.exited(ready) or worker.hung_up:
-                yield from self._receive(worker, pending)  # results sent before dying
+                yield from self._receive(worker, pending, grouped)  # results sent before dying
                 if worker.busy:
                     yield from self._lose(worker, pending, patience=KILL_GRACE_SECONDS)
             elif (self._timeout is not None
                   and time.monotonic() - worker.started >= self._timeout):
                 yield from self._lose(worker, pending, f"timed out after {self._timeout:g} s")
 
-    def _receive(self, worker: _Worker, pending: deque[_Item]) -> Iterator[Outcome]:
-        plain = self._plain
+    def _receive(self, worker: _Worker, pending: deque[_Item],
+                 grouped: bool) -> Iterator[Outcome | Done]:
+        plain, done = self._plain, [] if grouped else None
         for item, (ok, payload, seconds) in worker.reported():
             item.attempts += 1
             if ok and not plain:
                 ok, payload = _unpickled(payload)
-            if ok:
+            if not ok:
+                yield from self._failed(item, payload, seconds, pending)
+            elif done is None:
                 yield Outcome(item.key, True, payload, None, seconds, item.attempts)
             else:
-                yield from self._failed(item, payload, seconds, pending)
+                done.append((item.key, payload, seconds, item.attempts))
+        if done:
+            yield Done(done)
 
     def _failed(self, item: _Item, error: str, seconds: float,
                 pending: deque[_Item]) -> Iterator[Outcome]:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import end_processes
 from job import forked, pool
-from job.pool import WorkerPool
+from job.pool import Done, Outcome, WorkerPool
 
 
 def work(value):
@@ -24,26 +24,39 @@ def work(value):
     return value * 2
 
 
-def run(items, **options):
+def run(items, grouped=False, **options):
+    """``{key: Outcome}`` of ``items`` and the keys of workers lost; ``grouped``: with the
+    items that succeeded as :class:`job.pool.Done` (each once, never alone)."""
     batch_size = options.pop("batch_size", 1)
-    lost = []
+    lost, outcomes = [], {}
     with WorkerPool(work, options.pop("workers", 2), on_worker_lost=lambda pid, key: lost.append(key),
                     **options) as pool:
-        outcomes = {o.key: o for o in pool.imap(((i, (v,)) for i, v in enumerate(items)),
-                                                batch_size=batch_size)}
+        for o in pool.imap(((i, (v,)) for i, v in enumerate(items)), batch_size=batch_size,
+                           grouped=grouped):
+            if type(o) is not Done:
+                assert not (grouped and o.ok), "a success came alone"
+                assert o.key not in outcomes
+                outcomes[o.key] = o
+                continue
+            assert grouped and o.results
+            for key, value, seconds, attempts in o.results:
+                assert key not in outcomes
+                outcomes[key] = Outcome(key, True, value, None, seconds, attempts)
     return outcomes, lost
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["pickled-each", "plain"])
-def test_every_item_comes_back_once(plain):
-    outcomes, lost = run(list(range(50)), batch_size=4, plain_results=plain)
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "grouped"])
+def test_every_item_comes_back_once(plain, grouped):
+    outcomes, lost = run(list(range(50)), grouped, batch_size=4, plain_results=plain)
     assert sorted(outcomes) == list(range(50)) and lost == []
     assert all(o.ok and o.value == 2 * o.key and o.attempts == 1 for o in outcomes.values())
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["pickled-each", "plain"])
-def test_an_exception_fails_its_item_with_the_message_and_retries(plain):
-    outcomes, _ = run([1, "raise", 3], max_retries=2, plain_results=plain, batch_size=3)
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "grouped"])
+def test_an_exception_fails_its_item_with_the_message_and_retries(plain, grouped):
+    outcomes, _ = run([1, "raise", 3], grouped, max_retries=2, plain_results=plain, batch_size=3)
     failed = outcomes[1]
     assert not failed.ok and failed.attempts == 3
     assert failed.error.startswith("ValueError: bad value at test_pool.py:")
@@ -51,9 +64,10 @@ def test_an_exception_fails_its_item_with_the_message_and_retries(plain):
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
-def test_a_killed_worker_is_named_and_only_its_item_is_charged(batch_size):
+@pytest.mark.parametrize("grouped", [False, True], ids=["one-by-one", "grouped"])
+def test_a_killed_worker_is_named_and_only_its_item_is_charged(batch_size, grouped):
     started = time.monotonic()
-    outcomes, lost = run([1, 2, "die", 4, 5, 6], max_retries=1, batch_size=batch_size)
+    outcomes, lost = run([1, 2, "die", 4, 5, 6], grouped, max_retries=1, batch_size=batch_size)
     assert time.monotonic() - started < 30
     dead = outcomes[2]
     assert not dead.ok and dead.attempts == 2
