@@ -136,6 +136,15 @@ def _json(value: str | int | None, kind: type) -> str:
     raise _NotPlain
 
 
+def _utf8(line: str) -> None:
+    """:class:`_NotPlain` if ``line`` holds a name that is not UTF-8 (:func:`_encode` escapes
+    it)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _NotPlain from None
+
+
 def _real(value: float) -> str:
     if type(value) is float and value - value == 0.0:  # finite: no NaN, no Infinity
         return repr(value)
@@ -398,6 +407,49 @@ class Journal:
             self._keep(line, rel, status, bytes_in, counts, seconds)
         self._queue(line)
 
+    def add_done(self, entries: Sequence[tuple], processor: str, when: float) -> None:
+        """Add the records of files done well, ``(rel, output, bytes_in, counts, seconds,
+        attempts, mtime_ns)`` each (status ``ok``, no error), all written at ``when``: what
+        :meth:`add` does for each, in one piece where the fields are plain and the
+        processor declares one count (the token splitter), at a third of the cost (row 10:
+        a record for each of 20,000 tiny files in the rank's main process)."""
+        keys = self._count_keys
+        if not entries:
+            return
+        try:
+            if keys is None or len(keys) != 1 or type(processor) is not str:
+                raise _NotPlain
+            if processor is not self._processor:
+                self._processor, self._processor_json = processor, _quote(processor)
+            head, tail = ',"status":"ok","bytes_in":', ',"error":null,"mtime_ns":'
+            end = f',"processor":{self._processor_json},"time":{_real(when)}}}'
+            key = keys[0]
+            lines = [f'{{"input":{_quote(rel)},"output":{_quote(output)}{head}{bytes_in}{key}'
+                     f'{"null" if counts[0] is None else counts[0]},"seconds":{seconds!r},'
+                     f'"attempts":{attempts}{tail}{mtime_ns}{end}'
+                     for rel, output, bytes_in, counts, seconds, attempts, mtime_ns in entries
+                     if type(output) is str and type(bytes_in) is int and type(seconds) is float
+                     and seconds - seconds == 0.0 and type(attempts) is int
+                     and type(mtime_ns) is int and len(counts) == 1
+                     and (counts[0] is None or type(counts[0]) is int)]
+            if len(lines) != len(entries):
+                raise _NotPlain
+            if not "".join(lines).isascii():
+                for line in lines:
+                    if not line.isascii():
+                        _utf8(line)
+        except _NotPlain:  # a field, or a name, that add() writes its own way
+            for rel, output, bytes_in, counts, seconds, attempts, mtime_ns in entries:
+                self.add(rel, output, "ok", bytes_in, counts, seconds, attempts, None, mtime_ns,
+                         processor, when)
+            return
+        self._lines += lines
+        self._inputs += [entry[0] for entry in entries]
+        self._rows += [("ok", entry[2], entry[3], entry[4]) for entry in entries]
+        self._waiting += lines
+        if self._unsynced_since is None:
+            self._unsynced_since = time.monotonic()
+
     def _line(self, rel, output, status, bytes_in, counts, seconds, attempts, error, mtime_ns,
               processor, when) -> str:
         """The line :func:`encode_record` writes for the record of these fields;
@@ -425,10 +477,7 @@ class Journal:
                 f'"mtime_ns":{mtime_ns if type(mtime_ns) is int else _json(mtime_ns, int)},'
                 f'"processor":{self._processor_json},"time":{_real(when)}}}')
         if not line.isascii():
-            try:
-                line.encode("utf-8")
-            except UnicodeEncodeError:  # a name that is not UTF-8: escaped, as _encode does
-                raise _NotPlain from None
+            _utf8(line)
         return line
 
     def _queue(self, line: str) -> None:

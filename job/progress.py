@@ -40,9 +40,10 @@ class Progress:
         self._start = time.monotonic()
         self._last = self._start
 
-    def update(self, size: int, failed: bool = False) -> None:
-        """One more file finished (``size`` bytes of input)."""
-        self.done_files += 1
+    def update(self, size: int, failed: bool = False, files: int = 1) -> None:
+        """One more file finished (``size`` bytes of input), or ``files`` more of ``size``
+        bytes in all."""
+        self.done_files += files
         self.done_bytes += size
         self.failed += failed
         now = time.monotonic()

@@ -25,7 +25,7 @@ from .cpus import widen_affinity
 from .listing import (FULL_DIGEST, PATHS_DIGEST, InputDirError, InputFile, folders_up,
                       identity, list_inputs)
 from .lock import RankBusy, RankLock
-from .pool import WorkerPool, WorkersUnavailable
+from .pool import Done, Outcome, WorkerPool, WorkersUnavailable
 from .processor import DataProcessor, DistributedPreprocessArguments
 from .progress import Progress
 
@@ -422,26 +422,23 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
             outcomes = pool.imap(tasks.pool_items(work, todo),
                                  batch_size=_batch_size(len(work), workers),
                                  batch_weight=tasks.BATCH_BYTES,
-                                 before_wait=functools.partial(_flush_unless_asked, book))
+                                 before_wait=functools.partial(_flush_unless_asked, book),
+                                 grouped=True)
             for outcome in outcomes:
                 _stop_if_asked()
-                task = outcome.key
-                if outcome.ok and task.parts == 1:  # a whole file done: most files, kept short
-                    item = todo[task.index]
-                    _, _, counts, output = outcome.value
-                    book.add(item.rel, output, "ok", item.size, counts or nothing,
-                             round(outcome.seconds, 6), outcome.attempts, None, item.mtime_ns,
-                             identity, time.time())
-                    progress.update(item.size)
-                    continue
-                result = assembler.add(outcome)
-                if result is None:
-                    continue
-                item = todo[result.index]
-                _book(book, plan, shard.identity, item, result)
-                if not result.ok:
-                    failures.add(item.rel, result.error, result.attempts)
-                progress.update(item.size, failed=not result.ok)
+                if type(outcome) is Done:
+                    parts = _book_done(book, todo, outcome.results, identity, nothing, progress)
+                else:
+                    parts = (outcome,)
+                for part in parts:
+                    result = assembler.add(part)
+                    if result is None:
+                        continue
+                    item = todo[result.index]
+                    _book(book, plan, shard.identity, item, result)
+                    if not result.ok:
+                        failures.add(item.rel, result.error, result.attempts)
+                    progress.update(item.size, failed=not result.ok)
     except (Interrupted, journal.JournalError, WorkersUnavailable) as stop:
         progress.clear()
         assembler.abort()
@@ -455,6 +452,25 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
             signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
     return None
+
+
+def _book_done(book: journal.Journal, todo: list[InputFile], results: list[tuple],
+               identity: str, nothing: tuple, progress: Progress) -> list[Outcome]:
+    """Journal the whole files among the ``results`` of a :class:`Done` together (most files
+    come so: the rank's main process books one file in about 3 µs); return the rest, ranges
+    of files, as outcomes for the assembler."""
+    whole, ranges = [], []
+    for task, value, seconds, attempts in results:
+        if task.parts == 1:
+            item = todo[task.index]
+            whole.append((item.rel, value[3], item.size, value[2] or nothing,
+                          round(seconds, 6), attempts, item.mtime_ns))
+        else:
+            ranges.append(Outcome(task, True, value, None, seconds, attempts))
+    if whole:
+        book.add_done(whole, identity, time.time())
+        progress.update(sum([entry[2] for entry in whole]), files=len(whole))
+    return ranges
 
 
 def _flush_unless_asked(book: journal.Journal) -> float | None:

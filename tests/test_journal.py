@@ -119,6 +119,36 @@ def test_a_record_added_by_its_fields_is_the_line_of_its_record(tmp_path, fields
     assert book.failed == ([record] if fields["status"] == "failed" else [])
 
 
+_done = st.tuples(_names, _names | st.none() | st.integers(), _integers,
+                  st.lists(_integers | st.floats(), min_size=0, max_size=2).map(tuple),
+                  _reals, _integers, _integers)
+_usual_done = st.tuples(st.text(), st.text(), st.integers(0, 1 << 62),
+                        st.tuples(st.none() | st.integers(0, 1 << 62)),
+                        st.floats(min_value=0, max_value=1e9), st.integers(1, 3),
+                        st.integers(0, 1 << 62))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(_usual_done | _done, max_size=6) | st.lists(_usual_done, max_size=6),
+       names=st.sampled_from([("tokens",), (), ("lines", "largest")]),
+       processor=st.sampled_from(["job.tokens:TokenSplitter@1", "m\u00e9:C\"x", "a:\udcff"]),
+       when=_reals)
+def test_files_done_added_together_are_what_each_added_alone_is(tmp_path, entries, names,
+                                                                 processor, when):
+    """Journal.add_done writes, keeps and sums exactly what Journal.add does for each entry,
+    plain or not (a name that is not UTF-8, a count that is not an integer ...)."""
+    together = journal.Journal(str(tmp_path), 0, 1, counts=names)
+    alone = journal.Journal(str(tmp_path), 0, 1, counts=names)
+    together.add_done(entries, processor, when)
+    for rel, output, bytes_in, counts, seconds, attempts, mtime_ns in entries:
+        alone.add(rel, output, "ok", bytes_in, counts, seconds, attempts, None, mtime_ns,
+                  processor, when)
+    assert together._lines == alone._lines and together._waiting == alone._waiting
+    assert together._inputs == alone._inputs and together._rows == alone._rows
+    assert together.failed == alone.failed == []
+    assert (together._unsynced_since is None) == (alone._unsynced_since is None) == (not entries)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rel=st.text(), error=st.none() | st.text(), tokens=st.none() | st.integers(0, 1 << 62),
        seconds=st.floats(min_value=0, max_value=1e9), mtime_ns=st.none() | st.integers(0, 1 << 62))
