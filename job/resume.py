@@ -73,6 +73,8 @@ def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
     newest = journal.newest_records(config.out_dir, {f.rel for f in files}) if config.resume \
         else {}
     carried, todo = Carried([], []), []
+    if not newest:  # a first run, or no resume: every file to do
+        return carried, list(files)
     now = time.time()
     for item in files:
         record, holder = newest.get(item.rel, (None, None))
