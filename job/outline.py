@@ -430,9 +430,14 @@ def _examined_at(fd: int, prefix: str, members: _Members, offsets: list[int]
     hand (:func:`job.native.examine`; 20,000 files on tmpfs: 65 ms, against 100 ms one
     ``os.stat`` at a time), and one by one (:func:`_examined`) any that it does not find
     a regular file, and all without it."""
-    keys = members.keys
-    waiting = [keys[k] for k in offsets if members.input(k) is None]
+    keys, examined = members.keys, members.examined
+    waiting = [keys[k] for k in offsets] if not examined else [
+        keys[k] for k in offsets if keys[k] not in examined]
     kinds, sizes, mtimes = (native.examine(fd, waiting) if waiting else None) or (None,) * 3
+    if (kinds is not None and len(waiting) == len(offsets)
+            and kinds.count(stat.S_IFREG) == len(kinds)):  # the usual case, in one piece
+        return [InputFile(prefix + name, size, mtime)
+                for name, size, mtime in zip(waiting, sizes, mtimes)]
     result, at = [], 0
     for k in offsets:
         item = members.input(k)
