@@ -170,7 +170,9 @@ def check_root(input_dir: str | os.PathLike) -> str:
         if not os.path.isdir(root):
             raise InputDirError(f"input_dir {root!r} is not a folder" if os.path.exists(root)
                                 else f"input_dir {root!r} does not exist")
-        os.listdir(root)
+        with os.scandir(root) as entries:  # its first entries read: it can be listed
+            for _ in entries:
+                break
     except OSError as error:
         raise InputDirError(f"input_dir {root!r} cannot be read: {error.strerror}") from None
     return root

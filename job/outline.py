@@ -156,6 +156,8 @@ def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
     sizes); :class:`ListingChanged` if that folder's inputs are not those the walk
     saw (or one of the files asked for is gone).
     """
+    if type(positions) is range and positions.step == 1 and positions:
+        return _take_block(outline, positions.start, positions.stop)
     found: list[InputFile] = []
     group: list[int] = []
     folder = run = -1
@@ -173,6 +175,27 @@ def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
         group.append(outline.offsets[run] + position - starts[run])
     if group:
         found.extend(_reread(outline, folder, group))
+    return found
+
+
+def _take_block(outline: Outline, start: int, stop: int) -> list[InputFile]:
+    """:func:`take` of the positions ``start`` to ``stop`` (excluded; a contiguous shard), a
+    run of the listing at a time rather than a position at a time."""
+    for position in (start, stop - 1):
+        if not 0 <= position < outline.count:
+            raise IndexError(f"position {position} is not in a listing of {outline.count}")
+    starts, found, group, folder = outline.starts, [], [], -1
+    run = bisect_right(starts, start) - 1
+    while start < stop:
+        end = min(stop, starts[run + 1]) if run + 1 < len(starts) else stop
+        if outline.folder_of[run] != folder:
+            if group:
+                found.extend(_reread(outline, folder, group))
+            folder, group = outline.folder_of[run], []
+        first = outline.offsets[run] + start - starts[run]
+        group.extend(range(first, first + end - start))
+        start, run = end, run + 1
+    found.extend(_reread(outline, folder, group))
     return found
 
 
