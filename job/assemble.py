@@ -8,8 +8,8 @@ joins the ranges' counts with the processor's :meth:`~job.DataProcessor.combine_
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .atomic import AtomicWriter, append_file
 from .listing import InputFile

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
@@ -49,13 +49,13 @@ class Key:
 
     name: str
     kind: str
-    default: Any
+    default: object
     help: str
-    check: Callable[[str, Any], Any] = field(repr=False, default=lambda name, v: v)
+    check: Callable[[str, object], object] = field(repr=False, default=lambda name, v: v)
 
 
 def _int(minimum: int | None = None, allow_none: bool = False):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
@@ -71,7 +71,7 @@ _DECIMAL = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _number(allow_none: bool = True):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
@@ -86,7 +86,7 @@ def _number(allow_none: bool = True):
 
 def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper: bool = False,
           path: bool = False):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if not isinstance(value, str):
@@ -104,13 +104,13 @@ def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper:
     return check
 
 
-def _bool(name: str, value: Any) -> bool:
+def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
 
 
-def _processor(name: str, value: Any) -> str:
+def _processor(name: str, value: object) -> str:
     value = _text()(name, value)
     module, _, cls = value.partition(":")
     if not module or not cls:
@@ -118,7 +118,7 @@ def _processor(name: str, value: Any) -> str:
     return value
 
 
-def _pattern(name: str, value: Any) -> str | None:
+def _pattern(name: str, value: object) -> str | None:
     value = _text(allow_none=True)(name, value)
     if value is not None:
         try:
@@ -128,7 +128,7 @@ def _pattern(name: str, value: Any) -> str | None:
     return value
 
 
-def _distrib(name: str, value: Any) -> dict | None:
+def _distrib(name: str, value: object) -> dict | None:
     """``distribArgs``; an empty mapping is none given (the rank then comes from the launcher,
     as ``DistributedPreprocessArguments()`` means in the seed's API)."""
     if value is None or (isinstance(value, Mapping) and not value):
@@ -145,7 +145,7 @@ def _distrib(name: str, value: Any) -> dict | None:
     return result
 
 
-def _key(kind: str, default: Any, help: str, check: Callable[[str, Any], Any],
+def _key(kind: str, default: object, help: str, check: Callable[[str, object], object],
          required: bool = False):
     """A field of :class:`JobConfig` that declares its config key: type, default, meaning and
     checker (``required``: no default in the dataclass; ``null`` until the key is given)."""
@@ -208,7 +208,7 @@ class JobConfig:
             return self.process_count
         return max(1, usable_cpus() // max(1, ranks_on_this_node))
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -219,7 +219,7 @@ SCHEMA: tuple[Key, ...] = tuple(
 KEYS = {key.name: key for key in SCHEMA}
 
 
-def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, object]:
     """The mapping in the YAML file ``path``; an empty file is an empty mapping.
 
     Any problem is a :class:`ConfigError` naming ``what`` and the file.
@@ -260,7 +260,7 @@ _PLAIN_WORDS = {spelling: value for word, value in
                 for spelling in (word, word.capitalize(), word.upper())} | {"~": None}
 
 
-def parse_scalar(key: str, text: str) -> Any:
+def parse_scalar(key: str, text: str) -> object:
     """A command-line value read as a YAML scalar; text keys keep the raw string."""
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
@@ -287,8 +287,8 @@ def check_key(dotted: str) -> None:
         raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]],
-                    other_keys: Collection[str] = ()) -> dict[str, Any]:
+def apply_overrides(values: dict[str, object], overrides: Sequence[tuple[str, str]],
+                    other_keys: Collection[str] = ()) -> dict[str, object]:
     """Apply ``(dotted_key, raw_value)`` pairs to a copy of ``values``.
 
     ``distribArgs.node_rank`` sets one key of the ``distribArgs`` section,
@@ -396,7 +396,7 @@ def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
     return parsed
 
 
-def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfig:
+def build(values: Mapping[str, object], require_input_dir: bool = True) -> JobConfig:
     """Validate a mapping of keys into a :class:`JobConfig`."""
     unknown = [str(k) for k in values if k not in KEYS]
     if unknown:
@@ -411,14 +411,14 @@ def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfi
 
 
 def load(config_path: str | os.PathLike | None = None,
-         overrides: Sequence[tuple[str, str]] = (), **values: Any) -> JobConfig:
+         overrides: Sequence[tuple[str, str]] = (), **values: object) -> JobConfig:
     """Defaults < ``config_path`` < ``values`` < ``overrides``, validated."""
     data = load_yaml(config_path) if config_path is not None else {}
     data.update(values)
     return build(apply_overrides(data, overrides))
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A default as it is written in YAML."""
     if value is None:
         return "null"

@@ -23,7 +23,8 @@ import hashlib
 import os
 import re
 import stat
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 RESERVED = "_manifest"
 #: What a listing's digest covers: :func:`paths_digest`, :func:`digest` (manifests say which).

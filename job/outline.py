@@ -52,9 +52,10 @@ import os
 import stat
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from . import native, sharding
 from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, digested_many,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
@@ -98,11 +98,11 @@ class DataProcessor:
             combined[name] = None if all(v is None for v in values) else sum(v or 0 for v in values)
         return combined
 
-    def process(self, *args) -> Any:
+    def process(self, *args) -> object:
         """Process one item; the return value is collected by ``multi_process_data``."""
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
-    def analyze(self, *args) -> Any:
+    def analyze(self, *args) -> object:
         """Optional: called once with the flat list of results (the seed's hook)."""
 
     def output_path(self, path: str) -> str | None:
@@ -145,7 +145,7 @@ class DataProcessor:
         widen_affinity(os.environ)  # as the job does: the workers get the node's CPUs
         wanted = _worker_count(process_count, rank.local_size)
         calls = _shard_calls(args, rank)
-        results: dict[int, Any] = {}
+        results: dict[int, object] = {}
         failures: dict[int, str] = {}
         workers = min(wanted, max(1, len(calls)))
         with WorkerPool(self.process, workers) as pool:
@@ -164,7 +164,7 @@ class DataProcessor:
         return flat
 
 
-def _worker_count(process_count: Any, ranks_on_this_node: int = 1) -> int:
+def _worker_count(process_count: object, ranks_on_this_node: int = 1) -> int:
     """``process_count`` as a number of workers: an integer >= 1 or its text; ``None``: this
     rank's share of the usable CPUs (at least one)."""
     if process_count is None:
@@ -196,7 +196,7 @@ def _given(distrib_args) -> dict:
     return {key: value for key, value in fields if value is not None}
 
 
-def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:
+def _shard_calls(args: Sequence[object], rank: ranks.Rank) -> list[tuple]:
     lengths = {len(a) for a in args if isinstance(a, list) and len(a) != 1}
     if not any(isinstance(a, list) for a in args):
         raise ValueError("multi_process_data needs at least one list argument to shard")

@@ -13,7 +13,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from . import atomic, journal
 from .config import JobConfig
@@ -24,7 +25,7 @@ from .outputs import known_output_of, landing_error
 log = logging.getLogger("job")
 
 
-def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | None,
+def still_done(config: JobConfig, item: InputFile, record: Mapping[str, object] | None,
                processor: str) -> bool:
     """Whether ``record`` (a file's newest journal record) still describes ``item`` as done.
 
@@ -55,7 +56,7 @@ class Carried(NamedTuple):
     """The files an earlier run finished: their ``skipped`` records, and for each whether
     ``journal`` (this shard's journal name) already holds the file's newest record."""
 
-    records: list[dict[str, Any]]
+    records: list[dict[str, object]]
     journaled: list[bool]
 
 

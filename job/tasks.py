@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 from .listing import InputFile, require_regular
 from .outputs import check_landing, checked_output, folder_prefix, relative
@@ -79,7 +79,7 @@ def part_path(temp_dir: str, task: Task) -> str:
     return os.path.join(temp_dir, f"range-{task.index}-{task.part}-of-{task.parts}.part")
 
 
-def counts_of(value: Any, names: Sequence[str]) -> tuple:
+def counts_of(value: object, names: Sequence[str]) -> tuple:
     """The declared counts ``names`` of a processor's return value, in that order;
     :class:`TypeError` if the value is unusable.
 
