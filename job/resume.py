@@ -13,8 +13,8 @@ import logging
 import os
 import re
 import time
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 from . import atomic, journal
 from .config import JobConfig
@@ -52,12 +52,12 @@ def still_done(config: JobConfig, item: InputFile, record: Mapping[str, object] 
                               and os.path.isfile(os.path.join(config.out_dir, output)))
 
 
-class Carried(NamedTuple):
-    """The files an earlier run finished: their ``skipped`` records, and for each whether
-    ``journal`` (this shard's journal name) already holds the file's newest record."""
+class Carried(namedtuple("Carried", "records journaled")):
+    """The files an earlier run finished: their ``skipped`` records (a list of dicts), and
+    for each whether ``journal`` (this shard's journal name) already holds the file's newest
+    record (a list of booleans)."""
 
-    records: list[dict[str, object]]
-    journaled: list[bool]
+    __slots__ = ()
 
 
 def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,
