@@ -314,14 +314,14 @@ def apply_overrides(values: dict[str, object], overrides: Sequence[tuple[str, st
     return result
 
 
-@dataclass
 class CommandLine:
     """A parsed command line: the config file, the ``(key, value)`` overrides and the flags."""
 
-    config_path: str | None = None
-    overrides: list[tuple[str, str]] = field(default_factory=list)
-    help: bool = False
-    print_config: bool = False
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.overrides: list[tuple[str, str]] = []
+        self.help = False
+        self.print_config = False
 
 
 def _spellings(name: str) -> list[str]:

@@ -54,7 +54,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from operator import itemgetter
 
 from . import native, sharding
@@ -101,31 +100,34 @@ class _Folder(namedtuple("_Folder", "path prefix inputs names")):
     __slots__ = ()
 
 
-@dataclass
 class Outline:
     """What one walk of ``input_dir`` keeps: enough to find any position again.
 
     Runs: the listing cut where a folder's own inputs give way to a subfolder's;
     run ``k`` starts at position ``starts[k]`` with input ``offsets[k]`` (among
-    its folder's own, in key order) of folder ``folder_of[k]``.
+    its folder's own, in key order) of folder ``folder_of[k]``. Built empty, with
+    what the walk is to keep; the walk (:func:`outline`) fills it.
     """
 
-    count: int = 0
-    digest: str = ""
-    digest_of: str = PATHS_DIGEST
-    unlisted: int = 0
-    folders: list[_Folder] = field(default_factory=list)
-    starts: array = field(default_factory=lambda: array("q"))
-    folder_of: array = field(default_factory=lambda: array("q"))
-    offsets: array = field(default_factory=lambda: array("q"))
-    sizes: array | None = None  # every input's size, in listing order, when asked for
-    skip: Skip | None = None
-    matches: object = None
-    # each folder's members as the walk read them, while they add up to KEPT_NAMES at most:
-    # take() then reads no folder twice
-    kept: dict[int, _Members] | None = field(default_factory=dict)
-    # with sizes (every size held already), each folder's keys packed: see _Packed
-    packed: dict[int, _Packed] | None = None
+    def __init__(self, digest_of: str = PATHS_DIGEST, sizes: array | None = None,
+                 skip: Skip | None = None, matches: object = None,
+                 packed: dict[int, _Packed] | None = None) -> None:
+        self.count = 0
+        self.digest = ""
+        self.digest_of = digest_of
+        self.unlisted = 0
+        self.folders: list[_Folder] = []
+        self.starts = array("q")
+        self.folder_of = array("q")
+        self.offsets = array("q")
+        self.sizes = sizes  # every input's size, in listing order, when asked for
+        self.skip = skip
+        self.matches = matches
+        # each folder's members as the walk read them, while they add up to KEPT_NAMES at
+        # most: take() then reads no folder twice
+        self.kept: dict[int, _Members] | None = {}
+        # with sizes (every size held already), each folder's keys packed: see _Packed
+        self.packed = packed
 
     def summary(self) -> Summary:
         return Summary(self.count, self.digest, self.digest_of, self.unlisted)

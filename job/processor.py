@@ -5,7 +5,6 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
@@ -18,7 +17,6 @@ SEED_DEFAULTS = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count
                  "local_size": 1, "node_rank": None}
 
 
-@dataclass
 class DistributedPreprocessArguments:
     """The seed's rank description, as ``distribArgs`` gives it (``None``: not given).
 
@@ -26,21 +24,37 @@ class DistributedPreprocessArguments:
     environment, as with ``distrib_args=None``; ``DistributedPreprocessArguments(
     **config["distribArgs"])`` means that when the config has no ``distribArgs``.
     With some given, the others take the seed's defaults (:data:`SEED_DEFAULTS`);
-    ``node_rank=None`` then means ``global_rank // local_size``.
+    ``node_rank=None`` then means ``global_rank // local_size``. Two are equal when
+    their six fields are; ``repr`` shows the six.
     """
 
-    local_rank: int | None = None
-    global_rank: int | None = None
-    world_size: int | None = None
-    node_count: int | None = None
-    local_size: int | None = None
-    node_rank: int | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, local_rank: int | None = None, global_rank: int | None = None,
+                 world_size: int | None = None, node_count: int | None = None,
+                 local_size: int | None = None, node_rank: int | None = None) -> None:
+        self.local_rank = local_rank
+        self.global_rank = global_rank
+        self.world_size = world_size
+        self.node_count = node_count
+        self.local_size = local_size
+        self.node_rank = node_rank
         if any(getattr(self, key) is not None for key in SEED_DEFAULTS):
             for key, default in SEED_DEFAULTS.items():
                 if getattr(self, key) is None:
                     setattr(self, key, default)
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, key) for key in DISTRIB_KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # compared by its fields, which may change: not hashable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={getattr(self, key)!r}" for key in DISTRIB_KEYS)
+        return f"{type(self).__qualname__}({fields})"
 
     @classmethod
     def of_rank(cls, rank: ranks.Rank) -> "DistributedPreprocessArguments":
