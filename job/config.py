@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from collections import namedtuple
+from collections.abc import Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
@@ -43,15 +43,20 @@ def usable_cpus() -> int:
     return cpu_count(affinity, cpu_quota())
 
 
-@dataclass(frozen=True)
-class Key:
-    """One configuration key: its name, type checker, default and meaning."""
+def _as_given(name: str, value: object) -> object:
+    return value
 
-    name: str
-    kind: str
-    default: object
-    help: str
-    check: Callable[[str, object], object] = field(repr=False, default=lambda name, v: v)
+
+class Key(namedtuple("Key", "name kind default help check required",
+                     defaults=(_as_given, False))):
+    """One configuration key: its ``name``, ``kind`` (the type ``--help`` names), ``default``,
+    meaning (``help``), and checker: ``check(name, value)`` returns the value to use or
+    raises :class:`ConfigError`. A ``required`` key has no default for :class:`JobConfig`,
+    which refuses to be made without it; its ``default`` (``None``) is what ``--help`` shows
+    and what :func:`build` checks while the key is not given.
+    """
+
+    __slots__ = ()
 
 
 def _int(minimum: int | None = None, allow_none: bool = False):
@@ -145,58 +150,68 @@ def _distrib(name: str, value: object) -> dict | None:
     return result
 
 
-def _key(kind: str, default: object, help: str, check: Callable[[str, object], object],
-         required: bool = False):
-    """A field of :class:`JobConfig` that declares its config key: type, default, meaning and
-    checker (``required``: no default in the dataclass; ``null`` until the key is given)."""
-    metadata = {"kind": kind, "help": help, "check": check}
-    return field(metadata=metadata) if required else field(default=default, metadata=metadata)
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """The validated configuration of one run. Each field declares one config key, once:
-    :data:`SCHEMA`, the command line, ``--help`` and the README's table derive from it."""
-
-    input_dir: str = _key("text", None, "folder of input files (required)",
-                          _text(allow_none=True, path=True), required=True)
-    out_dir: str = _key("text", "out", "where outputs go (created; input_dir may not be inside it)",
-                        _text(path=True))
-    process_count: int | None = _key(
-        "integer", None,
+#: Every config key, declared once, in order: :class:`JobConfig`'s attributes, the command
+#: line, ``--help`` and the README's table derive from it.
+SCHEMA: tuple[Key, ...] = (
+    Key("input_dir", "text", None, "folder of input files (required)",
+        _text(allow_none=True, path=True), required=True),
+    Key("out_dir", "text", "out", "where outputs go (created; input_dir may not be inside it)",
+        _text(path=True)),
+    Key("process_count", "integer", None,
         "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
-        _int(1, allow_none=True))
-    run_type: str = _key(
-        "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one "
-        "rank, ignore launcher variables", _text(RUN_TYPES))
-    distribArgs: dict | None = _key(
-        "mapping", None, "selective node: node_count, node_rank, local_size, local_rank, "
-        "global_rank, world_size (null: from the launcher)", _distrib)
-    processor: str = _key(
-        "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass built as "
-        "Class(input_dir, out_dir, distrib_args)", _processor)
-    shard_strategy: str = _key(
-        "text", "contiguous", "'contiguous' (blocks of the sorted list) or 'size' (balance "
-        "total bytes)", _text(SHARD_STRATEGIES))
-    pattern: str | None = _key(
-        "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
-        "('**/' is zero or more folders) (null: every file)", _pattern)
-    resume: bool = _key("boolean", True, "skip files an earlier run finished, inputs unchanged",
-                        _bool)
-    error_threshold: int = _key("integer", 0, "failed files tolerated before exit 1 (-1: any "
-                                "number)", _int(-1))
-    max_retries: int = _key("integer", 1, "extra attempts per file after a failure", _int(0))
-    file_timeout: float | None = _key("seconds", None, "seconds one file may take (null: no "
-                                      "limit)", _number())
-    log_level: str = _key("text", "INFO", "DEBUG, INFO, WARNING or ERROR",
-                          _text(LOG_LEVELS, upper=True))
-    progress_interval: float = _key(
-        "seconds", 30.0, "seconds between progress lines when stderr is not a terminal (a bar "
-        "when it is)", _number(allow_none=False))
-    journal_sync_interval: float = _key(
-        "seconds", 10.0, "seconds a finished file's journal record may wait before it is forced "
-        "to storage (fsync, and a close that uploads it on a blob mount): what a preempted node "
-        "loses", _number(allow_none=False))
+        _int(1, allow_none=True)),
+    Key("run_type", "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; "
+        "'local': one rank, ignore launcher variables", _text(RUN_TYPES)),
+    Key("distribArgs", "mapping", None, "selective node: node_count, node_rank, local_size, "
+        "local_rank, global_rank, world_size (null: from the launcher)", _distrib),
+    Key("processor", "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass "
+        "built as Class(input_dir, out_dir, distrib_args)", _processor),
+    Key("shard_strategy", "text", "contiguous", "'contiguous' (blocks of the sorted list) or "
+        "'size' (balance total bytes)", _text(SHARD_STRATEGIES)),
+    Key("pattern", "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, "
+        "'a/**/*.txt' ('**/' is zero or more folders) (null: every file)", _pattern),
+    Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged",
+        _bool),
+    Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any "
+        "number)", _int(-1)),
+    Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
+    Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)",
+        _number()),
+    Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR",
+        _text(LOG_LEVELS, upper=True)),
+    Key("progress_interval", "seconds", 30.0, "seconds between progress lines when stderr is "
+        "not a terminal (a bar when it is)", _number(allow_none=False)),
+    Key("journal_sync_interval", "seconds", 10.0, "seconds a finished file's journal record "
+        "may wait before it is forced to storage (fsync, and a close that uploads it on a blob "
+        "mount): what a preempted node loses", _number(allow_none=False)),
+)
+KEYS = {key.name: key for key in SCHEMA}
+
+
+class JobConfig:
+    """The validated configuration of one run: one attribute per key of :data:`SCHEMA`
+    (``config.input_dir``, ``config.process_count``...), made by :func:`build`, which checks
+    each value. It is not changed once made: assigning an attribute raises
+    :class:`AttributeError`.
+    """
+
+    def __init__(self, **values: object) -> None:
+        """Each key's value by name, taken as given; a key left out takes its default. A name
+        that is no key, or a required key left out, is a :class:`TypeError`."""
+        for name in values:
+            if name not in KEYS:
+                raise TypeError(f"JobConfig.__init__() got an unexpected keyword argument {name!r}")
+        for key in SCHEMA:
+            if key.required and key.name not in values:
+                raise TypeError(f"JobConfig.__init__() missing 1 required keyword argument: "
+                                f"{key.name!r}")
+            object.__setattr__(self, key.name, values.get(key.name, key.default))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to {name!r}: a JobConfig is not changed once made")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r}: a JobConfig is not changed once made")
 
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
@@ -209,14 +224,8 @@ class JobConfig:
         return max(1, usable_cpus() // max(1, ranks_on_this_node))
 
     def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-#: Every key, in the order of :class:`JobConfig`'s fields.
-SCHEMA: tuple[Key, ...] = tuple(
-    Key(f.name, f.metadata["kind"], None if f.default is MISSING else f.default,
-        f.metadata["help"], f.metadata["check"]) for f in fields(JobConfig))
-KEYS = {key.name: key for key in SCHEMA}
+        """Every key and its value, in the order of :data:`SCHEMA`."""
+        return {key.name: getattr(self, key.name) for key in SCHEMA}
 
 
 def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, object]:
