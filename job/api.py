@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 from . import config as config_module
 from .config import ConfigError
@@ -32,7 +32,7 @@ class DataInterface:
         """``input_dir`` joined with each listed file's relative path, in listing order."""
         return [os.path.join(input_dir, f.rel) for f in list_inputs(input_dir, out_dir, pattern)]
 
-    def process_data(self, data_processor: DataProcessor, *args) -> Any:
+    def process_data(self, data_processor: DataProcessor, *args) -> object:
         result = data_processor.process(*args)
         data_processor.analyze(result)
         return result
@@ -61,7 +61,7 @@ class CustomArgParser:
         self.default_yamlfile = default_yamlfile
         self.log_level = log_level
 
-    def parse(self, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    def parse(self, argv: Sequence[str] | None = None) -> dict[str, object]:
         argv = sys.argv[1:] if argv is None else argv
         flag = f"--{self.yaml_file_arg_key}"
         argv = ["--config" + a[len(flag):] if a == flag or a.startswith(flag + "=") else a

@@ -8,8 +8,7 @@ joins the ranges' counts with the processor's :meth:`~job.DataProcessor.combine_
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 from .atomic import AtomicWriter, append_file
 from .listing import InputFile
@@ -17,29 +16,31 @@ from .pool import Outcome
 from .tasks import Task, counts_of, part_path
 
 
-@dataclass
 class FileResult:
     """One file's outcome, its ranges (if any) joined."""
 
-    index: int
-    ok: bool
-    size: int = 0
-    mtime_ns: int | None = None
-    counts: tuple = ()  # the processor's declared counts, in its order (None: not given)
-    error: str | None = None
-    seconds: float = 0.0
-    attempts: int = 1
-    output: str | None = None  # relative to out_dir; known when ok
+    def __init__(self, index: int, ok: bool, size: int = 0, mtime_ns: int | None = None,
+                 counts: tuple = (), error: str | None = None, seconds: float = 0.0,
+                 attempts: int = 1, output: str | None = None) -> None:
+        self.index = index
+        self.ok = ok
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.counts = counts  # the processor's declared counts, in its order (None: not given)
+        self.error = error
+        self.seconds = seconds
+        self.attempts = attempts
+        self.output = output  # relative to out_dir; known when ok
 
 
-@dataclass
 class _Joining:
     """A ranged file in progress: its part outcomes, and its output as far as appended."""
 
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
-    writer: AtomicWriter | None = None
-    appended: int = 0
-    error: str | None = None
+    def __init__(self) -> None:
+        self.outcomes: dict[int, Outcome] = {}
+        self.writer: AtomicWriter | None = None
+        self.appended = 0
+        self.error: str | None = None
 
 
 class Assembler:

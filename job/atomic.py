@@ -28,8 +28,12 @@ import errno
 import hashlib
 import itertools
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator
+from io import BufferedIOBase, RawIOBase
+
+#: A binary file object: buffered (``open(path, "rb")``, ``io.BytesIO``), or raw (``buffering=0``).
+BinaryFile = BufferedIOBase | RawIOBase
 
 MARK = ".partial-"
 NAME_MAX = 255  # bytes in one file name: Linux's NAME_MAX
@@ -180,7 +184,7 @@ class AtomicWriter:
         self.final = os.fsdecode(final)
         fd, self.temp = _create(self.final)
         try:
-            self.stream: BinaryIO = open(fd, "wb", buffering=buffering)
+            self.stream: BinaryFile = open(fd, "wb", buffering=buffering)
         except BaseException:
             os.close(fd)
             if self.temp is not None:
@@ -275,7 +279,7 @@ def _link(fd: int, final: str) -> str | None:
 
 
 @contextmanager
-def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[BinaryIO]:
+def atomic_output(final: str | os.PathLike, buffering: int = -1) -> Iterator[BinaryFile]:
     """Open a binary file that appears at ``final`` only if the block completes.
 
     On any exception the temporary file is removed and ``final`` is untouched.
@@ -348,7 +352,7 @@ def remove_folder(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def append_file(path: str, sink: BinaryIO) -> None:
+def append_file(path: str, sink: BinaryFile) -> None:
     """Append the file ``path`` to the open file ``sink`` (in the kernel where possible)."""
     sink.flush()
     target = sink.fileno()

@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import config as config_module
 from .config import ConfigError

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, Collection, Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Collection, Mapping, Sequence
 
 from .cpus import cpu_count, cpu_quota
 from .listing import InputDirError, compile_pattern
@@ -43,19 +43,24 @@ def usable_cpus() -> int:
     return cpu_count(affinity, cpu_quota())
 
 
-@dataclass(frozen=True)
-class Key:
-    """One configuration key: its name, type checker, default and meaning."""
+def _as_given(name: str, value: object) -> object:
+    return value
 
-    name: str
-    kind: str
-    default: Any
-    help: str
-    check: Callable[[str, Any], Any] = field(repr=False, default=lambda name, v: v)
+
+class Key(namedtuple("Key", "name kind default help check required",
+                     defaults=(_as_given, False))):
+    """One configuration key: its ``name``, ``kind`` (the type ``--help`` names), ``default``,
+    meaning (``help``), and checker: ``check(name, value)`` returns the value to use or
+    raises :class:`ConfigError`. A ``required`` key has no default for :class:`JobConfig`,
+    which refuses to be made without it; its ``default`` (``None``) is what ``--help`` shows
+    and what :func:`build` checks while the key is not given.
+    """
+
+    __slots__ = ()
 
 
 def _int(minimum: int | None = None, allow_none: bool = False):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
@@ -71,7 +76,7 @@ _DECIMAL = re.compile(r"\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _number(allow_none: bool = True):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
@@ -86,7 +91,7 @@ def _number(allow_none: bool = True):
 
 def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper: bool = False,
           path: bool = False):
-    def check(name: str, value: Any) -> Any:
+    def check(name: str, value: object) -> object:
         if value is None and allow_none:
             return None
         if not isinstance(value, str):
@@ -104,13 +109,13 @@ def _text(choices: Sequence[str] | None = None, allow_none: bool = False, upper:
     return check
 
 
-def _bool(name: str, value: Any) -> bool:
+def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     return value
 
 
-def _processor(name: str, value: Any) -> str:
+def _processor(name: str, value: object) -> str:
     value = _text()(name, value)
     module, _, cls = value.partition(":")
     if not module or not cls:
@@ -118,7 +123,7 @@ def _processor(name: str, value: Any) -> str:
     return value
 
 
-def _pattern(name: str, value: Any) -> str | None:
+def _pattern(name: str, value: object) -> str | None:
     value = _text(allow_none=True)(name, value)
     if value is not None:
         try:
@@ -128,7 +133,7 @@ def _pattern(name: str, value: Any) -> str | None:
     return value
 
 
-def _distrib(name: str, value: Any) -> dict | None:
+def _distrib(name: str, value: object) -> dict | None:
     """``distribArgs``; an empty mapping is none given (the rank then comes from the launcher,
     as ``DistributedPreprocessArguments()`` means in the seed's API)."""
     if value is None or (isinstance(value, Mapping) and not value):
@@ -145,58 +150,68 @@ def _distrib(name: str, value: Any) -> dict | None:
     return result
 
 
-def _key(kind: str, default: Any, help: str, check: Callable[[str, Any], Any],
-         required: bool = False):
-    """A field of :class:`JobConfig` that declares its config key: type, default, meaning and
-    checker (``required``: no default in the dataclass; ``null`` until the key is given)."""
-    metadata = {"kind": kind, "help": help, "check": check}
-    return field(metadata=metadata) if required else field(default=default, metadata=metadata)
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """The validated configuration of one run. Each field declares one config key, once:
-    :data:`SCHEMA`, the command line, ``--help`` and the README's table derive from it."""
-
-    input_dir: str = _key("text", None, "folder of input files (required)",
-                          _text(allow_none=True, path=True), required=True)
-    out_dir: str = _key("text", "out", "where outputs go (created; input_dir may not be inside it)",
-                        _text(path=True))
-    process_count: int | None = _key(
-        "integer", None,
+#: Every config key, declared once, in order: :class:`JobConfig`'s attributes, the command
+#: line, ``--help`` and the README's table derive from it.
+SCHEMA: tuple[Key, ...] = (
+    Key("input_dir", "text", None, "folder of input files (required)",
+        _text(allow_none=True, path=True), required=True),
+    Key("out_dir", "text", "out", "where outputs go (created; input_dir may not be inside it)",
+        _text(path=True)),
+    Key("process_count", "integer", None,
         "worker processes on this rank (null: the usable CPUs, shared by the ranks of a node)",
-        _int(1, allow_none=True))
-    run_type: str = _key(
-        "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; 'local': one "
-        "rank, ignore launcher variables", _text(RUN_TYPES))
-    distribArgs: dict | None = _key(
-        "mapping", None, "selective node: node_count, node_rank, local_size, local_rank, "
-        "global_rank, world_size (null: from the launcher)", _distrib)
-    processor: str = _key(
-        "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass built as "
-        "Class(input_dir, out_dir, distrib_args)", _processor)
-    shard_strategy: str = _key(
-        "text", "contiguous", "'contiguous' (blocks of the sorted list) or 'size' (balance "
-        "total bytes)", _text(SHARD_STRATEGIES))
-    pattern: str | None = _key(
-        "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, 'a/**/*.txt' "
-        "('**/' is zero or more folders) (null: every file)", _pattern)
-    resume: bool = _key("boolean", True, "skip files an earlier run finished, inputs unchanged",
-                        _bool)
-    error_threshold: int = _key("integer", 0, "failed files tolerated before exit 1 (-1: any "
-                                "number)", _int(-1))
-    max_retries: int = _key("integer", 1, "extra attempts per file after a failure", _int(0))
-    file_timeout: float | None = _key("seconds", None, "seconds one file may take (null: no "
-                                      "limit)", _number())
-    log_level: str = _key("text", "INFO", "DEBUG, INFO, WARNING or ERROR",
-                          _text(LOG_LEVELS, upper=True))
-    progress_interval: float = _key(
-        "seconds", 30.0, "seconds between progress lines when stderr is not a terminal (a bar "
-        "when it is)", _number(allow_none=False))
-    journal_sync_interval: float = _key(
-        "seconds", 10.0, "seconds a finished file's journal record may wait before it is forced "
-        "to storage (fsync, and a close that uploads it on a blob mount): what a preempted node "
-        "loses", _number(allow_none=False))
+        _int(1, allow_none=True)),
+    Key("run_type", "text", "", "'' or 'auto': ranks from distribArgs or launcher variables; "
+        "'local': one rank, ignore launcher variables", _text(RUN_TYPES)),
+    Key("distribArgs", "mapping", None, "selective node: node_count, node_rank, local_size, "
+        "local_rank, global_rank, world_size (null: from the launcher)", _distrib),
+    Key("processor", "text", DEFAULT_PROCESSOR, "'module:Class', a DataProcessor subclass "
+        "built as Class(input_dir, out_dir, distrib_args)", _processor),
+    Key("shard_strategy", "text", "contiguous", "'contiguous' (blocks of the sorted list) or "
+        "'size' (balance total bytes)", _text(SHARD_STRATEGIES)),
+    Key("pattern", "text", None, "glob on paths relative to input_dir: '*.txt' in any folder, "
+        "'a/**/*.txt' ('**/' is zero or more folders) (null: every file)", _pattern),
+    Key("resume", "boolean", True, "skip files an earlier run finished, inputs unchanged",
+        _bool),
+    Key("error_threshold", "integer", 0, "failed files tolerated before exit 1 (-1: any "
+        "number)", _int(-1)),
+    Key("max_retries", "integer", 1, "extra attempts per file after a failure", _int(0)),
+    Key("file_timeout", "seconds", None, "seconds one file may take (null: no limit)",
+        _number()),
+    Key("log_level", "text", "INFO", "DEBUG, INFO, WARNING or ERROR",
+        _text(LOG_LEVELS, upper=True)),
+    Key("progress_interval", "seconds", 30.0, "seconds between progress lines when stderr is "
+        "not a terminal (a bar when it is)", _number(allow_none=False)),
+    Key("journal_sync_interval", "seconds", 10.0, "seconds a finished file's journal record "
+        "may wait before it is forced to storage (fsync, and a close that uploads it on a blob "
+        "mount): what a preempted node loses", _number(allow_none=False)),
+)
+KEYS = {key.name: key for key in SCHEMA}
+
+
+class JobConfig:
+    """The validated configuration of one run: one attribute per key of :data:`SCHEMA`
+    (``config.input_dir``, ``config.process_count``...), made by :func:`build`, which checks
+    each value. It is not changed once made: assigning an attribute raises
+    :class:`AttributeError`.
+    """
+
+    def __init__(self, **values: object) -> None:
+        """Each key's value by name, taken as given; a key left out takes its default. A name
+        that is no key, or a required key left out, is a :class:`TypeError`."""
+        for name in values:
+            if name not in KEYS:
+                raise TypeError(f"JobConfig.__init__() got an unexpected keyword argument {name!r}")
+        for key in SCHEMA:
+            if key.required and key.name not in values:
+                raise TypeError(f"JobConfig.__init__() missing 1 required keyword argument: "
+                                f"{key.name!r}")
+            object.__setattr__(self, key.name, values.get(key.name, key.default))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to {name!r}: a JobConfig is not changed once made")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {name!r}: a JobConfig is not changed once made")
 
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
@@ -208,18 +223,12 @@ class JobConfig:
             return self.process_count
         return max(1, usable_cpus() // max(1, ranks_on_this_node))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def as_dict(self) -> dict[str, object]:
+        """Every key and its value, in the order of :data:`SCHEMA`."""
+        return {key.name: getattr(self, key.name) for key in SCHEMA}
 
 
-#: Every key, in the order of :class:`JobConfig`'s fields.
-SCHEMA: tuple[Key, ...] = tuple(
-    Key(f.name, f.metadata["kind"], None if f.default is MISSING else f.default,
-        f.metadata["help"], f.metadata["check"]) for f in fields(JobConfig))
-KEYS = {key.name: key for key in SCHEMA}
-
-
-def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+def load_yaml(path: str | os.PathLike, what: str = "config file") -> dict[str, object]:
     """The mapping in the YAML file ``path``; an empty file is an empty mapping.
 
     Any problem is a :class:`ConfigError` naming ``what`` and the file.
@@ -260,7 +269,7 @@ _PLAIN_WORDS = {spelling: value for word, value in
                 for spelling in (word, word.capitalize(), word.upper())} | {"~": None}
 
 
-def parse_scalar(key: str, text: str) -> Any:
+def parse_scalar(key: str, text: str) -> object:
     """A command-line value read as a YAML scalar; text keys keep the raw string."""
     kind = KEYS[key].kind if key in KEYS else "integer"
     if kind == "text" and text not in ("null", "~"):
@@ -287,8 +296,8 @@ def check_key(dotted: str) -> None:
         raise ConfigError(f"unknown key {dotted!r}; distribArgs takes {', '.join(DISTRIB_KEYS)}")
 
 
-def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]],
-                    other_keys: Collection[str] = ()) -> dict[str, Any]:
+def apply_overrides(values: dict[str, object], overrides: Sequence[tuple[str, str]],
+                    other_keys: Collection[str] = ()) -> dict[str, object]:
     """Apply ``(dotted_key, raw_value)`` pairs to a copy of ``values``.
 
     ``distribArgs.node_rank`` sets one key of the ``distribArgs`` section,
@@ -314,14 +323,14 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[tuple[str, str]]
     return result
 
 
-@dataclass
 class CommandLine:
     """A parsed command line: the config file, the ``(key, value)`` overrides and the flags."""
 
-    config_path: str | None = None
-    overrides: list[tuple[str, str]] = field(default_factory=list)
-    help: bool = False
-    print_config: bool = False
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.overrides: list[tuple[str, str]] = []
+        self.help = False
+        self.print_config = False
 
 
 def _spellings(name: str) -> list[str]:
@@ -396,7 +405,7 @@ def parse_command_line(argv: Sequence[str], other_keys: Sequence[str] = (),
     return parsed
 
 
-def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfig:
+def build(values: Mapping[str, object], require_input_dir: bool = True) -> JobConfig:
     """Validate a mapping of keys into a :class:`JobConfig`."""
     unknown = [str(k) for k in values if k not in KEYS]
     if unknown:
@@ -411,14 +420,14 @@ def build(values: Mapping[str, Any], require_input_dir: bool = True) -> JobConfi
 
 
 def load(config_path: str | os.PathLike | None = None,
-         overrides: Sequence[tuple[str, str]] = (), **values: Any) -> JobConfig:
+         overrides: Sequence[tuple[str, str]] = (), **values: object) -> JobConfig:
     """Defaults < ``config_path`` < ``values`` < ``overrides``, validated."""
     data = load_yaml(config_path) if config_path is not None else {}
     data.update(values)
     return build(apply_overrides(data, overrides))
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A default as it is written in YAML."""
     if value is None:
         return "null"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .ranks import launched
 

@@ -45,7 +45,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 HEADER = 8
 READ_SIZE = 1 << 20
@@ -54,7 +54,7 @@ READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 
 
-def _frame(message: Any) -> tuple[bytes, bytes]:
+def _frame(message: object) -> tuple[bytes, bytes]:
     """The header and the pickle of ``message`` (two pieces: a large pickle is not copied)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return len(data).to_bytes(HEADER, "little"), data
@@ -72,7 +72,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def read_message(fd: int) -> Any:
+def read_message(fd: int) -> object:
     """The next message on the blocking ``fd``; :class:`EOFError` when the writer is gone."""
     header = _read_exactly(fd, HEADER)
     body = None if header is None else _read_exactly(fd, int.from_bytes(header, "little"))
@@ -81,7 +81,7 @@ def read_message(fd: int) -> Any:
     return pickle.loads(body)
 
 
-def write_message(fd: int, message: Any) -> None:
+def write_message(fd: int, message: object) -> None:
     """Write ``message`` whole to the blocking ``fd``; one that cannot be pickled raises
     before anything is written."""
     for piece in _frame(message):
@@ -107,7 +107,7 @@ class Channel:
         """Whether queued bytes wait for the pipe to take them."""
         return bool(self._outbox)
 
-    def send(self, message: Any) -> None:
+    def send(self, message: object) -> None:
         """Queue ``message`` and write as much as the pipe takes (:meth:`flush`)."""
         for piece in _frame(message):
             self._outbox.append(memoryview(piece))
@@ -130,7 +130,7 @@ class Channel:
             else:
                 self._outbox[0] = self._outbox[0][written:]
 
-    def receive(self) -> list[Any]:
+    def receive(self) -> list[object]:
         """The messages that arrived whole since the last call, in order."""
         while not self.closed_by_worker:
             try:
@@ -234,7 +234,7 @@ def _flush_std_streams() -> None:
             pass
 
 
-def fork(target: Callable[..., Any], args: tuple, close_in_child: Iterable[int] = ()) -> Child:
+def fork(target: Callable[..., object], args: tuple, close_in_child: Iterable[int] = ()) -> Child:
     """Run ``target(*args)`` in a forked child (see the module's notes)."""
     sentinel, child_end = os.pipe()
     try:

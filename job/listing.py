@@ -23,24 +23,23 @@ import hashlib
 import os
 import re
 import stat
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 RESERVED = "_manifest"
 #: What a listing's digest covers: :func:`paths_digest`, :func:`digest` (manifests say which).
 PATHS_DIGEST, FULL_DIGEST = "paths", "paths, sizes, errors"
 
 
-class InputFile(NamedTuple):
+class InputFile(namedtuple("InputFile", "rel size mtime_ns error", defaults=(None, None))):
     """One planned input: its path relative to ``input_dir`` (POSIX), size and modification time.
 
-    ``error`` is set when the entry could not be listed or examined: it is
-    recorded as failed, never processed.
+    ``rel`` (text), ``size`` (bytes), ``mtime_ns`` (nanoseconds, or ``None``), ``error``
+    (text, or ``None``). ``error`` is set when the entry could not be listed or examined:
+    it is recorded as failed, never processed.
     """
 
-    rel: str
-    size: int
-    mtime_ns: int | None = None
-    error: str | None = None
+    __slots__ = ()
 
 
 class InputDirError(ValueError):
@@ -199,12 +198,14 @@ def folders_up(path: str, stop: str | None = None) -> Iterator[str]:
         path = parent
 
 
-class Skip(NamedTuple):
-    """out_dir, by path and by identity; and where to record each listed folder's identity."""
+class Skip(namedtuple("Skip", "path identity seen")):
+    """out_dir, by path and by identity; and where to record each listed folder's identity.
 
-    path: str | None
-    identity: tuple[int, int] | None
-    seen: set[tuple[int, int]] | None
+    ``path``: out_dir resolved; ``identity``: its :func:`identity`; ``seen``: the set of
+    folder identities to add to. Each may be ``None`` (nothing to skip, or to record).
+    """
+
+    __slots__ = ()
 
 
 def failed_input(rel: str, what: str, error: OSError) -> InputFile:

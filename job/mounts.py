@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import NamedTuple
+from collections import namedtuple
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -23,11 +23,11 @@ def _unescape(field: str) -> str:
     return field
 
 
-class _Mount(NamedTuple):
-    device: str  # major:minor
-    root: str  # the folder of its file system that is mounted
-    point: str  # where
-    kind: str  # file system type
+class _Mount(namedtuple("_Mount", "device root point kind")):
+    """A line of mountinfo: ``device`` (``major:minor``), ``root`` (the folder of its file
+    system that is mounted), ``point`` (where) and ``kind`` (the file system type), as text."""
+
+    __slots__ = ()
 
 
 def _mount_of(path: str | os.PathLike) -> tuple[_Mount, str] | None:

@@ -46,7 +46,7 @@ import os
 import shlex
 import threading
 from array import array
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "squeeze.c")
 FLAGS = ["-O2", "-std=c99", "-shared", "-fPIC"]
@@ -87,14 +87,14 @@ def turned_off() -> bool:
     return _setting() in _OFF
 
 
-def requested_path() -> Optional[str]:
+def requested_path() -> str | None:
     """The path ``AMLSHARD_NATIVE`` names (``avx2``...), or ``None`` for the fastest."""
     setting = _setting()
     return None if setting in _ON or setting in _OFF else setting
 
 
 @functools.cache
-def _decided() -> tuple[Optional[Squeeze], Optional[str]]:
+def _decided() -> tuple[Squeeze | None, str | None]:
     """The compiled library's ``amlshard_squeeze``, or None and why not (None when
     ``AMLSHARD_NATIVE`` turned it off): decided once per process."""
     if turned_off():
@@ -106,7 +106,7 @@ def _decided() -> tuple[Optional[Squeeze], Optional[str]]:
 
 
 @functools.cache
-def kernel() -> Optional[Squeeze]:
+def kernel() -> Squeeze | None:
     """The compiled ``amlshard_squeeze``, or ``None`` (the reason is logged once)."""
     squeeze, reason = _decided()
     if squeeze is not None:
@@ -118,7 +118,7 @@ def kernel() -> Optional[Squeeze]:
     return squeeze
 
 
-def library() -> Optional[Squeeze]:
+def library() -> Squeeze | None:
     """The compiled library for the rank's planning (:func:`examine`, :func:`size_shards`):
     :func:`kernel`'s, without a word when there is none (the callers then do the same
     work in Python; whatever the processor, that is no news for the user)."""
@@ -216,7 +216,7 @@ def selected(squeeze: Squeeze) -> str:
     return squeeze.library.amlshard_selected().decode("ascii")
 
 
-def select(squeeze: Squeeze, path: Optional[str]) -> None:
+def select(squeeze: Squeeze, path: str | None) -> None:
     """Make ``squeeze`` use ``path`` (``None``: the fastest); :class:`ValueError` if it cannot.
 
     Affects every caller of the library in this process: not to be called

@@ -52,9 +52,9 @@ import os
 import stat
 from array import array
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
-from typing import Iterator, NamedTuple, Sequence
 
 from . import native, sharding
 from .listing import (FULL_DIGEST, PATHS_DIGEST, RESERVED, InputFile, Skip, digested_many,
@@ -74,16 +74,13 @@ class ListingChanged(Exception):
     """A folder no longer holds what the walk saw: the listing must be taken again."""
 
 
-class Summary(NamedTuple):
-    """What a rank records of the whole listing: its length, its digest, and what that
-    digest covers (``PATHS_DIGEST`` or ``FULL_DIGEST``: see :mod:`job.listing`), and how
-    many entries the walk found unreadable (for ``PATHS_DIGEST``, not counting regular files that only the rank taking
-    them examines)."""
+class Summary(namedtuple("Summary", "files digest digest_of unlisted")):
+    """What a rank records of the whole listing: its length (``files``), its ``digest``, and
+    what that digest covers (``digest_of``: ``PATHS_DIGEST`` or ``FULL_DIGEST``, see
+    :mod:`job.listing`), and how many entries the walk found unreadable (``unlisted``; for
+    ``PATHS_DIGEST``, not counting regular files that only the rank taking them examines)."""
 
-    files: int
-    digest: str
-    digest_of: str
-    unlisted: int
+    __slots__ = ()
 
     @classmethod
     def of(cls, listing: Sequence[InputFile], digest_of: str = FULL_DIGEST) -> "Summary":
@@ -95,38 +92,42 @@ class Summary(NamedTuple):
                    sum(1 for item in listing if item.error is not None))
 
 
-class _Folder(NamedTuple):
-    path: str
-    prefix: str  # its relative path and "/", "" for input_dir
-    inputs: int  # inputs directly in it
-    names: bytes  # digest of their keys
+class _Folder(namedtuple("_Folder", "path prefix inputs names")):
+    """A folder the walk listed: its ``path``; its ``prefix``, its relative path and ``/``
+    (``""`` for input_dir); how many ``inputs`` are directly in it; ``names``, the digest
+    (bytes) of their keys."""
+
+    __slots__ = ()
 
 
-@dataclass
 class Outline:
     """What one walk of ``input_dir`` keeps: enough to find any position again.
 
     Runs: the listing cut where a folder's own inputs give way to a subfolder's;
     run ``k`` starts at position ``starts[k]`` with input ``offsets[k]`` (among
-    its folder's own, in key order) of folder ``folder_of[k]``.
+    its folder's own, in key order) of folder ``folder_of[k]``. Built empty, with
+    what the walk is to keep; the walk (:func:`outline`) fills it.
     """
 
-    count: int = 0
-    digest: str = ""
-    digest_of: str = PATHS_DIGEST
-    unlisted: int = 0
-    folders: list[_Folder] = field(default_factory=list)
-    starts: array = field(default_factory=lambda: array("q"))
-    folder_of: array = field(default_factory=lambda: array("q"))
-    offsets: array = field(default_factory=lambda: array("q"))
-    sizes: array | None = None  # every input's size, in listing order, when asked for
-    skip: Skip | None = None
-    matches: object = None
-    # each folder's members as the walk read them, while they add up to KEPT_NAMES at most:
-    # take() then reads no folder twice
-    kept: dict[int, _Members] | None = field(default_factory=dict)
-    # with sizes (every size held already), each folder's keys packed: see _Packed
-    packed: dict[int, _Packed] | None = None
+    def __init__(self, digest_of: str = PATHS_DIGEST, sizes: array | None = None,
+                 skip: Skip | None = None, matches: object = None,
+                 packed: dict[int, _Packed] | None = None) -> None:
+        self.count = 0
+        self.digest = ""
+        self.digest_of = digest_of
+        self.unlisted = 0
+        self.folders: list[_Folder] = []
+        self.starts = array("q")
+        self.folder_of = array("q")
+        self.offsets = array("q")
+        self.sizes = sizes  # every input's size, in listing order, when asked for
+        self.skip = skip
+        self.matches = matches
+        # each folder's members as the walk read them, while they add up to KEPT_NAMES at
+        # most: take() then reads no folder twice
+        self.kept: dict[int, _Members] | None = {}
+        # with sizes (every size held already), each folder's keys packed: see _Packed
+        self.packed = packed
 
     def summary(self) -> Summary:
         return Summary(self.count, self.digest, self.digest_of, self.unlisted)
@@ -218,28 +219,27 @@ def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
 _key = itemgetter(0)
 
 
-class _Members(NamedTuple):
-    """A folder's own inputs: their keys, sorted (names; ``""`` for the folder itself when
-    it cannot be listed), and those examined already (the others are regular files, by
-    their type in the folder); its subfolders to walk as ``(key, path, prefix)``, sorted.
-    Keys alone, not a tuple each: a folder of a million files holds a million names."""
+class _Members(namedtuple("_Members", "keys examined folders")):
+    """A folder's own inputs: their ``keys``, sorted (names; ``""`` for the folder itself
+    when it cannot be listed), and those ``examined`` already, by key (the others are
+    regular files, by their type in the folder); its subfolders to walk, ``folders``, as
+    ``(key, path, prefix)``, sorted. Keys alone, not a tuple each: a folder of a million
+    files holds a million names."""
 
-    keys: list[str]
-    examined: dict[str, InputFile]
-    folders: list[tuple[str, str, str]]
+    __slots__ = ()
 
     def input(self, k: int) -> InputFile | None:
         return self.examined.get(self.keys[k])
 
 
-class _Packed(NamedTuple):
-    """A folder's keys as the ``size`` strategy's walk read them, packed (``NUL``-separated
-    bytes: about 10 bytes a file, where a list of names takes 100), and those of its inputs
-    that failed. Every rank of that strategy takes files from every folder: with these,
-    :func:`take` reads none again (a million files in 1,000 folders: 0.6 s a rank)."""
+class _Packed(namedtuple("_Packed", "names failed")):
+    """A folder's keys as the ``size`` strategy's walk read them, packed as ``names``
+    (``NUL``-separated bytes: about 10 bytes a file, where a list of names takes 100), and
+    those of its inputs that ``failed``, by key. Every rank of that strategy takes files
+    from every folder: with these, :func:`take` reads none again (a million files in 1,000
+    folders: 0.6 s a rank)."""
 
-    names: bytes
-    failed: dict[str, InputFile]
+    __slots__ = ()
 
     @classmethod
     def of(cls, members: _Members) -> "_Packed":

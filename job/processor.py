@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from . import ranks, sharding
 from .config import DISTRIB_KEYS, usable_cpus
@@ -18,7 +17,6 @@ SEED_DEFAULTS = {"local_rank": 0, "global_rank": 0, "world_size": 1, "node_count
                  "local_size": 1, "node_rank": None}
 
 
-@dataclass
 class DistributedPreprocessArguments:
     """The seed's rank description, as ``distribArgs`` gives it (``None``: not given).
 
@@ -26,21 +24,37 @@ class DistributedPreprocessArguments:
     environment, as with ``distrib_args=None``; ``DistributedPreprocessArguments(
     **config["distribArgs"])`` means that when the config has no ``distribArgs``.
     With some given, the others take the seed's defaults (:data:`SEED_DEFAULTS`);
-    ``node_rank=None`` then means ``global_rank // local_size``.
+    ``node_rank=None`` then means ``global_rank // local_size``. Two are equal when
+    their six fields are; ``repr`` shows the six.
     """
 
-    local_rank: int | None = None
-    global_rank: int | None = None
-    world_size: int | None = None
-    node_count: int | None = None
-    local_size: int | None = None
-    node_rank: int | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(self, local_rank: int | None = None, global_rank: int | None = None,
+                 world_size: int | None = None, node_count: int | None = None,
+                 local_size: int | None = None, node_rank: int | None = None) -> None:
+        self.local_rank = local_rank
+        self.global_rank = global_rank
+        self.world_size = world_size
+        self.node_count = node_count
+        self.local_size = local_size
+        self.node_rank = node_rank
         if any(getattr(self, key) is not None for key in SEED_DEFAULTS):
             for key, default in SEED_DEFAULTS.items():
                 if getattr(self, key) is None:
                     setattr(self, key, default)
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, key) for key in DISTRIB_KEYS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # compared by its fields, which may change: not hashable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={getattr(self, key)!r}" for key in DISTRIB_KEYS)
+        return f"{type(self).__qualname__}({fields})"
 
     @classmethod
     def of_rank(cls, rank: ranks.Rank) -> "DistributedPreprocessArguments":
@@ -98,11 +112,11 @@ class DataProcessor:
             combined[name] = None if all(v is None for v in values) else sum(v or 0 for v in values)
         return combined
 
-    def process(self, *args) -> Any:
+    def process(self, *args) -> object:
         """Process one item; the return value is collected by ``multi_process_data``."""
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
-    def analyze(self, *args) -> Any:
+    def analyze(self, *args) -> object:
         """Optional: called once with the flat list of results (the seed's hook)."""
 
     def output_path(self, path: str) -> str | None:
@@ -145,7 +159,7 @@ class DataProcessor:
         widen_affinity(os.environ)  # as the job does: the workers get the node's CPUs
         wanted = _worker_count(process_count, rank.local_size)
         calls = _shard_calls(args, rank)
-        results: dict[int, Any] = {}
+        results: dict[int, object] = {}
         failures: dict[int, str] = {}
         workers = min(wanted, max(1, len(calls)))
         with WorkerPool(self.process, workers) as pool:
@@ -164,7 +178,7 @@ class DataProcessor:
         return flat
 
 
-def _worker_count(process_count: Any, ranks_on_this_node: int = 1) -> int:
+def _worker_count(process_count: object, ranks_on_this_node: int = 1) -> int:
     """``process_count`` as a number of workers: an integer >= 1 or its text; ``None``: this
     rank's share of the usable CPUs (at least one)."""
     if process_count is None:
@@ -196,7 +210,7 @@ def _given(distrib_args) -> dict:
     return {key: value for key, value in fields if value is not None}
 
 
-def _shard_calls(args: Sequence[Any], rank: ranks.Rank) -> list[tuple]:
+def _shard_calls(args: Sequence[object], rank: ranks.Rank) -> list[tuple]:
     lengths = {len(a) for a in args if isinstance(a, list) and len(a) != 1}
     if not any(isinstance(a, list) for a in args):
         raise ValueError("multi_process_data needs at least one list argument to shard")

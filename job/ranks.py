@@ -63,8 +63,8 @@ Where each variable is documented (this module reads no other launcher variable;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from collections import namedtuple
+from collections.abc import Mapping
 
 OMPI_VARS = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
              "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")
@@ -76,18 +76,16 @@ class RankError(ValueError):
     """A rank or size that is missing, not an integer, negative or out of range."""
 
 
-@dataclass(frozen=True)
-class Rank:
-    """Where this process sits in the job, and which shard it takes.
+class Rank(namedtuple("Rank", "node_rank node_count local_rank local_size source",
+                      defaults=(0, 1, 0, 1, "single rank (no launcher variables found)"))):
+    """Where this process sits in the job, and which shard it takes (immutable).
 
-    ``source`` says what decided it, e.g. ``"OpenMPI (OMPI_COMM_WORLD_*)"``.
+    ``node_rank`` of ``node_count`` nodes, ``local_rank`` of the ``local_size`` ranks of
+    each node (integers); ``source`` says what decided it, e.g.
+    ``"OpenMPI (OMPI_COMM_WORLD_*)"``.
     """
 
-    node_rank: int = 0
-    node_count: int = 1
-    local_rank: int = 0
-    local_size: int = 1
-    source: str = "single rank (no launcher variables found)"
+    __slots__ = ()
 
     @property
     def shard_index(self) -> int:

@@ -13,7 +13,8 @@ import logging
 import os
 import re
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections import namedtuple
+from collections.abc import Mapping, Sequence
 
 from . import atomic, journal
 from .config import JobConfig
@@ -24,7 +25,7 @@ from .outputs import known_output_of, landing_error
 log = logging.getLogger("job")
 
 
-def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | None,
+def still_done(config: JobConfig, item: InputFile, record: Mapping[str, object] | None,
                processor: str) -> bool:
     """Whether ``record`` (a file's newest journal record) still describes ``item`` as done.
 
@@ -51,12 +52,12 @@ def still_done(config: JobConfig, item: InputFile, record: Mapping[str, Any] | N
                               and os.path.isfile(os.path.join(config.out_dir, output)))
 
 
-class Carried(NamedTuple):
-    """The files an earlier run finished: their ``skipped`` records, and for each whether
-    ``journal`` (this shard's journal name) already holds the file's newest record."""
+class Carried(namedtuple("Carried", "records journaled")):
+    """The files an earlier run finished: their ``skipped`` records (a list of dicts), and
+    for each whether ``journal`` (this shard's journal name) already holds the file's newest
+    record (a list of booleans)."""
 
-    records: list[dict[str, Any]]
-    journaled: list[bool]
+    __slots__ = ()
 
 
 def split_done(config: JobConfig, files: Sequence[InputFile], processor: str,

@@ -7,11 +7,9 @@ list, whatever the strategy.
 from __future__ import annotations
 
 import heapq
-from typing import Iterator, Sequence, TypeVar
+from collections.abc import Iterator, Sequence
 
 from . import native
-
-T = TypeVar("T")
 
 STRATEGIES = ("contiguous", "size")
 
@@ -93,9 +91,9 @@ def _largest_first(sizes: Sequence[int], count: int) -> Iterator[tuple[int, int]
         heapq.heapreplace(loads, (load + sizes[item], shard))
 
 
-def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int,
-         strategy: str = "contiguous") -> list[T]:
-    """The items shard ``index`` of ``count`` takes, in listing order."""
+def plan(items: Sequence, sizes: Sequence[int] | None, index: int, count: int,
+         strategy: str = "contiguous") -> list:
+    """The elements of ``items`` that shard ``index`` of ``count`` takes, in listing order."""
     _check(index, count)
     if strategy == "contiguous":
         return [items[i] for i in contiguous_range(len(items), index, count)]
@@ -103,8 +101,8 @@ def plan(items: Sequence[T], sizes: Sequence[int] | None, index: int, count: int
     return [items[i] for i in size_shard(sizes, index, count)]
 
 
-def plans(items: Sequence[T], sizes: Sequence[int] | None, count: int,
-          strategy: str = "contiguous") -> list[list[T]]:
+def plans(items: Sequence, sizes: Sequence[int] | None, count: int,
+          strategy: str = "contiguous") -> list[list]:
     """Every shard's :func:`plan`, in shard order, the sizes balanced once (not once per
     shard, as ``count`` calls of :func:`plan` would)."""
     _check(0, count)

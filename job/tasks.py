@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections import namedtuple
+from collections.abc import Iterator, Mapping, Sequence
 
 from .listing import InputFile, require_regular
 from .outputs import check_landing, checked_output, folder_prefix, relative
@@ -28,18 +28,14 @@ BATCH_BYTES = 4 << 20
 BATCH_FILES = 256
 
 
-class Task(NamedTuple):
+class Task(namedtuple("Task", "index part parts start end", defaults=(0, 1, 0, 0))):
     """File ``index`` of the to-do list, or its byte range ``[start, end)``, part ``part`` of ``parts``.
 
     It crosses the pipe to a worker with every file, as plain fields (see
     :func:`pool_items`): a named tuple pickles its class with each instance.
     """
 
-    index: int
-    part: int = 0
-    parts: int = 1
-    start: int = 0
-    end: int = 0
+    __slots__ = ()
 
 
 def range_size(files: Sequence[InputFile], workers: int) -> int:
@@ -79,7 +75,7 @@ def part_path(temp_dir: str, task: Task) -> str:
     return os.path.join(temp_dir, f"range-{task.index}-{task.part}-of-{task.parts}.part")
 
 
-def counts_of(value: Any, names: Sequence[str]) -> tuple:
+def counts_of(value: object, names: Sequence[str]) -> tuple:
     """The declared counts ``names`` of a processor's return value, in that order;
     :class:`TypeError` if the value is unusable.
 

@@ -42,10 +42,10 @@ import functools
 import io
 import os
 import threading
-from typing import BinaryIO, Callable
+from collections.abc import Callable
 
 from . import native
-from .atomic import atomic_output, unnamed_files_fd, write_bytes
+from .atomic import BinaryFile, atomic_output, unnamed_files_fd, write_bytes
 from .listing import require_regular
 from .processor import DataProcessor
 
@@ -115,7 +115,7 @@ def _squeeze_small(chunk: bytes, after_whitespace: bool) -> tuple[bytes, int]:
     return body, len(tokens) - 1 + lead + trail
 
 
-def split_stream(source: BinaryIO, write: Callable[[bytes], object],
+def split_stream(source: BinaryFile, write: Callable[[bytes], object],
                  chunk_size: int = CHUNK_SIZE, after_whitespace: bool = True,
                  finish: bool = True) -> int:
     """Copy the tokens of ``source`` to ``write``, one per line; return the newlines written.
