@@ -49,7 +49,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from . import forked, interrupts
 
@@ -79,7 +79,7 @@ class Outcome:
 
     __slots__ = ("key", "ok", "value", "error", "seconds", "attempts")
 
-    def __init__(self, key: Any, ok: bool, value: Any = None, error: str | None = None,
+    def __init__(self, key: object, ok: bool, value: object = None, error: str | None = None,
                  seconds: float = 0.0, attempts: int = 1):
         self.key, self.ok, self.value, self.error = key, ok, value, error
         self.seconds, self.attempts = seconds, attempts
@@ -103,7 +103,7 @@ class Done:
 class _Item:
     __slots__ = ("key", "args", "weight", "attempts")
 
-    def __init__(self, key: Any, args: Iterable, weight: int = 0):
+    def __init__(self, key: object, args: Iterable, weight: int = 0):
         self.key, self.args, self.weight, self.attempts = key, tuple(args), weight, 0
 
 
@@ -124,7 +124,7 @@ def _format_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}{where}" if message else f"{type(error).__name__}{where}"
 
 
-def _result(value: Any, seconds: float) -> tuple:
+def _result(value: object, seconds: float) -> tuple:
     """The report of a call that returned ``value``. Each value travels pickled on its own
     inside the message of its batch: one that cannot be pickled here, or loaded in the
     parent (a class only the worker has), fails its own item alone."""
@@ -134,7 +134,7 @@ def _result(value: Any, seconds: float) -> tuple:
         return False, f"result not sendable: {_format_error(error)}", seconds
 
 
-def _unpickled(data: bytes) -> tuple[bool, Any]:
+def _unpickled(data: bytes) -> tuple[bool, object]:
     """``(True, value)``, or ``(False, why)`` for a value the parent cannot load."""
     try:
         return True, pickle.loads(data)
@@ -365,7 +365,7 @@ class WorkerPool:
 
     def __init__(self, function: Callable, workers: int, *, max_retries: int = 0,
                  timeout: float | None = None, initializer: Callable | None = None,
-                 on_worker_lost: Callable[[int, Any], None] | None = None,
+                 on_worker_lost: Callable[[int, object], None] | None = None,
                  plain_results: bool = False):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")

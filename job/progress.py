@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TextIO
+from io import TextIOBase
 
 LOG_INTERVAL_SECONDS = 30.0
 BAR_INTERVAL_SECONDS = 0.2
@@ -29,7 +29,7 @@ class Progress:
     """Counts finished files and bytes of one rank and shows them."""
 
     def __init__(self, files: int, size: int, log: logging.Logger, label: str = "",
-                 stream: TextIO | None = None, log_interval: float = LOG_INTERVAL_SECONDS):
+                 stream: TextIOBase | None = None, log_interval: float = LOG_INTERVAL_SECONDS):
         self.files, self.size = files, size
         self.done_files = self.done_bytes = self.failed = 0
         self._log = log

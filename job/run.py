@@ -14,8 +14,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import atomic, journal, mounts, outline, ranks, resume, sharding, tasks
 from .assemble import Assembler, FileResult
@@ -48,17 +47,17 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-@dataclass
 class Plan:
     """What this rank will do: computed and checked before anything is written."""
 
-    config: JobConfig
-    rank: ranks.Rank
-    listing: outline.Summary  # of the whole listing: its length and digest
-    files: list[InputFile]
-    processor: DataProcessor
-    linked_folders: list[str]  # links to folders in input_dir, not followed
-    input_folders: frozenset[tuple[int, int]]  # (device, inode) of every folder listed
+    def __init__(self, config: JobConfig, rank: ranks.Rank, listing: outline.Summary,
+                 files: list[InputFile], processor: DataProcessor, linked_folders: list[str],
+                 input_folders: frozenset[tuple[int, int]]):
+        self.config, self.rank, self.processor = config, rank, processor
+        self.listing = listing  # of the whole listing: its length and digest
+        self.files = files
+        self.linked_folders = linked_folders  # links to folders in input_dir, not followed
+        self.input_folders = input_folders  # (device, inode) of every folder listed
 
 
 def load_processor_class(spec: str) -> type[DataProcessor]:
@@ -318,17 +317,19 @@ def pattern_matches_nothing(plan: Plan) -> bool:
     return plan.config.pattern is not None and not plan.listing.files
 
 
-@dataclass
 class _Shard:
     """This rank's bookkeeping while it runs: what to do, its journal, its parts folder."""
 
-    identity: str  # the processor's, as records name it
-    tag: str  # this rank's, in temporary names
-    todo: list[InputFile]  # listed files still to do
-    unlisted: list[InputFile]  # files that could not be listed or examined: failed at once
-    done_earlier: int
-    book: journal.Journal
-    temp_dir: str  # this rank's folder for range parts
+    def __init__(self, identity: str, tag: str, todo: list[InputFile],
+                 unlisted: list[InputFile], done_earlier: int, book: journal.Journal,
+                 temp_dir: str):
+        self.identity = identity  # the processor's, as records name it
+        self.tag = tag  # this rank's, in temporary names
+        self.todo = todo  # listed files still to do
+        self.unlisted = unlisted  # files that could not be listed or examined: failed at once
+        self.done_earlier = done_earlier
+        self.book = book
+        self.temp_dir = temp_dir  # this rank's folder for range parts
 
 
 def _execute(plan: Plan) -> int:
