@@ -37,6 +37,7 @@ environment or input folder; 130 SIGINT; 143 SIGTERM.
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m job`` with ``argv``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    previous_int = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, _terminated)  # the run installs its own
     try:
         arguments = parse_arguments(argv)
@@ -53,15 +54,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(job_config.log_level, plan.rank)
         return execute(plan)
     except (ConfigError, UsageError) as error:
+        _verdict_given()
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, _Terminated) as stop:
+        _verdict_given()
         name = "SIGTERM" if isinstance(stop, _Terminated) else "SIGINT"
         print(f"error: interrupted by {name} before any file was processed", file=sys.stderr)
         return EXIT_SIGNAL[signal.SIGTERM if name == "SIGTERM" else signal.SIGINT]
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
         logging.shutdown()
+
+
+def _verdict_given() -> None:
+    """The command has its exit code: SIGINT and SIGTERM are ignored while it says why, so
+    that neither cuts its one line short with a traceback (``mpirun`` sends SIGTERM to every
+    other rank as soon as one exits 2, and they may all be refusing the same config)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class _Terminated(Exception):

@@ -249,3 +249,35 @@ def test_a_journals_folder_that_links_into_the_inputs_is_refused(tmp_path, input
     assert len(lines) == 1 and "is a link: the journals must live in out_dir" in lines[0]
     assert sorted(p.name for p in inputs.iterdir()) == ["a.txt", "shard-00000-of-00001.json"]
     assert (inputs / "shard-00000-of-00001.json").read_bytes() == b"precious\n"
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_refusal_is_written_does_not_cut_it(tmp_path, monkeypatch, capsys,
+                                                                signum):
+    """Under mpirun every rank may refuse the same config, and mpirun sends SIGTERM to the
+    others as soon as one exits 2: one that arrives while a rank writes its line (seen once
+    in a loaded full run) made a traceback and exit 1."""
+    import signal
+    import sys
+
+    class Signalling:
+        def __init__(self, stream):
+            self.stream, self.sent = stream, False
+
+        def write(self, text):
+            if not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), getattr(signal, signum))
+            return self.stream.write(text)
+
+        def flush(self):
+            self.stream.flush()
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(sys, "stderr", Signalling(sys.stderr))
+    code = cli.main(["--input_dir", str(tmp_path / "missing")])
+    monkeypatch.undo()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err and "Traceback" not in err
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
