@@ -19,7 +19,7 @@ import pytest
 from conftest import (ROOT, children, clean_environ, command_line, end_processes, running,
                       temporary_files)
 from job import TokenSplitter
-from job.tasks import Runner
+from job.tasks import Runner, counts_of
 
 
 def job_command(*args):
@@ -275,3 +275,18 @@ def test_every_whole_file_is_examined_before_any_process_opens_it(tmp_path, kind
             runner.run("sock", 0)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("names", [("tokens",), ("lines", "tokens")])
+@pytest.mark.parametrize("count", [None, 0, 7, (1 << 63) - 1, 1 << 63, -1, True, 1.5, "3"])
+def test_a_count_is_taken_only_when_it_is_a_whole_number_in_range(names, count):
+    """The runner takes a declared count that is None or an integer from 0 to 2**63 - 1 (the
+    usual one-count dict has a shortcut: it must take and refuse exactly the same)."""
+    value = {name: count for name in names}
+    if count is None or (type(count) is int and 0 <= count < 1 << 63):
+        assert counts_of(value, names) == (count,) * len(names)
+        assert counts_of({**value, "other": "x"}, names) == (count,) * len(names)
+    else:
+        with pytest.raises(TypeError, match=f"returned {names[0]}=.*not a count"):
+            counts_of(value, names)
+    assert counts_of({}, names) == counts_of(None, names) == (None,) * len(names)
