@@ -428,7 +428,9 @@ def test_range_parts_of_a_killed_run_of_another_layout_are_removed(tmp_path):
     for folder in (dead, sibling):
         folder.mkdir()
         (folder / "range-0-1-of-3.part").write_bytes(b"tokens\n" * 1000)
+    half = out / "_manifest" / "shard-00000-of-00001.json.424242.partial"  # so with a manifest
+    half.write_bytes(b'{"files":[{"input":"f0')
     result = run_job("--input_dir", str(source), "--out_dir", str(out),
                      "--distribArgs.node_count", "2", "--distribArgs.node_rank", "0")
     assert result.returncode == 0, result.stderr
-    assert not dead.exists() and sibling.exists()
+    assert not dead.exists() and sibling.exists() and not half.exists()
