@@ -443,12 +443,19 @@ class Journal:
                 self.add(rel, output, "ok", bytes_in, counts, seconds, attempts, None, mtime_ns,
                          processor, when)
             return
-        self._lines += lines
-        self._inputs += [entry[0] for entry in entries]
-        self._rows += [("ok", entry[2], entry[3], entry[4]) for entry in entries]
-        self._waiting += lines
-        if self._unsynced_since is None:
-            self._unsynced_since = time.monotonic()
+        inputs = [entry[0] for entry in entries]
+        rows = [("ok", entry[2], entry[3], entry[4]) for entry in entries]
+        # SIGINT and SIGTERM wait while the files are booked (about 25 µs a report, not a
+        # file): their exception, raised between two of these, would leave the manifest's
+        # lines, inputs and rows of different lengths (write_manifest failing), or the
+        # manifest listing files that the journal does not hold.
+        with interrupts.held():
+            self._lines += lines
+            self._inputs += inputs
+            self._rows += rows
+            self._waiting += lines
+            if self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
 
     def _line(self, rel, output, status, bytes_in, counts, seconds, attempts, error, mtime_ns,
               processor, when) -> str:

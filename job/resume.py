@@ -133,10 +133,42 @@ def other_layout_was_killed(out_dir: str, count: int) -> bool:
     return False
 
 
+_PARTS_FOLDER = re.compile(r"partial-(\d{5,})-of-(\d{5,})")  # a rank's range parts: run.py
+_MANIFEST_TEMP = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.json\.\d+\.partial")  # journal.py
+
+
+def _remove_parts_of_other_layouts(out_dir: str, count: int) -> None:
+    """Remove the folders of range parts (``_manifest/partial-IIIII-of-NNNNN``) and the
+    manifests half written (``shard-….json.PID.partial``) that killed ranks of layouts other
+    than ``count`` shards left: the next run of a rank removes its own, but after a layout
+    change none comes, and the parts of a large file take as much room as its output. Under
+    the conditions of :func:`remove_orphaned_temps`."""
+    folder = os.path.join(out_dir, journal.MANIFEST_DIR)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        parts = _PARTS_FOLDER.fullmatch(name)
+        if parts is not None and int(parts.group(2)) != count:
+            atomic.remove_folder(os.path.join(folder, name))
+            log.info("removed %s, the range parts of a killed run of another rank layout",
+                     name)
+        manifest = _MANIFEST_TEMP.fullmatch(name)
+        if manifest is not None and int(manifest.group(2)) != count:
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                continue  # gone meanwhile (another rank of this layout removed it)
+            log.info("removed %s, a manifest half written by a killed run of another rank "
+                     "layout", name)
+
+
 def remove_orphaned_temps(config: JobConfig, processor: DataProcessor,
                           files: Sequence[InputFile], count: int,
                           input_folders: frozenset[tuple[int, int]] = frozenset()) -> None:
-    """Remove the temporary files of this rank's outputs written by ranks of another layout.
+    """Remove the temporary files of this rank's outputs written by ranks of another layout,
+    and the range parts those ranks left (:func:`_remove_parts_of_other_layouts`).
 
     Their writers are provably gone: call it only while holding this rank's
     lock after :meth:`job.lock.RankLock.refuse_other_layouts` passed, so no
@@ -147,6 +179,7 @@ def remove_orphaned_temps(config: JobConfig, processor: DataProcessor,
     """
     if not other_layout_was_killed(config.out_dir, count):
         return
+    _remove_parts_of_other_layouts(config.out_dir, count)
     names: dict[str, set[str]] = {}
     for item in files:
         output = known_output_of(processor, config.input_dir, item.rel)

@@ -400,16 +400,21 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
     """
     config, todo, book = plan.config, shard.todo, shard.book
     work, workers = _plan_work(plan, shard)
-    _asked.clear()
-    previous = {s: signal.signal(s, _raise_interrupted) for s in EXIT_SIGNAL}
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = functools.partial(_quiet_about_interrupted, previous_hook)
     progress = Progress(len(todo), sum(f.size for f in todo), log,
                         label=f"rank {plan.rank.shard_index}/{plan.rank.shard_count} ",
                         log_interval=config.progress_interval)
     assembler = Assembler(plan.processor, config.input_dir, shard.temp_dir, todo)
     failures = _FailureLog(progress)
+    _asked.clear()
+    # The handlers that raise Interrupted are installed inside the try that catches it (and
+    # whose finally puts back the ones of before): a signal the moment one is installed
+    # stops the run as any other does, not with a traceback.
+    previous = {s: signal.getsignal(s) for s in EXIT_SIGNAL}
+    previous_hook = sys.unraisablehook
     try:
+        sys.unraisablehook = functools.partial(_quiet_about_interrupted, previous_hook)
+        for signum in EXIT_SIGNAL:
+            signal.signal(signum, _raise_interrupted)
         for item in shard.unlisted:
             _book_unlisted(book, plan, shard.identity, item)
             failures.add(item.rel, item.error, 0)

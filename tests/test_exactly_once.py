@@ -411,3 +411,26 @@ def test_temporary_outputs_of_a_killed_run_of_another_layout_are_removed(tmp_pat
     assert not orphan.exists() and foreign.exists()
     assert (out / "f06.txt").read_bytes() == reference(b"changed since\n")
     assert_exact(source, out)
+
+
+def test_range_parts_of_a_killed_run_of_another_layout_are_removed(tmp_path):
+    """A rank killed while it split a large file in byte ranges leaves its parts folder
+    ``_manifest/partial-IIIII-of-NNNNN`` (hundreds of MB for a large file); the next run
+    of the same rank removes it, but when the out_dir is resumed with another layout no
+    run of that rank comes. (An attack found a SIGKILLed 1-rank run's 184 MB of parts left
+    for good after a 2-rank run finished, job.check saying OK.) This layout's other ranks'
+    parts are theirs: they may be running."""
+    source, out = make_inputs(tmp_path / "in"), tmp_path / "out"
+    run_layout(source, out, 1)
+    os.utime(out / "_manifest" / "shard-00000-of-00001.json", (1, 1))  # killed: journal newer
+    dead = out / "_manifest" / "partial-00000-of-00001"
+    sibling = out / "_manifest" / "partial-00001-of-00002"  # rank 1 of 2: maybe running
+    for folder in (dead, sibling):
+        folder.mkdir()
+        (folder / "range-0-1-of-3.part").write_bytes(b"tokens\n" * 1000)
+    half = out / "_manifest" / "shard-00000-of-00001.json.424242.partial"  # so with a manifest
+    half.write_bytes(b'{"files":[{"input":"f0')
+    result = run_job("--input_dir", str(source), "--out_dir", str(out),
+                     "--distribArgs.node_count", "2", "--distribArgs.node_rank", "0")
+    assert result.returncode == 0, result.stderr
+    assert not dead.exists() and sibling.exists() and not half.exists()

@@ -214,6 +214,46 @@ def test_a_sigterm_whose_exception_python_drops_still_stops_the_run(inputs, tmp_
     assert temporary_files(out) == [] and manifest(out)["complete"] is False
 
 
+SIGNALLED_AS_THE_RUN_TAKES_ITS_SIGNALS = """
+import signal as _signal
+import types
+import job.run as run
+from job import TokenSplitter
+# SIGTERM comes the moment the rank has installed the handler that turns it into an
+# exception (the run's SIGTERM handler, raising Interrupted), as Azure ML may cancel a job
+# at any moment: the run must stop as for any other SIGTERM.
+def _installed(signum, handler):
+    previous = _signal.signal(signum, handler)
+    if handler is run._raise_interrupted and signum == _signal.SIGTERM:
+        _signal.raise_signal(_signal.SIGTERM)
+    return previous
+run.signal = types.SimpleNamespace(**{name: getattr(_signal, name) for name in dir(_signal)
+                                      if not name.startswith("__")})
+run.signal.signal = _installed
+class Splitter(TokenSplitter):
+    pass
+"""
+
+
+def test_a_sigterm_as_the_run_takes_its_signals_stops_it_cleanly(inputs, tmp_path):
+    """(An attack found a SIGTERM or SIGINT that came after the run installed its handlers
+    and before it was ready to catch what they raise, while it set up its progress count
+    (summing 40,000 sizes): a traceback and exit 1.)"""
+    (tmp_path / "signalled_early.py").write_text(SIGNALLED_AS_THE_RUN_TAKES_ITS_SIGNALS)
+    out = tmp_path / "out"
+    env = clean_environ()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
+    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2",
+                     "--processor", "signalled_early:Splitter", env=env, fresh=True)
+    assert result.returncode == 143, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "interrupted by SIGTERM" in result.stderr
+    assert temporary_files(out) == [] and manifest(out)["complete"] is False
+    rerun = run_job("--input_dir", str(inputs), "--out_dir", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert_outputs_exact(inputs, out)
+
+
 def test_custom_processor_from_config_key(inputs, tmp_path):
     (tmp_path / "myproc.py").write_text(
         "import os\n"
