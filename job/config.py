@@ -213,6 +213,17 @@ class JobConfig:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete {name!r}: a JobConfig is not changed once made")
 
+    def __repr__(self) -> str:
+        return "JobConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not JobConfig:
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:  # as a frozen record's: a TypeError while distribArgs is set
+        return hash(tuple(self.as_dict().values()))
+
     def workers(self, ranks_on_this_node: int = 1) -> int:
         """Worker processes to start: ``process_count``, or this rank's share of the usable CPUs.
 

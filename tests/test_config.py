@@ -151,3 +151,19 @@ def test_every_spelling_of_a_key_and_values_that_begin_with_a_dash():
 def test_unknown_options_are_one_line_naming_the_key(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse_arguments(argv)
+
+
+def test_a_config_compares_prints_and_hashes_as_the_record_of_its_values(tmp_path):
+    """JobConfig is a plain class (start-up), but it keeps what it had as a frozen record:
+    equality by value, a repr of every key, and a hash that refuses a mapping value."""
+    first = config.load(input_dir=str(tmp_path))
+    same = config.load(input_dir=str(tmp_path))
+    other = config.load(input_dir=str(tmp_path), process_count=3)
+    assert first == same and first != other and hash(first) == hash(same)
+    assert repr(first).startswith(f"JobConfig(input_dir={str(tmp_path)!r}, out_dir=")
+    assert all(f"{name}=" in repr(first) for name in config.KEYS)
+    selective = config.load(input_dir=str(tmp_path), distribArgs={"node_count": 2, "node_rank": 1})
+    with pytest.raises(TypeError):
+        hash(selective)
+    with pytest.raises(AttributeError):
+        first.process_count = 4
