@@ -45,6 +45,9 @@ from .rows import Bench, Row, met
 RANK, RANKS = 7, 1000
 PER_FOLDER = 1000
 TIME_GOAL, MEMORY_GOAL, PLAN_GOAL_MS = 3.0, 150 * MB, 1.0
+#: The ``size`` rows have no time goal: issue 14's goals are for a plan that grows with the
+#: rank's own shard, and a balance of sizes needs every file's size, whatever the listing.
+SIZE_NO_GOAL = "no goal: a size balance examines and weighs every file"
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -250,10 +253,12 @@ def listing_rows(bench: Bench, sets: list[ManyFiles], quick: bool = False
                          f"11. the same, `shard_strategy: size` (every size needed), "
                          f"{files.describe()}", "—", f"{size_seconds:.2f} s; "
                          f"{size_peak / MB:.0f} MB", "—",
-                         f"≤ {TIME_GOAL:.0f} s; ≤ {MEMORY_GOAL // MB} MB",
-                         met(size_seconds <= TIME_GOAL and size_peak <= MEMORY_GOAL)))
+                         f"≤ {MEMORY_GOAL // MB} MB (time: {SIZE_NO_GOAL})",
+                         met(size_peak <= MEMORY_GOAL)))
         found[-1].notes.append(f"runs: {_walls(size)} s, peaks "
-                               f"{', '.join(_mb(r['peak']) for r in size)} MB")
+                               f"{', '.join(_mb(r['peak']) for r in size)} MB; no time goal: "
+                               "the ≤ 3 s is for listing and planning that grow with the "
+                               "rank's own shard, and a size balance needs every file's size")
         runs, skipped = _whole_run(bench, files)
         wall = statistics.median(r.timing.seconds for r in runs)
         main = statistics.median(r.main_peak for r in runs)
@@ -332,8 +337,7 @@ def plans_row(bench: Bench, files: ManyFiles, quick: bool = False) -> list[Row]:
         row.mismatch = f"rank {RANK}'s size plan differs from sharding.plan's"
     size_ms = size["seconds"] / size["plans"] * 1000
     size_row = Row("12 size", f"12. the same, `shard_strategy: size`: per rank ({size['plans']} "
-                   "ranks timed)", "—", f"{size_ms:.0f} ms", "—", f"≤ {PLAN_GOAL_MS:.0f} ms",
-                   met(size_ms <= PLAN_GOAL_MS))
+                   "ranks timed)", "—", f"{size_ms:.0f} ms", "—", f"({SIZE_NO_GOAL})", "—")
     size_row.notes.append(f"the walk that examines every file: {size['walk']:.2f} s; each plan "
                           "balances every file's size again (largest first), then examines its "
                           f"own; peak {size['peak'] / MB:.0f} MB")

@@ -201,13 +201,20 @@ class Splitter(TokenSplitter):
 """
 
 
-def test_a_sigterm_whose_exception_python_drops_still_stops_the_run(inputs, tmp_path):
-    (tmp_path / "signalled.py").write_text(SIGNALLED_IN_A_FORK_HOOK)
+def run_with_splitter_of(source: str, inputs, tmp_path):
+    """The job on ``inputs`` with 2 workers and the ``Splitter`` class of the module
+    ``source`` (written into ``tmp_path``); its result and its out_dir."""
+    (tmp_path / "splitter_module.py").write_text(source)
     out = tmp_path / "out"
     env = clean_environ()
     env["PYTHONPATH"] += os.pathsep + str(tmp_path)
     result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2",
-                     "--processor", "signalled:Splitter", env=env, fresh=True)
+                     "--processor", "splitter_module:Splitter", env=env, fresh=True)
+    return result, out
+
+
+def test_a_sigterm_whose_exception_python_drops_still_stops_the_run(inputs, tmp_path):
+    result, out = run_with_splitter_of(SIGNALLED_IN_A_FORK_HOOK, inputs, tmp_path)
     assert result.returncode == 143, result.stderr
     assert "interrupted by SIGTERM" in result.stderr
     assert "Traceback" not in result.stderr and "ignored" not in result.stderr, result.stderr
@@ -239,12 +246,7 @@ def test_a_sigterm_as_the_run_takes_its_signals_stops_it_cleanly(inputs, tmp_pat
     """(An attack found a SIGTERM or SIGINT that came after the run installed its handlers
     and before it was ready to catch what they raise, while it set up its progress count
     (summing 40,000 sizes): a traceback and exit 1.)"""
-    (tmp_path / "signalled_early.py").write_text(SIGNALLED_AS_THE_RUN_TAKES_ITS_SIGNALS)
-    out = tmp_path / "out"
-    env = clean_environ()
-    env["PYTHONPATH"] += os.pathsep + str(tmp_path)
-    result = run_job("--input_dir", str(inputs), "--out_dir", str(out), "--process_count", "2",
-                     "--processor", "signalled_early:Splitter", env=env, fresh=True)
+    result, out = run_with_splitter_of(SIGNALLED_AS_THE_RUN_TAKES_ITS_SIGNALS, inputs, tmp_path)
     assert result.returncode == 143, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert "interrupted by SIGTERM" in result.stderr
