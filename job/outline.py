@@ -53,7 +53,7 @@ import stat
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 
 from . import native, sharding
@@ -158,46 +158,52 @@ def take(outline: Outline, positions: Sequence[int]) -> list[InputFile]:
     saw (or one of the files asked for is gone).
     """
     if type(positions) is range and positions.step == 1 and positions:
-        return _take_block(outline, positions.start, positions.stop)
+        pieces = _block(outline, positions.start, positions.stop)
+    else:
+        pieces = _one_by_one(outline, positions)
     found: list[InputFile] = []
     group: list[int] = []
-    folder = run = -1
-    starts = outline.starts
-    for position in positions:
-        if not 0 <= position < outline.count:
-            raise IndexError(f"position {position} is not in a listing of {outline.count}")
-        if run < 0 or position < starts[run] or (run + 1 < len(starts)
-                                                  and position >= starts[run + 1]):
-            run = bisect_right(starts, position) - 1  # the run that holds it
-        if outline.folder_of[run] != folder:
+    folder = -1
+    for number, offsets in pieces:
+        if number != folder:
             if group:
                 found.extend(_reread(outline, folder, group))
-            folder, group = outline.folder_of[run], []
-        group.append(outline.offsets[run] + position - starts[run])
+            folder, group = number, []
+        group.extend(offsets)
     if group:
         found.extend(_reread(outline, folder, group))
     return found
 
 
-def _take_block(outline: Outline, start: int, stop: int) -> list[InputFile]:
-    """:func:`take` of the positions ``start`` to ``stop`` (excluded; a contiguous shard), a
-    run of the listing at a time rather than a position at a time."""
+def _one_by_one(outline: Outline, positions: Iterable[int]) -> Iterator[tuple[int, tuple[int]]]:
+    """``(folder, (offset,))`` for each of ``positions`` (ascending): the folder that holds
+    it, and its offset among that folder's inputs."""
+    starts, run = outline.starts, -1
+    for position in positions:
+        _check_position(outline, position)
+        if run < 0 or position < starts[run] or (run + 1 < len(starts)
+                                                  and position >= starts[run + 1]):
+            run = bisect_right(starts, position) - 1  # the run that holds it
+        yield outline.folder_of[run], (outline.offsets[run] + position - starts[run],)
+
+
+def _block(outline: Outline, start: int, stop: int) -> Iterator[tuple[int, range]]:
+    """``(folder, offsets)`` for the positions ``start`` to ``stop`` (excluded; a contiguous
+    shard), a run of the listing at a time rather than a position at a time."""
     for position in (start, stop - 1):
-        if not 0 <= position < outline.count:
-            raise IndexError(f"position {position} is not in a listing of {outline.count}")
-    starts, found, group, folder = outline.starts, [], [], -1
+        _check_position(outline, position)
+    starts = outline.starts
     run = bisect_right(starts, start) - 1
     while start < stop:
         end = min(stop, starts[run + 1]) if run + 1 < len(starts) else stop
-        if outline.folder_of[run] != folder:
-            if group:
-                found.extend(_reread(outline, folder, group))
-            folder, group = outline.folder_of[run], []
         first = outline.offsets[run] + start - starts[run]
-        group.extend(range(first, first + end - start))
+        yield outline.folder_of[run], range(first, first + end - start)
         start, run = end, run + 1
-    found.extend(_reread(outline, folder, group))
-    return found
+
+
+def _check_position(outline: Outline, position: int) -> None:
+    if not 0 <= position < outline.count:
+        raise IndexError(f"position {position} is not in a listing of {outline.count}")
 
 
 def shard(outline: Outline, index: int, count: int, strategy: str = "contiguous"
