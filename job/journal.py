@@ -159,11 +159,22 @@ class JournalError(OSError):
 
 JOURNAL_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.jsonl")
 MANIFEST_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.json")
+#: What a rank leaves in ``_manifest`` only when it is killed: its folder of range parts
+#: (:func:`parts_folder`) and a manifest half written (``shard-….json.PID.partial``).
+PARTS_NAME = re.compile(r"partial-(\d{5,})-of-(\d{5,})")
+MANIFEST_TEMP_NAME = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.json\.\d+\.partial")
 
 
 def shard_name(index: int, count: int) -> str:
     """``shard-00003-of-00005``: the name every file of shard ``index`` of ``count`` shares."""
     return f"shard-{index:05d}-of-{count:05d}"
+
+
+def parts_folder(out_dir: str, index: int, count: int) -> str:
+    """``out_dir/_manifest/partial-IIIII-of-NNNNN``: the folder where shard ``index`` of
+    ``count`` keeps the byte-range parts of its large files while its run lasts."""
+    return os.path.join(out_dir, MANIFEST_DIR,
+                        "partial-" + shard_name(index, count)[len("shard-"):])
 
 
 def read_records(path: str, inputs: Container[str] | None = None) -> list[dict[str, object]]:

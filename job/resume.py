@@ -133,10 +133,6 @@ def other_layout_was_killed(out_dir: str, count: int) -> bool:
     return False
 
 
-_PARTS_FOLDER = re.compile(r"partial-(\d{5,})-of-(\d{5,})")  # a rank's range parts: run.py
-_MANIFEST_TEMP = re.compile(r"shard-(\d{5,})-of-(\d{5,})\.json\.\d+\.partial")  # journal.py
-
-
 def _remove_parts_of_other_layouts(out_dir: str, count: int) -> None:
     """Remove the folders of range parts (``_manifest/partial-IIIII-of-NNNNN``) and the
     manifests half written (``shard-….json.PID.partial``) that killed ranks of layouts other
@@ -149,12 +145,12 @@ def _remove_parts_of_other_layouts(out_dir: str, count: int) -> None:
     except OSError:
         return
     for name in names:
-        parts = _PARTS_FOLDER.fullmatch(name)
+        parts = journal.PARTS_NAME.fullmatch(name)
         if parts is not None and int(parts.group(2)) != count:
             atomic.remove_folder(os.path.join(folder, name))
             log.info("removed %s, the range parts of a killed run of another rank layout",
                      name)
-        manifest = _MANIFEST_TEMP.fullmatch(name)
+        manifest = journal.MANIFEST_TEMP_NAME.fullmatch(name)
         if manifest is not None and int(manifest.group(2)) != count:
             try:
                 os.unlink(os.path.join(folder, name))

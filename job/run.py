@@ -265,8 +265,7 @@ def _lock_rank(plan: Plan) -> RankLock:
 def _open_outputs(plan: Plan, book: journal.Journal, carried: resume.Carried) -> str:
     """Start the journal; return this rank's fresh folder for range parts."""
     out_dir, rank = plan.config.out_dir, plan.rank
-    shard = journal.shard_name(rank.shard_index, rank.shard_count)
-    temp_dir = os.path.join(out_dir, journal.MANIFEST_DIR, f"partial-{shard[6:]}")
+    temp_dir = journal.parts_folder(out_dir, rank.shard_index, rank.shard_count)
     try:
         atomic.remove_folder(temp_dir)  # left by an earlier run that was killed
         if journal.remove_manifest_temps(out_dir, rank.shard_index, rank.shard_count):
