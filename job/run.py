@@ -462,8 +462,9 @@ def _process(plan: Plan, shard: _Shard) -> Interrupted | None:
 def _book_done(book: journal.Journal, todo: list[InputFile], results: list[tuple],
                identity: str, nothing: tuple, progress: Progress) -> list[Outcome]:
     """Journal the whole files among the ``results`` of a :class:`Done` together (most files
-    come so: the rank's main process books one file in about 3 µs); return the rest, ranges
-    of files, as outcomes for the assembler."""
+    come so; on 20,000 tiny files the rank's main process spends 9-12 µs of CPU a file while
+    they are processed, against 16-20 µs booking them one at a time); return the rest,
+    ranges of files, as outcomes for the assembler."""
     whole, ranges = [], []
     for task, value, seconds, attempts in results:
         if task.parts == 1:
